@@ -1,0 +1,34 @@
+//! # deltasync
+//!
+//! A delta-sync engine and WebSocket server. The server holds each room's state, a
+//! revision counter that goes up by one per operation, a fixed-size ring of the latest
+//! operations and a snapshot. A client joins and gets a snapshot; afterwards it gets only
+//! the operations since the revision it last got. A client too far behind for the ring
+//! gets `REVISION_GAP` and a fresh snapshot.
+//!
+//! The crate is a pure core inside a thin I/O shell:
+//!
+//! | module | holds |
+//! |---|---|
+//! | [`ring`] | the lock-free ring of encoded operations, one revision-stamped slot each |
+//! | [`room`] | one document: state behind a commit lock, revisions, ring, shared snapshot, epoch |
+//! | [`model`] | the application's state machine; [`model::presence`] is the built-in one |
+//! | [`protocol`] | the wire messages, the two dialects, the error codes |
+//! | [`clock`], [`epoch`] | injected wall time; history identifiers |
+//!
+//! The core has no sockets and reads no clock of its own; everything that decides
+//! something is driven by its inputs, which is what lets tests and fixtures run it
+//! deterministically.
+#![deny(unsafe_code)]
+
+pub mod clock;
+pub mod epoch;
+pub mod model;
+pub mod protocol;
+pub mod ring;
+pub mod room;
+
+mod sync;
+
+#[cfg(test)]
+mod tests;

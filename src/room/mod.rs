@@ -1,0 +1,558 @@
+//! A room: one document, its revisions, its ring of operations and its snapshot.
+//!
+//! A [`Room`] is the engine of the protocol for one document. It holds
+//!
+//! - the model state behind a short commit lock (`parking_lot::Mutex`),
+//! - the revision counter and the last `ring_capacity` operations, encoded once, in a
+//!   lock-free [`Ring`],
+//! - the latest encoded [`Snapshot`], published through `arc-swap`,
+//! - the epoch of its history.
+//!
+//! Writers go through the commit lock, which covers validate, apply, encode, append and
+//! publish: one writer at a time, and the revision goes up by exactly one per operation.
+//! Readers ([`Room::since`], [`Room::rev`], [`Room::published_snapshot`]) take no lock.
+//!
+//! # Gaps and snapshots
+//!
+//! [`Room::since`] answers a client at revision `r` with the operations `(r, head]` as
+//! shared bytes, or, when the ring no longer holds them, when `r` is ahead of the room, or
+//! when the client's epoch is another history's, with the [`GapInfo`] of a
+//! `REVISION_GAP`. The client then needs [`Room::snapshot`], which is encoded at most
+//! once per revision however many readers ask at once.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use deltasync::clock::ManualClock;
+//! use deltasync::model::presence::{Presence, PresenceInput, Patch, Status};
+//! use deltasync::room::{Room, RoomConfig};
+//!
+//! let clock = Arc::new(ManualClock::new(1000));
+//! let room = Room::builder("default", Presence::default())
+//!     .config(RoomConfig::with_ring_capacity(4).unwrap())
+//!     .clock(clock)
+//!     .build()
+//!     .unwrap();
+//! assert_eq!(room.join("user-1", "Alice").unwrap(), Some(1));
+//! for i in 0..5 {
+//!     let input = PresenceInput { patch: Patch { name: Some(format!("Alice {i}")), status: None } };
+//!     room.submit("user-1", &input, Some(&format!("req-{i}"))).unwrap();
+//! }
+//! assert_eq!(room.rev(), 6);
+//! // The ring holds revisions 3..=6: a client at 2 or later gets deltas ...
+//! let deltas = room.since(4, None).unwrap();
+//! assert_eq!((deltas.from, deltas.to, deltas.operations.len()), (4, 6, 2));
+//! // ... a client at 1 gets a gap, then a snapshot.
+//! let gap = room.since(1, None).unwrap_err();
+//! assert_eq!((gap.expected_rev, gap.server_rev, gap.buffer_first_rev, gap.resume_from), (1, 6, 2, 6));
+//! assert_eq!(room.snapshot().unwrap().rev(), 6);
+//! ```
+//!
+//! # Lock order
+//!
+//! `snapshot_encoding` before `committed`; nothing takes them the other way round, and no
+//! lock is held while commit listeners run.
+
+mod config;
+mod dedup;
+mod snapshot;
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use parking_lot::Mutex;
+
+use crate::clock::{Clock, SystemClock};
+use crate::epoch::{EntropyError, Epoch};
+use crate::model::{Model, Rejection};
+use crate::protocol::{ErrorCode, encode};
+use crate::ring::Ring;
+
+pub use crate::protocol::encode::GapInfo;
+pub use config::{DEFAULT_RING_CAPACITY, InvalidValue, RoomConfig, ring_capacity};
+pub use snapshot::Snapshot;
+
+use dedup::Dedup;
+
+/// One document: its state, revisions, operation ring and snapshot. See the
+/// [module documentation](self).
+pub struct Room<M: Model> {
+    name: Arc<str>,
+    epoch: Epoch,
+    config: RoomConfig,
+    ring: Ring,
+    committed: Mutex<Committed<M>>,
+    snapshot: ArcSwap<Snapshot>,
+    snapshot_encoding: Mutex<()>,
+    snapshots_encoded: AtomicU64,
+    clock: Arc<dyn Clock>,
+    listeners: ArcSwap<Vec<Arc<dyn CommitListener>>>,
+}
+
+/// What the commit lock guards.
+struct Committed<M> {
+    model: M,
+    dedup: Dedup,
+}
+
+impl<M> Committed<M> {
+    /// The revision `origin`'s request was already committed at, if it was.
+    fn duplicate_of(&self, origin: Origin<'_>) -> Option<u64> {
+        self.dedup.get(origin.actor?, origin.client_req_id?)
+    }
+}
+
+/// Who asks for a commit: the actor (participant) and the client's request id, if any.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Origin<'a> {
+    /// The participant the connection is bound to; `None` for the server itself.
+    pub actor: Option<&'a str>,
+    /// The client's `clientReqId`, echoed in the committed operation.
+    pub client_req_id: Option<&'a str>,
+}
+
+impl Origin<'static> {
+    /// An operation the server commits on its own authority.
+    pub const SERVER: Origin<'static> = Origin {
+        actor: None,
+        client_req_id: None,
+    };
+}
+
+/// The outcome of an accepted commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Commit {
+    /// The revision the operation was committed at.
+    pub rev: u64,
+    /// `true` when this `(actor, clientReqId)` had already been committed: nothing new was
+    /// applied, and `rev` is the revision it got the first time.
+    pub duplicate: bool,
+}
+
+/// The operations after a client's revision, as shared bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deltas {
+    /// The client's revision.
+    pub from: u64,
+    /// The revision after the last operation (the room's head when read).
+    pub to: u64,
+    /// The encoded operations `from + 1 ..= to`, in order.
+    pub operations: Vec<Bytes>,
+}
+
+/// Told after each commit, outside the commit lock. Must be cheap and must not commit
+/// to the same room (the I/O shell uses it to wake its event loops).
+pub trait CommitListener: Send + Sync {
+    /// `room` now has revision `rev`.
+    fn committed(&self, room: &str, rev: u64);
+}
+
+/// Why a room could not be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// No epoch was given and none could be generated.
+    #[error(transparent)]
+    Entropy(#[from] EntropyError),
+    /// The initial state does not serialize.
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
+}
+
+/// The model's state failed to serialize as a snapshot.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("the room state does not serialize as a snapshot: {0}")]
+pub struct SnapshotError(String);
+
+impl From<&SnapshotError> for Rejection {
+    fn from(error: &SnapshotError) -> Self {
+        Rejection::new(ErrorCode::Internal, error.to_string())
+    }
+}
+
+/// Builds a [`Room`]: name, initial state, configuration, clock, epoch.
+pub struct RoomBuilder<M: Model> {
+    name: Arc<str>,
+    model: M,
+    config: RoomConfig,
+    clock: Arc<dyn Clock>,
+    epoch: Option<Epoch>,
+    rev: u64,
+}
+
+impl<M: Model> RoomBuilder<M> {
+    /// Sets the ring capacity and the other room knobs.
+    pub fn config(mut self, config: RoomConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Sets the wall clock (default: the system clock).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Sets the epoch (default: a new random one, i.e. a new history).
+    pub fn epoch(mut self, epoch: Epoch) -> Self {
+        self.epoch = Some(epoch);
+        self
+    }
+
+    /// Starts the room at revision `rev` with the builder's model as the state at that
+    /// revision and an empty ring: restoring a room from a snapshot. Only a client at
+    /// exactly `rev` (and the same epoch) can then be served by deltas.
+    pub fn restored_at(mut self, rev: u64) -> Self {
+        self.rev = rev;
+        self
+    }
+
+    /// Builds the room and encodes its first snapshot.
+    ///
+    /// # Errors
+    ///
+    /// [`BuildError`] if no epoch was given and randomness is unavailable, or if the state
+    /// does not serialize.
+    pub fn build(self) -> Result<Room<M>, BuildError> {
+        let epoch = match self.epoch {
+            Some(epoch) => epoch,
+            None => Epoch::random()?,
+        };
+        let state = encode_state(&self.model)?;
+        let snapshot = Snapshot::new(self.rev, epoch.clone(), state);
+        Ok(Room {
+            name: self.name,
+            ring: Ring::starting_at(self.config.ring_capacity, self.rev),
+            committed: Mutex::new(Committed {
+                model: self.model,
+                dedup: Dedup::new(self.config.dedup_window),
+            }),
+            snapshot: ArcSwap::from_pointee(snapshot),
+            snapshot_encoding: Mutex::new(()),
+            snapshots_encoded: AtomicU64::new(1),
+            clock: self.clock,
+            listeners: ArcSwap::from_pointee(Vec::new()),
+            epoch,
+            config: self.config,
+        })
+    }
+}
+
+fn encode_state<M: Model>(model: &M) -> Result<Bytes, SnapshotError> {
+    let json = serde_json::to_vec(model).map_err(|e| SnapshotError(e.to_string()))?;
+    if json.first() != Some(&b'{') {
+        return Err(SnapshotError("the state is not a JSON object".into()));
+    }
+    Ok(Bytes::from(json))
+}
+
+impl<M: Model> Room<M> {
+    /// Starts building a room named `name` whose state starts as `model`.
+    pub fn builder(name: &str, model: M) -> RoomBuilder<M> {
+        RoomBuilder {
+            name: name.into(),
+            model,
+            config: RoomConfig::default(),
+            clock: Arc::new(SystemClock),
+            epoch: None,
+            rev: 0,
+        }
+    }
+
+    /// The room's name (the request path that selects it).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The epoch of the room's history.
+    pub fn epoch(&self) -> &Epoch {
+        &self.epoch
+    }
+
+    /// The room's configuration.
+    pub fn config(&self) -> &RoomConfig {
+        &self.config
+    }
+
+    /// The current revision (the newest committed operation). Lock-free.
+    pub fn rev(&self) -> u64 {
+        self.ring.head()
+    }
+
+    /// The oldest revision a client may hold and still be served by deltas.
+    pub fn buffer_first_rev(&self) -> u64 {
+        self.ring.buffer_first_rev()
+    }
+
+    /// The ring of encoded operations.
+    pub fn ring(&self) -> &Ring {
+        &self.ring
+    }
+
+    /// The room's wall clock, in ms since the Unix epoch.
+    pub fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
+    }
+
+    /// How many snapshots this room has encoded (for tests and metrics: at most one per
+    /// revision that anyone asked for).
+    pub fn snapshots_encoded(&self) -> u64 {
+        // Relaxed: a statistic, read on its own.
+        self.snapshots_encoded.load(Ordering::Relaxed)
+    }
+
+    /// Calls `listener` after every commit from now on.
+    pub fn subscribe(&self, listener: Arc<dyn CommitListener>) {
+        self.listeners.rcu(|current| {
+            let mut next = Vec::clone(current);
+            next.push(Arc::clone(&listener));
+            next
+        });
+    }
+
+    /// Reads the state and its revision under the commit lock. Keep `read` short: commits
+    /// wait for it.
+    pub fn with_state<R>(&self, read: impl FnOnce(&M, u64) -> R) -> R {
+        let committed = self.committed.lock();
+        read(&committed.model, self.ring.head())
+    }
+
+    /// Commits an operation on the server's authority or on behalf of `origin`: checks it
+    /// against the state, applies it, encodes it once, appends it to the ring and tells the
+    /// listeners. Returns the revision it got.
+    ///
+    /// When `origin` names an actor and a `clientReqId` already committed, nothing is
+    /// applied and the earlier revision is returned with `duplicate: true`.
+    ///
+    /// # Errors
+    ///
+    /// The model's [`Rejection`]; nothing is committed.
+    pub fn commit(&self, op: M::Op, origin: Origin<'_>) -> Result<Commit, Rejection> {
+        let rev = {
+            let mut committed = self.committed.lock();
+            if let Some(rev) = committed.duplicate_of(origin) {
+                return Ok(Commit {
+                    rev,
+                    duplicate: true,
+                });
+            }
+            committed.model.check(&op)?;
+            self.commit_locked(&mut committed, &op, origin)?
+        };
+        self.notify(rev);
+        Ok(Commit {
+            rev,
+            duplicate: false,
+        })
+    }
+
+    /// Commits what `actor`'s `input` decides (the `UPDATE` of a client): the model
+    /// decides the operation against the current state at the room's clock. Duplicates
+    /// are answered as in [`Room::commit`].
+    ///
+    /// # Errors
+    ///
+    /// The model's [`Rejection`]; nothing is committed.
+    pub fn submit(
+        &self,
+        actor: &str,
+        input: &M::Input,
+        client_req_id: Option<&str>,
+    ) -> Result<Commit, Rejection> {
+        let origin = Origin {
+            actor: Some(actor),
+            client_req_id,
+        };
+        let rev = {
+            let mut committed = self.committed.lock();
+            if let Some(rev) = committed.duplicate_of(origin) {
+                return Ok(Commit {
+                    rev,
+                    duplicate: true,
+                });
+            }
+            let op = committed.model.decide(actor, input, self.clock.now_ms())?;
+            self.commit_locked(&mut committed, &op, origin)?
+        };
+        self.notify(rev);
+        Ok(Commit {
+            rev,
+            duplicate: false,
+        })
+    }
+
+    /// Binds `actor` to the room (a `JOIN`): commits what the model's `join` decides.
+    /// Returns the revision committed, or `None` when nothing visible changed.
+    ///
+    /// # Errors
+    ///
+    /// The model's [`Rejection`]; nothing is committed.
+    pub fn join(&self, actor: &str, name: &str) -> Result<Option<u64>, Rejection> {
+        let rev = {
+            let mut committed = self.committed.lock();
+            let Some(op) = committed.model.join(actor, name, self.clock.now_ms())? else {
+                return Ok(None);
+            };
+            self.commit_locked(&mut committed, &op, Origin::SERVER)?
+        };
+        self.notify(rev);
+        Ok(Some(rev))
+    }
+
+    /// `actor` leaves: commits what the model's `leave` decides. Returns the revision
+    /// committed, or `None` when there was nothing to commit.
+    ///
+    /// # Errors
+    ///
+    /// An `INTERNAL` [`Rejection`] if the model's operation does not encode.
+    pub fn leave(&self, actor: &str) -> Result<Option<u64>, Rejection> {
+        let rev = {
+            let mut committed = self.committed.lock();
+            let Some(op) = committed.model.leave(actor, self.clock.now_ms()) else {
+                return Ok(None);
+            };
+            self.commit_locked(&mut committed, &op, Origin::SERVER)?
+        };
+        self.notify(rev);
+        Ok(Some(rev))
+    }
+
+    /// Encodes, applies and appends a decided operation; the caller holds the commit lock.
+    /// Encoding comes first so that an operation that cannot be encoded changes nothing.
+    fn commit_locked(
+        &self,
+        committed: &mut Committed<M>,
+        op: &M::Op,
+        origin: Origin<'_>,
+    ) -> Result<u64, Rejection> {
+        let rev = self.ring.head() + 1;
+        let bytes = encode::operation(rev, op, origin.client_req_id)
+            .map_err(|e| Rejection::new(ErrorCode::Internal, e.to_string()))?;
+        committed.model.apply(op);
+        self.ring.append(bytes);
+        if let (Some(actor), Some(id)) = (origin.actor, origin.client_req_id) {
+            committed.dedup.record(actor, id, rev);
+        }
+        Ok(rev)
+    }
+
+    fn notify(&self, rev: u64) {
+        for listener in self.listeners.load().iter() {
+            listener.committed(&self.name, rev);
+        }
+    }
+
+    /// The operations after revision `rev` up to the head, or the gap if they cannot be
+    /// served. `epoch`, when given, must be this room's: another history's revisions mean
+    /// nothing here. Lock-free.
+    ///
+    /// # Errors
+    ///
+    /// [`GapInfo`] when `rev` is older than [`Room::buffer_first_rev`], newer than the
+    /// head, or of another epoch; the client needs [`Room::snapshot`].
+    pub fn since(&self, rev: u64, epoch: Option<&str>) -> Result<Deltas, GapInfo> {
+        let mut operations = Vec::new();
+        let to = self.since_into(rev, epoch, &mut operations)?;
+        Ok(Deltas {
+            from: rev,
+            to,
+            operations,
+        })
+    }
+
+    /// Like [`Room::since`], appending the operations to `out` (to reuse a buffer) and
+    /// returning the revision they reach.
+    ///
+    /// # Errors
+    ///
+    /// As [`Room::since`]; `out` is left as it was.
+    pub fn since_into(
+        &self,
+        rev: u64,
+        epoch: Option<&str>,
+        out: &mut Vec<Bytes>,
+    ) -> Result<u64, GapInfo> {
+        let head = self.ring.head();
+        let same_history = epoch.is_none_or(|e| e == self.epoch.as_str());
+        if same_history && self.ring.read_range(rev, head, out).is_ok() {
+            return Ok(head);
+        }
+        Err(self.gap(rev))
+    }
+
+    /// The `REVISION_GAP` for a client at `rev`, as of now.
+    pub fn gap(&self, rev: u64) -> GapInfo {
+        let server_rev = self.ring.head();
+        GapInfo {
+            expected_rev: rev,
+            server_rev,
+            buffer_first_rev: self.ring.buffer_first_rev(),
+            resume_from: server_rev,
+        }
+    }
+
+    /// The last snapshot published, without encoding a new one: it may lag the head (a
+    /// reader can catch up with [`Room::since`] from its revision). Lock-free.
+    pub fn published_snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.load_full()
+    }
+
+    /// A snapshot at the current head, encoded now if no reader asked for this revision
+    /// before; concurrent callers wait for one encoding and share it.
+    ///
+    /// # Errors
+    ///
+    /// [`SnapshotError`] if the model does not serialize.
+    pub fn snapshot(&self) -> Result<Arc<Snapshot>, SnapshotError> {
+        self.snapshot_within(0)
+    }
+
+    /// A snapshot at most `max_lag` revisions behind the head (and still within reach of
+    /// the ring, so the reader can catch up by deltas), encoding a new one only when the
+    /// published one is older than that.
+    ///
+    /// # Errors
+    ///
+    /// [`SnapshotError`] if the model does not serialize.
+    pub fn snapshot_within(&self, max_lag: u64) -> Result<Arc<Snapshot>, SnapshotError> {
+        let fresh_enough = |snapshot: &Snapshot| {
+            let head = self.ring.head();
+            snapshot.rev() + max_lag >= head && snapshot.rev() >= self.ring.buffer_first_rev()
+        };
+        let published = self.snapshot.load_full();
+        if fresh_enough(&published) {
+            return Ok(published);
+        }
+        let _encoding = self.snapshot_encoding.lock();
+        let published = self.snapshot.load_full();
+        if fresh_enough(&published) {
+            return Ok(published);
+        }
+        let (rev, state) = {
+            let committed = self.committed.lock();
+            (self.ring.head(), encode_state(&committed.model)?)
+        };
+        let snapshot = Arc::new(Snapshot::new(rev, self.epoch.clone(), state));
+        self.snapshot.store(Arc::clone(&snapshot));
+        // Relaxed: a statistic.
+        self.snapshots_encoded.fetch_add(1, Ordering::Relaxed);
+        Ok(snapshot)
+    }
+}
+
+impl<M: Model> fmt::Debug for Room<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Room")
+            .field("name", &self.name)
+            .field("epoch", &self.epoch)
+            .field("rev", &self.rev())
+            .field("ring", &self.ring)
+            .finish_non_exhaustive()
+    }
+}
+
+// The ring uses loom atomics under `cfg(loom)`; only the loom models run there.
+#[cfg(all(test, not(loom)))]
+mod tests;
