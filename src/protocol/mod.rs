@@ -6,9 +6,13 @@
 //! bytes of its operations (a prefix, the operations joined by commas, a suffix), never
 //! by serializing them again.
 //!
+//! [`decode`] reads messages back, strictly: client messages for the server's sessions,
+//! server messages for the client replica.
+//!
 //! See `docs/protocol.md` for the contract in full.
 
 mod code;
+pub mod decode;
 pub mod encode;
 
 pub use code::{ErrorCode, UnknownErrorCode};
