@@ -14,6 +14,7 @@
 //! | [`room`] | one document: state behind a commit lock, revisions, ring, shared snapshot, epoch |
 //! | [`model`] | the application's state machine; [`model::presence`] is the built-in one |
 //! | [`protocol`] | the wire messages, the two dialects, the error codes |
+//! | [`session`] | one connection's protocol state, without I/O |
 //! | [`clock`], [`epoch`] | injected wall time; history identifiers |
 //!
 //! The core has no sockets and reads no clock of its own; everything that decides
@@ -27,6 +28,7 @@ pub mod model;
 pub mod protocol;
 pub mod ring;
 pub mod room;
+pub mod session;
 
 mod sync;
 

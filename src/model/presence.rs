@@ -128,6 +128,10 @@ pub enum PresenceOp {
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Patch {
+    /// Whose participant the patch is for; when given it must be the sender's own
+    /// (`PERMISSION_DENIED` otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
     /// A new display name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
@@ -264,8 +268,13 @@ impl Model for Presence {
         input: &PresenceInput,
         _now_ms: u64,
     ) -> Result<PresenceOp, Rejection> {
+        let Patch { id, name, status } = &input.patch;
+        if let Some(id) = id.as_deref().filter(|id| *id != actor) {
+            return Err(Rejection::denied(format!(
+                "participant {actor:?} may not update participant {id:?}"
+            )));
+        }
         self.check_present(actor)?;
-        let Patch { name, status } = &input.patch;
         if name.is_none() && status.is_none() {
             return Err(Rejection::invalid("patch must set name or status"));
         }
@@ -380,6 +389,7 @@ mod tests {
     fn patch(name: Option<&str>, status: Option<Status>) -> PresenceInput {
         PresenceInput {
             patch: Patch {
+                id: None,
                 name: name.map(str::to_owned),
                 status,
             },
@@ -461,6 +471,25 @@ mod tests {
         for (result, code, message) in cases {
             assert_eq!(result, Err(Rejection::new(code, message)));
         }
+        let other = PresenceInput {
+            patch: Patch {
+                id: Some("user-2".into()),
+                ..patch(None, Some(Status::Away)).patch
+            },
+        };
+        assert_eq!(
+            room.decide("user-1", &other, 0),
+            Err(Rejection::denied(
+                "participant \"user-1\" may not update participant \"user-2\""
+            ))
+        );
+        let own = PresenceInput {
+            patch: Patch {
+                id: Some("user-1".into()),
+                ..patch(None, Some(Status::Away)).patch
+            },
+        };
+        assert!(room.decide("user-1", &own, 0).is_ok());
         assert_eq!(
             room.join("", "Bob", 0),
             Err(Rejection::invalid("participantId must not be empty"))

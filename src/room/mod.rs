@@ -34,7 +34,7 @@
 //!     .unwrap();
 //! assert_eq!(room.join("user-1", "Alice").unwrap(), Some(1));
 //! for i in 0..5 {
-//!     let input = PresenceInput { patch: Patch { name: Some(format!("Alice {i}")), status: None } };
+//!     let input = PresenceInput { patch: Patch { name: Some(format!("Alice {i}")), ..Patch::default() } };
 //!     room.submit("user-1", &input, Some(&format!("req-{i}"))).unwrap();
 //! }
 //! assert_eq!(room.rev(), 6);
@@ -49,9 +49,18 @@
 //!
 //! # Lock order
 //!
-//! `snapshot_encoding` before `committed`; nothing takes them the other way round, and no
-//! lock is held while commit listeners run.
+//! `snapshot_encoding` before `committed`, and `attachments` before `committed`; nothing
+//! takes them the other way round, and the commit lock is never held while commit
+//! listeners run.
+//!
+//! # Participants and connections
+//!
+//! The I/O shell tells the room when a connection binds to an actor ([`Room::attach`]) and
+//! when it goes away ([`Room::detach`]); [`Room::expire_detached`] commits the `leave` of
+//! every actor that has had no connection for a time-to-live, so a reconnect within it
+//! changes nothing.
 
+mod attachments;
 mod config;
 mod dedup;
 mod snapshot;
@@ -74,6 +83,7 @@ pub use crate::protocol::encode::GapInfo;
 pub use config::{DEFAULT_RING_CAPACITY, InvalidValue, RoomConfig, ring_capacity};
 pub use snapshot::Snapshot;
 
+use attachments::Attachments;
 use dedup::Dedup;
 
 /// One document: its state, revisions, operation ring and snapshot. See the
@@ -89,6 +99,7 @@ pub struct Room<M: Model> {
     snapshots_encoded: AtomicU64,
     clock: Arc<dyn Clock>,
     listeners: ArcSwap<Vec<Arc<dyn CommitListener>>>,
+    attachments: Mutex<Attachments>,
 }
 
 /// What the commit lock guards.
@@ -234,6 +245,7 @@ impl<M: Model> RoomBuilder<M> {
             snapshots_encoded: AtomicU64::new(1),
             clock: self.clock,
             listeners: ArcSwap::from_pointee(Vec::new()),
+            attachments: Mutex::new(Attachments::default()),
             epoch,
             config: self.config,
         })
@@ -417,6 +429,47 @@ impl<M: Model> Room<M> {
         };
         self.notify(rev);
         Ok(Some(rev))
+    }
+
+    /// A connection is now bound to `actor`.
+    pub fn attach(&self, actor: &str) {
+        self.attachments.lock().attach(actor);
+    }
+
+    /// A connection bound to `actor` went away (or left).
+    pub fn detach(&self, actor: &str) {
+        let now = self.clock.now_ms();
+        self.attachments.lock().detach(actor, now);
+    }
+
+    /// How many connections are bound to `actor`.
+    pub fn connections(&self, actor: &str) -> usize {
+        self.attachments.lock().connections(actor)
+    }
+
+    /// Whether no actor has a connection or waits for its time-to-live (the room may be
+    /// dropped once it has been so for a while).
+    pub fn is_unattached(&self) -> bool {
+        self.attachments.lock().is_empty()
+    }
+
+    /// Commits the `leave` of every actor that has had no connection for `ttl_ms`, and
+    /// returns the revisions committed.
+    ///
+    /// # Errors
+    ///
+    /// An `INTERNAL` [`Rejection`] if an operation does not encode; the actors before it
+    /// have left.
+    pub fn expire_detached(&self, ttl_ms: u64) -> Result<Vec<u64>, Rejection> {
+        // Held across the leaves so that no connection attaches to an actor between its
+        // expiry and its `participant.left` (lock order: attachments, then committed).
+        let mut attachments = self.attachments.lock();
+        let expired = attachments.take_expired(self.clock.now_ms(), ttl_ms);
+        let mut revs = Vec::new();
+        for actor in expired {
+            revs.extend(self.leave(&actor)?);
+        }
+        Ok(revs)
     }
 
     /// Encodes, applies and appends a decided operation; the caller holds the commit lock.

@@ -22,8 +22,8 @@ fn room_with(capacity: usize) -> (Room<Presence>, Arc<ManualClock>) {
 fn status(status: Status) -> PresenceInput {
     PresenceInput {
         patch: Patch {
-            name: None,
             status: Some(status),
+            ..Patch::default()
         },
     }
 }

@@ -17,8 +17,8 @@ fn message(text: &str) -> String {
 fn away() -> PresenceInput {
     PresenceInput {
         patch: Patch {
-            name: None,
             status: Some(Status::Away),
+            ..Patch::default()
         },
     }
 }
@@ -301,7 +301,7 @@ fn update_payload_errors_are_exact() {
         ),
         (
             json!({"patch": {"lastActive": 5}, "clientReqId": "r"}),
-            "invalid payload of UPDATE: unknown field `lastActive`, expected `name` or `status`".into(),
+            "invalid payload of UPDATE: unknown field `lastActive`, expected one of `id`, `name`, `status`".into(),
         ),
     ];
     for (payload, expected) in cases {

@@ -1,0 +1,489 @@
+// Tests pick an arbitrary origin for the session's virtual time.
+#![allow(clippy::disallowed_methods)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde_json::{Value, json};
+
+use super::*;
+use crate::clock::{Clock, ManualClock};
+use crate::epoch::Epoch;
+use crate::model::presence::Presence;
+use crate::room::{Origin, RoomConfig};
+
+struct Fixture {
+    room: Arc<Room<Presence>>,
+    cache: DeltaCache,
+    now: Instant,
+}
+
+impl Fixture {
+    fn new(capacity: usize) -> Self {
+        let room = Room::builder("default", Presence::default())
+            .config(RoomConfig::with_ring_capacity(capacity).unwrap())
+            .clock(Arc::new(ManualClock::new(1000)) as Arc<dyn Clock>)
+            .epoch(Epoch::new("epoch-1").unwrap())
+            .build()
+            .unwrap();
+        Self {
+            room: Arc::new(room),
+            cache: DeltaCache::new(),
+            now: Instant::now(),
+        }
+    }
+
+    fn session(&self, dialect: Dialect) -> Session<Presence> {
+        Session::new(
+            Arc::clone(&self.room),
+            dialect,
+            SessionConfig::default(),
+            self.now,
+        )
+    }
+
+    fn send(&self, session: &mut Session<Presence>, message: Value) {
+        session.handle_message(message.to_string().as_bytes(), self.now);
+    }
+
+    /// Everything the session sends now, parsed.
+    fn poll(&mut self, session: &mut Session<Presence>) -> Vec<Value> {
+        let mut out = Vec::new();
+        let n = session.poll_transmit(&mut self.cache, &mut out);
+        assert_eq!(n, out.len());
+        out.iter()
+            .map(|b| serde_json::from_slice(b).unwrap())
+            .collect()
+    }
+
+    fn touch(&self, times: usize) {
+        for _ in 0..times {
+            self.room
+                .commit(Presence::touch("user-1", 1000), Origin::SERVER)
+                .unwrap();
+        }
+    }
+}
+
+fn join(id: &str, name: &str) -> Value {
+    json!({"type": "JOIN", "payload": {"participantId": id, "name": name}})
+}
+
+fn update(status: &str, req: &str) -> Value {
+    json!({"type": "UPDATE", "payload": {"patch": {"status": status}, "clientReqId": req}})
+}
+
+fn alice() -> Value {
+    json!({"id": "user-1", "name": "Alice", "status": "online", "lastActive": 1000})
+}
+
+fn error(code: &str, message: &str, details: Value) -> Value {
+    let mut payload = json!({"code": code, "message": message, "retryable": false});
+    if !details.is_null() {
+        payload["details"] = details;
+    }
+    json!({"type": "ERROR", "meta": {}, "payload": payload})
+}
+
+fn deltas(from: u64, to: u64, operations: Value) -> Value {
+    json!({"type": "SYNC.DELTAS", "meta": {}, "payload": {
+        "fromRev": from, "toRev": to, "operations": operations}})
+}
+
+#[test]
+fn update_before_join_is_unauthenticated_and_changes_nothing() {
+    let mut f = Fixture::new(8);
+    let mut s = f.session(Dialect::WsKit);
+    f.send(&mut s, update("away", "req-0"));
+    assert_eq!(
+        f.poll(&mut s),
+        [error(
+            "UNAUTHENTICATED",
+            "UPDATE before JOIN: join the room first",
+            json!({"clientReqId": "req-0"})
+        )]
+    );
+    assert_eq!(f.room.rev(), 0);
+    assert!(!s.wants_transmit());
+}
+
+#[test]
+fn happy_path_snapshot_then_acknowledging_delta() {
+    let mut f = Fixture::new(8);
+    let mut s = f.session(Dialect::WsKit);
+    f.send(&mut s, join("user-1", "Alice"));
+    assert_eq!(
+        f.poll(&mut s),
+        [json!({"type": "SYNC.SNAPSHOT", "meta": {}, "payload": {
+            "rev": 1, "participants": {"user-1": alice()}}})]
+    );
+    f.send(&mut s, update("away", "req-1"));
+    assert_eq!(
+        f.poll(&mut s),
+        [deltas(
+            1,
+            2,
+            json!([{"rev": 2, "type": "participant.updated",
+                "payload": {"id": "user-1", "status": "away"}, "clientReqId": "req-1"}])
+        )]
+    );
+    assert_eq!(s.last_sent_rev(), Some(2));
+    assert!(f.poll(&mut s).is_empty());
+}
+
+#[test]
+fn native_snapshot_carries_the_epoch() {
+    let mut f = Fixture::new(8);
+    let mut s = f.session(Dialect::Native);
+    f.send(&mut s, join("user-1", "Alice"));
+    let sent = f.poll(&mut s);
+    assert_eq!(sent[0]["payload"]["epoch"], "epoch-1");
+    assert_eq!(sent[0]["payload"]["rev"], 1);
+}
+
+#[test]
+fn a_rejected_update_names_its_client_req_id() {
+    let mut f = Fixture::new(8);
+    let mut s = f.session(Dialect::WsKit);
+    f.send(&mut s, join("user-1", "Alice"));
+    f.poll(&mut s);
+    let long = "x".repeat(65);
+    f.send(
+        &mut s,
+        json!({"type": "UPDATE", "meta": {"correlationId": "c-9"},
+            "payload": {"patch": {"name": long}, "clientReqId": "req-2"}}),
+    );
+    let mut expected = error(
+        "INVALID_ARGUMENT",
+        "name is 65 characters long; the limit is 64",
+        json!({"clientReqId": "req-2"}),
+    );
+    expected["meta"] = json!({"correlationId": "c-9"});
+    assert_eq!(f.poll(&mut s), [expected]);
+    f.send(
+        &mut s,
+        json!({"type": "UPDATE", "payload": {"patch": {"id": "user-2", "status": "away"}, "clientReqId": "req-3"}}),
+    );
+    assert_eq!(
+        f.poll(&mut s),
+        [error(
+            "PERMISSION_DENIED",
+            "participant \"user-1\" may not update participant \"user-2\"",
+            json!({"clientReqId": "req-3"})
+        )]
+    );
+    assert_eq!(f.room.rev(), 1);
+}
+
+#[test]
+fn malformed_input_is_invalid_argument_and_the_session_goes_on() {
+    let mut f = Fixture::new(8);
+    let mut s = f.session(Dialect::WsKit);
+    s.handle_message(b"{not json", f.now);
+    let sent = f.poll(&mut s);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0]["payload"]["code"], "INVALID_ARGUMENT");
+    f.send(
+        &mut s,
+        json!({"type": "UPDATE", "payload": {"patch": {"status": "busy"}, "clientReqId": "r"}}),
+    );
+    let sent = f.poll(&mut s);
+    assert_eq!(sent[0]["payload"]["code"], "INVALID_ARGUMENT");
+    assert_eq!(sent[0]["payload"]["details"], json!({"clientReqId": "r"}));
+    f.send(&mut s, join("user-1", "Alice"));
+    assert_eq!(f.poll(&mut s)[0]["type"], "SYNC.SNAPSHOT");
+}
+
+#[test]
+fn a_duplicate_is_applied_once_and_never_left_unanswered() {
+    let mut f = Fixture::new(8);
+    let mut s = f.session(Dialect::WsKit);
+    f.send(&mut s, join("user-1", "Alice"));
+    f.poll(&mut s);
+    // Sent twice before the stream delivered it: the one operation acknowledges both.
+    f.send(&mut s, update("away", "req-1"));
+    f.send(&mut s, update("away", "req-1"));
+    let sent = f.poll(&mut s);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(
+        sent[0]["payload"]["operations"].as_array().unwrap().len(),
+        1
+    );
+    // Resent after it was delivered: an explicit notice with the revision.
+    f.send(&mut s, update("away", "req-1"));
+    assert_eq!(
+        f.poll(&mut s),
+        [error(
+            "FAILED_PRECONDITION",
+            "clientReqId \"req-1\" was already applied at revision 2",
+            json!({"clientReqId": "req-1", "appliedRev": 2})
+        )]
+    );
+    assert_eq!(f.room.rev(), 2);
+}
+
+#[test]
+fn resume_within_the_ring_gets_deltas_only() {
+    let mut f = Fixture::new(8);
+    let mut s = f.session(Dialect::Native);
+    f.send(&mut s, join("user-1", "Alice"));
+    f.poll(&mut s);
+    drop(s);
+    f.touch(3);
+    let mut s = f.session(Dialect::Native);
+    f.send(
+        &mut s,
+        json!({"type": "JOIN", "payload": {"participantId": "user-1", "name": "Alice", "rev": 1, "epoch": "epoch-1"}}),
+    );
+    let sent = f.poll(&mut s);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0]["type"], "SYNC.DELTAS");
+    assert_eq!(
+        (
+            sent[0]["payload"]["fromRev"].as_u64(),
+            sent[0]["payload"]["toRev"].as_u64()
+        ),
+        (Some(1), Some(4))
+    );
+    assert_eq!(f.room.rev(), 4, "the resume itself committed nothing");
+}
+
+#[test]
+fn resume_beyond_the_ring_or_in_another_epoch_gets_gap_then_snapshot() {
+    let mut f = Fixture::new(4);
+    let mut s = f.session(Dialect::Native);
+    f.send(&mut s, join("user-1", "Alice"));
+    f.poll(&mut s);
+    f.touch(6);
+    let mut late = f.session(Dialect::Native);
+    f.send(
+        &mut late,
+        json!({"type": "JOIN", "payload": {"participantId": "user-1", "name": "Alice", "rev": 1, "epoch": "epoch-1"}}),
+    );
+    let sent = f.poll(&mut late);
+    assert_eq!(
+        sent[0],
+        json!({"type": "REVISION_GAP", "meta": {}, "payload": {
+            "expectedRev": 1, "serverRev": 7, "bufferFirstRev": 3, "resumeFrom": 7, "epoch": "epoch-1"}})
+    );
+    assert_eq!(sent[1]["type"], "SYNC.SNAPSHOT");
+    assert_eq!(sent[1]["payload"]["rev"], 7);
+    assert_eq!(sent.len(), 2);
+
+    let mut foreign = f.session(Dialect::Native);
+    f.send(
+        &mut foreign,
+        json!({"type": "JOIN", "payload": {"participantId": "user-1", "name": "Alice", "rev": 6, "epoch": "old-history"}}),
+    );
+    let sent = f.poll(&mut foreign);
+    assert_eq!(sent[0]["type"], "REVISION_GAP");
+    assert_eq!(sent[0]["payload"]["expectedRev"], 6);
+    assert_eq!(sent[1]["type"], "SYNC.SNAPSHOT");
+}
+
+#[test]
+fn a_slow_connection_gets_one_coalesced_delta_or_a_gap() {
+    let mut f = Fixture::new(8);
+    let mut fast = f.session(Dialect::WsKit);
+    let mut slow = f.session(Dialect::WsKit);
+    let mut gone = f.session(Dialect::WsKit);
+    f.send(&mut fast, join("user-1", "Alice"));
+    f.send(&mut slow, join("user-2", "Bob"));
+    f.send(&mut gone, join("user-3", "Carol"));
+    f.poll(&mut fast);
+    f.poll(&mut slow);
+    f.poll(&mut gone);
+    f.poll(&mut fast);
+    f.poll(&mut slow);
+    for _ in 0..5 {
+        f.touch(1);
+        let sent = f.poll(&mut fast);
+        assert_eq!(
+            sent.len(),
+            1,
+            "the fast one gets each operation as it comes"
+        );
+    }
+    let sent = f.poll(&mut slow);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0]["payload"]["fromRev"], 3);
+    assert_eq!(sent[0]["payload"]["toRev"], 8);
+    assert_eq!(
+        sent[0]["payload"]["operations"].as_array().unwrap().len(),
+        5
+    );
+    f.touch(10);
+    let sent = f.poll(&mut gone);
+    assert_eq!(sent[0]["type"], "REVISION_GAP");
+    assert_eq!(sent[0]["payload"]["expectedRev"], 3);
+    assert_eq!(sent[1]["payload"]["rev"], 18);
+    assert_eq!(gone.last_sent_rev(), Some(18));
+}
+
+#[test]
+fn connections_at_the_same_revision_share_one_delta_buffer() {
+    let mut f = Fixture::new(8);
+    let mut sessions: Vec<_> = (0..3).map(|_| f.session(Dialect::WsKit)).collect();
+    for (i, s) in sessions.iter_mut().enumerate() {
+        f.send(s, join(&format!("user-{i}"), "P"));
+    }
+    for s in &mut sessions {
+        f.poll(s);
+        f.poll(s);
+    }
+    f.cache.clear();
+    let built = f.cache.built();
+    f.room
+        .commit(Presence::touch("user-0", 5), Origin::SERVER)
+        .unwrap();
+    let frames: Vec<Bytes> = sessions
+        .iter_mut()
+        .map(|s| {
+            let mut out = Vec::new();
+            let _ = s.poll_transmit(&mut f.cache, &mut out);
+            out.pop().unwrap()
+        })
+        .collect();
+    assert_eq!(f.cache.built(), built + 1);
+    assert!(frames.iter().all(|b| b.as_ptr() == frames[0].as_ptr()));
+}
+
+#[test]
+fn leave_commits_and_unbinds() {
+    let mut f = Fixture::new(8);
+    let mut s = f.session(Dialect::WsKit);
+    f.send(&mut s, join("user-1", "Alice"));
+    f.poll(&mut s);
+    f.send(&mut s, json!({"type": "LEAVE"}));
+    assert_eq!(
+        f.poll(&mut s),
+        [deltas(
+            1,
+            2,
+            json!([{"rev": 2, "type": "participant.left", "payload": {"id": "user-1"}}])
+        )]
+    );
+    assert_eq!(s.participant(), None);
+    f.send(&mut s, update("away", "r"));
+    assert_eq!(f.poll(&mut s)[0]["payload"]["code"], "UNAUTHENTICATED");
+    f.send(&mut s, json!({"type": "LEAVE"}));
+    assert_eq!(
+        f.poll(&mut s),
+        [error(
+            "UNAUTHENTICATED",
+            "LEAVE before JOIN: join the room first",
+            Value::Null
+        )]
+    );
+}
+
+#[test]
+fn joining_as_someone_else_on_a_bound_connection_is_refused() {
+    let mut f = Fixture::new(8);
+    let mut s = f.session(Dialect::WsKit);
+    f.send(&mut s, join("user-1", "Alice"));
+    f.poll(&mut s);
+    f.send(&mut s, join("user-2", "Mallory"));
+    assert_eq!(
+        f.poll(&mut s),
+        [error(
+            "FAILED_PRECONDITION",
+            "this connection has joined as \"user-1\"; LEAVE before joining as another participant",
+            Value::Null
+        )]
+    );
+    assert_eq!(f.room.rev(), 1);
+}
+
+#[test]
+fn a_flood_is_rate_limited_with_a_retry_hint() {
+    let mut f = Fixture::new(8);
+    let mut s = Session::new(
+        Arc::clone(&f.room),
+        Dialect::WsKit,
+        SessionConfig {
+            messages_per_second: 10,
+            message_burst: 2,
+            ..SessionConfig::default()
+        },
+        f.now,
+    );
+    f.send(&mut s, json!({"type": "HEARTBEAT"}));
+    f.send(&mut s, json!({"type": "HEARTBEAT"}));
+    f.send(&mut s, update("away", "req-9"));
+    assert_eq!(
+        f.poll(&mut s),
+        [json!({"type": "ERROR", "meta": {}, "payload": {
+            "code": "RESOURCE_EXHAUSTED", "message": "message rate limit exceeded; slow down",
+            "details": {"clientReqId": "req-9"}, "retryable": true, "retryAfterMs": 100}})]
+    );
+    s.handle_message(
+        br#"{"type":"HEARTBEAT"}"#,
+        f.now + Duration::from_millis(100),
+    );
+    assert!(f.poll(&mut s).is_empty());
+}
+
+#[test]
+fn idle_and_flooding_connections_are_asked_to_close() {
+    let f = Fixture::new(8);
+    let mut s = f.session(Dialect::WsKit);
+    assert_eq!(s.poll_timeout(), f.now + Duration::from_secs(60));
+    assert_eq!(s.handle_timeout(f.now + Duration::from_secs(59)), None);
+    s.handle_message(br#"{"type":"HEARTBEAT"}"#, f.now + Duration::from_secs(30));
+    assert_eq!(s.handle_timeout(f.now + Duration::from_secs(60)), None);
+    assert_eq!(
+        s.handle_timeout(f.now + Duration::from_secs(90)),
+        Some(CloseReason::Idle)
+    );
+
+    let mut flood = Session::new(
+        Arc::clone(&f.room),
+        Dialect::WsKit,
+        SessionConfig {
+            max_queued_replies: 3,
+            ..SessionConfig::default()
+        },
+        f.now,
+    );
+    for _ in 0..3 {
+        flood.handle_message(b"garbage", f.now);
+    }
+    assert_eq!(flood.close_reason(), None);
+    flood.handle_message(b"garbage", f.now);
+    assert_eq!(
+        flood.close_reason(),
+        Some(CloseReason::TooManyQueuedReplies)
+    );
+}
+
+#[test]
+fn closing_detaches_the_participant_who_stays_until_the_ttl() {
+    let mut f = Fixture::new(8);
+    let mut s = f.session(Dialect::WsKit);
+    f.send(&mut s, join("user-1", "Alice"));
+    f.poll(&mut s);
+    assert_eq!(f.room.connections("user-1"), 1);
+    drop(s);
+    assert_eq!(f.room.connections("user-1"), 0);
+    assert_eq!(f.room.expire_detached(10).unwrap(), Vec::<u64>::new());
+    assert_eq!(f.room.rev(), 1);
+    assert_eq!(f.room.expire_detached(0).unwrap(), vec![2]);
+    f.room
+        .with_state(|state, _| assert!(state.participant("user-1").is_none()));
+}
+
+#[test]
+fn oversized_messages_are_answered_without_being_read() {
+    let mut f = Fixture::new(8);
+    let mut s = f.session(Dialect::WsKit);
+    s.reject_oversized(70_000, 65_536, f.now);
+    assert_eq!(
+        f.poll(&mut s),
+        [json!({"type": "ERROR", "meta": {}, "payload": {
+            "code": "RESOURCE_EXHAUSTED",
+            "message": "message of 70000 bytes exceeds the limit of 65536 bytes",
+            "retryable": true}})]
+    );
+}
