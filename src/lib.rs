@@ -15,6 +15,7 @@
 //! | [`model`] | the application's state machine; [`model::presence`] is the built-in one |
 //! | [`protocol`] | the wire messages, the two dialects, the error codes |
 //! | [`clock`], [`epoch`] | injected wall time; history identifiers |
+//! | [`config`] | the server's typed configuration: defaults, TOML file, environment, flags |
 //!
 //! The core has no sockets and reads no clock of its own; everything that decides
 //! something is driven by its inputs, which is what lets tests and fixtures run it
@@ -22,6 +23,7 @@
 #![deny(unsafe_code)]
 
 pub mod clock;
+pub mod config;
 pub mod epoch;
 pub mod model;
 pub mod protocol;
