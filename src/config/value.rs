@@ -117,7 +117,7 @@ fn as_text<'a>(raw: Raw<'a>) -> Result<&'a str, &'a toml::Value> {
 }
 
 /// `text` as a TOML string literal (quoted and escaped), to show a refused value.
-pub(crate) fn quoted(text: &str) -> String {
+fn quoted(text: &str) -> String {
     toml::Value::String(text.to_owned()).to_string()
 }
 
