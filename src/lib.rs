@@ -16,6 +16,7 @@
 //! | [`protocol`] | the wire messages, the two dialects, the error codes |
 //! | [`session`] | one connection's protocol state, without I/O |
 //! | [`clock`], [`epoch`] | injected wall time; history identifiers |
+//! | [`config`] | the server's typed configuration: defaults, TOML file, environment, flags |
 //!
 //! The core has no sockets and reads no clock of its own; everything that decides
 //! something is driven by its inputs, which is what lets tests and fixtures run it
@@ -23,6 +24,7 @@
 #![deny(unsafe_code)]
 
 pub mod clock;
+pub mod config;
 pub mod epoch;
 pub mod model;
 pub mod protocol;

@@ -4,6 +4,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod cli;
+
 /// deltasync: a delta-sync engine and WebSocket server.
 #[derive(Debug, Parser)]
 #[command(name = "deltasync", version, about, long_about = None)]
@@ -12,10 +14,19 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once, on main's stack: the size of the largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Print the version and the build's defaults.
     Version,
+    /// Print the effective configuration as TOML, each key with its source.
+    #[command(
+        after_help = "Precedence: flag > environment > file > default. Every key has an \
+        environment variable DELTASYNC_<SECTION>_<KEY>, e.g. DELTASYNC_ROOM_RING_CAPACITY=4096; \
+        the keys are listed in docs/configuration.md."
+    )]
+    Config(cli::config::ConfigArgs),
 }
 
 fn main() -> ExitCode {
@@ -25,5 +36,6 @@ fn main() -> ExitCode {
             println!("deltasync {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
+        Command::Config(args) => cli::config::run(&args),
     }
 }

@@ -1,0 +1,5 @@
+//! The subcommands of the `deltasync` binary, one module each. Each owns its options
+//! (clap derive) and a `run` returning the process's exit code; they use only the
+//! library's public API.
+
+pub(crate) mod config;

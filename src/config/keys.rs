@@ -1,0 +1,350 @@
+//! The table of keys: the one place that says which keys exist, in which section, what
+//! each accepts and what it means. The file, the environment, the flags, the printout and
+//! the reference table of `docs/configuration.md` are all read from [`KEYS`], so they
+//! cannot drift apart. Defaults are not repeated here: they are the `Default` impls of the
+//! section structs, read back through each key's getter.
+
+use std::net::SocketAddr;
+
+use crate::ring::MAX_CAPACITY;
+use crate::room::{InvalidValue, ring_capacity};
+
+use super::Config;
+
+/// One configuration key.
+pub(crate) struct Key {
+    /// The section it lives in (`room`).
+    pub(crate) section: &'static str,
+    /// Its name within the section (`ring_capacity`).
+    pub(crate) name: &'static str,
+    /// What it means, in one line (the reference table of the docs).
+    pub(crate) doc: &'static str,
+    /// What it accepts, and how to read and write it in a [`Config`].
+    pub(crate) kind: Kind,
+}
+
+/// What a key accepts, with its typed accessors into [`Config`].
+pub(crate) enum Kind {
+    /// An integer in `min..=max`. `set` may refuse a value on its own (the ring capacity
+    /// asks [`ring_capacity`], the room's own check).
+    Count {
+        min: u64,
+        max: u64,
+        get: fn(&Config) -> u64,
+        set: fn(&mut Config, u64) -> Result<(), InvalidValue>,
+    },
+    /// An IP socket address (`127.0.0.1:7373`, `[::1]:7373`); host names are not resolved.
+    Address {
+        get: fn(&Config) -> SocketAddr,
+        set: fn(&mut Config, SocketAddr),
+    },
+    /// An optional, non-empty secret, never shown.
+    Secret {
+        get: fn(&Config) -> Option<&str>,
+        set: fn(&mut Config, String),
+    },
+}
+
+impl Key {
+    /// The key as written in messages and `--set`: `section.key`.
+    pub(crate) fn path(&self) -> String {
+        format!("{}.{}", self.section, self.name)
+    }
+
+    /// Its one-line description, with its bounds when it has some:
+    /// `event-loop threads; 0 means one per CPU core (0 to 256)`.
+    pub(crate) fn described(&self) -> String {
+        match self.kind {
+            Kind::Count { min, max, .. } => format!("{} ({min} to {max})", self.doc),
+            Kind::Address { .. } | Kind::Secret { .. } => self.doc.to_owned(),
+        }
+    }
+
+    /// The environment variable that sets it: `DELTASYNC_<SECTION>_<KEY>`.
+    pub(crate) fn env_var(&self) -> String {
+        format!("DELTASYNC_{}_{}", self.section, self.name).to_ascii_uppercase()
+    }
+}
+
+/// The key named `path` (`room.ring_capacity`), with its index in [`KEYS`].
+pub(crate) fn find(path: &str) -> Option<(usize, &'static Key)> {
+    let (section, name) = path.split_once('.')?;
+    find_in(section, name)
+}
+
+/// The key `name` of `section`, with its index in [`KEYS`].
+pub(crate) fn find_in(section: &str, name: &str) -> Option<(usize, &'static Key)> {
+    KEYS.iter()
+        .enumerate()
+        .find(|(_, key)| key.section == section && key.name == name)
+}
+
+/// The key set by the environment variable `var`, with its index in [`KEYS`].
+pub(crate) fn find_env(var: &str) -> Option<(usize, &'static Key)> {
+    KEYS.iter()
+        .enumerate()
+        .find(|(_, key)| key.env_var() == var)
+}
+
+/// The sections, in the order of [`KEYS`].
+pub(crate) fn sections() -> Vec<&'static str> {
+    let mut sections: Vec<&'static str> = Vec::new();
+    for key in KEYS {
+        if !sections.contains(&key.section) {
+            sections.push(key.section);
+        }
+    }
+    sections
+}
+
+/// The integer types of the configuration's fields, to and from the `u64` the table
+/// checks bounds on. Every bound is below `u32::MAX`, so no conversion ever saturates.
+trait Count: Copy {
+    fn to_u64(self) -> u64;
+    fn from_u64(n: u64) -> Self;
+}
+
+impl Count for u64 {
+    fn to_u64(self) -> u64 {
+        self
+    }
+    fn from_u64(n: u64) -> Self {
+        n
+    }
+}
+
+impl Count for u32 {
+    fn to_u64(self) -> u64 {
+        u64::from(self)
+    }
+    fn from_u64(n: u64) -> Self {
+        Self::try_from(n).unwrap_or(Self::MAX)
+    }
+}
+
+impl Count for usize {
+    fn to_u64(self) -> u64 {
+        u64::try_from(self).unwrap_or(u64::MAX)
+    }
+    fn from_u64(n: u64) -> Self {
+        Self::try_from(n).unwrap_or(Self::MAX)
+    }
+}
+
+/// A [`Kind::Count`] for the integer field `section.field` of [`Config`], in `min..=max`.
+macro_rules! count {
+    ($section:ident . $field:ident, $min:expr, $max:expr) => {
+        Kind::Count {
+            min: $min,
+            max: $max,
+            get: |config| Count::to_u64(config.$section.$field),
+            set: |config, n| {
+                config.$section.$field = Count::from_u64(n);
+                Ok(())
+            },
+        }
+    };
+}
+
+const MIB: u64 = 1 << 20;
+/// One day, the longest timeout.
+const DAY_MS: u64 = 86_400_000;
+
+/// Every key, section by section, in the order they are printed and documented.
+pub(crate) static KEYS: &[Key] = &[
+    Key {
+        section: "server",
+        name: "listen",
+        doc: "IP address and port the WebSocket server listens on",
+        kind: Kind::Address {
+            get: |config| config.server.listen,
+            set: |config, addr| config.server.listen = addr,
+        },
+    },
+    Key {
+        section: "server",
+        name: "shards",
+        doc: "event-loop threads; 0 means one per CPU core",
+        kind: count!(server.shards, 0, 256),
+    },
+    Key {
+        section: "server",
+        name: "token",
+        doc: "shared secret clients must present; unset admits everyone",
+        kind: Kind::Secret {
+            get: |config| config.server.token.as_deref(),
+            set: |config, token| config.server.token = Some(token),
+        },
+    },
+    Key {
+        section: "limits",
+        name: "max_connections",
+        doc: "open WebSocket connections at once",
+        kind: count!(limits.max_connections, 1, 10_000_000),
+    },
+    Key {
+        section: "limits",
+        name: "max_rooms",
+        doc: "rooms held at once",
+        kind: count!(limits.max_rooms, 1, 1_000_000),
+    },
+    Key {
+        section: "limits",
+        name: "max_message_bytes",
+        doc: "largest message a client may send, in bytes",
+        kind: count!(limits.max_message_bytes, 128, 16 * MIB),
+    },
+    Key {
+        section: "limits",
+        name: "messages_per_second",
+        doc: "sustained messages per second one connection may send",
+        kind: count!(limits.messages_per_second, 1, 1_000_000),
+    },
+    Key {
+        section: "limits",
+        name: "message_burst",
+        doc: "messages one connection may send at once before the rate applies",
+        kind: count!(limits.message_burst, 1, 1_000_000),
+    },
+    Key {
+        section: "limits",
+        name: "max_client_req_id_bytes",
+        doc: "longest `clientReqId`, in bytes",
+        kind: count!(limits.max_client_req_id_bytes, 1, 4096),
+    },
+    Key {
+        section: "timeouts",
+        name: "handshake_ms",
+        doc: "time a new connection has to complete the WebSocket upgrade",
+        kind: count!(timeouts.handshake_ms, 1, DAY_MS),
+    },
+    Key {
+        section: "timeouts",
+        name: "idle_ms",
+        doc: "a connection silent this long (no message, no heartbeat) is closed",
+        kind: count!(timeouts.idle_ms, 1, DAY_MS),
+    },
+    Key {
+        section: "timeouts",
+        name: "participant_ttl_ms",
+        doc: "a participant with no connection left is removed after this",
+        kind: count!(timeouts.participant_ttl_ms, 1, DAY_MS),
+    },
+    Key {
+        section: "timeouts",
+        name: "room_idle_ms",
+        doc: "an empty room is dropped after this",
+        kind: count!(timeouts.room_idle_ms, 1, DAY_MS),
+    },
+    Key {
+        section: "room",
+        name: "ring_capacity",
+        doc: "operations each room keeps for clients that resume",
+        kind: Kind::Count {
+            min: 1,
+            max: MAX_CAPACITY as u64,
+            get: |config| Count::to_u64(config.room.ring_capacity.get()),
+            set: |config, n| {
+                config.room.ring_capacity = ring_capacity(Count::from_u64(n))?;
+                Ok(())
+            },
+        },
+    },
+    Key {
+        section: "room",
+        name: "dedup_window",
+        doc: "recent `clientReqId`s each room remembers; 0 disables deduplication",
+        kind: count!(room.dedup_window, 0, 10_000_000),
+    },
+    Key {
+        section: "room",
+        name: "snapshot_max_lag",
+        doc: "revisions a snapshot served to a joining client may lag the head",
+        kind: count!(room.snapshot_max_lag, 0, 1_000_000_000),
+    },
+    Key {
+        section: "presence",
+        name: "max_name_chars",
+        doc: "longest participant name, in characters",
+        kind: count!(presence.max_name_chars, 1, 4096),
+    },
+    Key {
+        section: "presence",
+        name: "max_id_bytes",
+        doc: "longest participant id, in bytes",
+        kind: count!(presence.max_id_bytes, 1, 4096),
+    },
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_unique_and_named_by_their_section() {
+        let paths: Vec<String> = KEYS.iter().map(Key::path).collect();
+        for (i, path) in paths.iter().enumerate() {
+            assert!(!paths[..i].contains(path), "{path} is listed twice");
+            assert_eq!(find(path).map(|(index, _)| index), Some(i));
+        }
+        assert_eq!(
+            sections(),
+            ["server", "limits", "timeouts", "room", "presence"]
+        );
+        assert_eq!(
+            find("room.ring_capacity").map(|(_, key)| key.env_var()),
+            Some("DELTASYNC_ROOM_RING_CAPACITY".to_owned())
+        );
+        assert_eq!(
+            find_env("DELTASYNC_LIMITS_MAX_CLIENT_REQ_ID_BYTES").map(|(_, key)| key.path()),
+            Some("limits.max_client_req_id_bytes".to_owned())
+        );
+        assert!(find("room").is_none());
+        assert!(find("room.ring_capacity.x").is_none());
+    }
+
+    #[test]
+    fn every_default_is_within_its_bounds() {
+        let defaults = Config::default();
+        for key in KEYS {
+            if let Kind::Count { min, max, get, .. } = key.kind {
+                let value = get(&defaults);
+                assert!((min..=max).contains(&value), "{} = {value}", key.path());
+            }
+        }
+    }
+
+    #[test]
+    fn ring_capacity_bounds_are_the_rooms_own() {
+        let Some((_, key)) = find("room.ring_capacity") else {
+            panic!("room.ring_capacity is not in the table");
+        };
+        let Kind::Count { min, max, set, .. } = key.kind else {
+            panic!("room.ring_capacity is not a count");
+        };
+        let mut config = Config::default();
+        assert!(set(&mut config, min).is_ok());
+        assert!(set(&mut config, max).is_ok());
+        assert_eq!(config.room.ring_capacity.get(), MAX_CAPACITY);
+        assert!(set(&mut config, min - 1).is_err());
+        assert!(set(&mut config, max + 1).is_err());
+    }
+
+    #[test]
+    fn setters_write_the_field_their_getter_reads() {
+        for (i, key) in KEYS.iter().enumerate() {
+            let mut config = Config::default();
+            if let Kind::Count { min, max, get, set } = key.kind {
+                // A value distinct from every default, so a setter writing the wrong
+                // field shows up in the comparison below.
+                let value = (max - min) / 2 + min + 1;
+                assert_eq!(set(&mut config, value).map(|()| get(&config)), Ok(value));
+                for (j, other) in KEYS.iter().enumerate() {
+                    if let (true, Kind::Count { get, .. }) = (i != j, &other.kind) {
+                        assert_eq!(get(&config), get(&Config::default()), "{}", other.path());
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,182 @@
+//! The typed configuration: one struct per section of the file, and [`Config`] holding
+//! them all. The defaults live here, in the `Default` impls, and nowhere else: the key
+//! table reads them back through its getters.
+
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use crate::model::presence::PresenceLimits;
+use crate::room::RoomConfig;
+
+/// The whole configuration of a server, one field per section of the file.
+///
+/// `Config::default()` is what loading gives with no file, no environment variable and no
+/// flag. Build one from those sources with [`Loader`](super::Loader).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Config {
+    /// `[server]`: where to listen, how many threads, the shared secret.
+    pub server: ServerConfig,
+    /// `[limits]`: caps on connections, rooms, message sizes and rates.
+    pub limits: LimitsConfig,
+    /// `[timeouts]`: how long the server waits before it gives up on something.
+    pub timeouts: TimeoutsConfig,
+    /// `[room]`: how each room is sized (ring, deduplication, snapshot lag).
+    pub room: RoomConfig,
+    /// `[presence]`: bounds on what clients put in a participant.
+    pub presence: PresenceLimits,
+}
+
+/// The `[server]` section.
+///
+/// Its `Debug` output shows the token as `<redacted>`, so that logging a configuration
+/// never leaks the secret.
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ServerConfig {
+    /// The address and port the WebSocket server listens on (default `127.0.0.1:7373`).
+    pub listen: SocketAddr,
+    /// How many event-loop threads (shards) to run; 0 (the default) means one per CPU
+    /// core.
+    pub shards: usize,
+    /// The shared secret a client must present at the upgrade; `None` (the default)
+    /// admits every client. Never empty.
+    pub token: Option<String>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 7373)),
+            shards: 0,
+            token: None,
+        }
+    }
+}
+
+impl fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("listen", &self.listen)
+            .field("shards", &self.shards)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// The `[limits]` section: what one server accepts at most.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LimitsConfig {
+    /// Open WebSocket connections at once (default 10,000).
+    pub max_connections: usize,
+    /// Rooms held at once (default 1,000).
+    pub max_rooms: usize,
+    /// Largest message a client may send, in bytes (default 65,536).
+    pub max_message_bytes: usize,
+    /// Sustained messages per second one connection may send (default 100).
+    pub messages_per_second: u32,
+    /// Messages one connection may send at once before the sustained rate applies (the size
+    /// of its token bucket; default 200).
+    pub message_burst: u32,
+    /// Longest `clientReqId`, in bytes (default 128).
+    pub max_client_req_id_bytes: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: 10_000,
+            max_rooms: 1_000,
+            max_message_bytes: 65_536,
+            messages_per_second: 100,
+            message_burst: 200,
+            max_client_req_id_bytes: 128,
+        }
+    }
+}
+
+/// The `[timeouts]` section, in milliseconds; each also has a [`Duration`] accessor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TimeoutsConfig {
+    /// How long a connection may take to complete the WebSocket upgrade (default 5,000).
+    pub handshake_ms: u64,
+    /// A connection that sends no message (a `HEARTBEAT` counts) for this long is closed
+    /// (default 60,000).
+    pub idle_ms: u64,
+    /// A participant with no connection left is removed after this long (default 30,000).
+    pub participant_ttl_ms: u64,
+    /// An empty room is dropped after this long (default 60,000).
+    pub room_idle_ms: u64,
+}
+
+impl Default for TimeoutsConfig {
+    fn default() -> Self {
+        Self {
+            handshake_ms: 5_000,
+            idle_ms: 60_000,
+            participant_ttl_ms: 30_000,
+            room_idle_ms: 60_000,
+        }
+    }
+}
+
+impl TimeoutsConfig {
+    /// [`handshake_ms`](Self::handshake_ms) as a [`Duration`].
+    pub fn handshake(&self) -> Duration {
+        Duration::from_millis(self.handshake_ms)
+    }
+
+    /// [`idle_ms`](Self::idle_ms) as a [`Duration`].
+    pub fn idle(&self) -> Duration {
+        Duration::from_millis(self.idle_ms)
+    }
+
+    /// [`participant_ttl_ms`](Self::participant_ttl_ms) as a [`Duration`].
+    pub fn participant_ttl(&self) -> Duration {
+        Duration::from_millis(self.participant_ttl_ms)
+    }
+
+    /// [`room_idle_ms`](Self::room_idle_ms) as a [`Duration`].
+    pub fn room_idle(&self) -> Duration {
+        Duration::from_millis(self.room_idle_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_the_token() {
+        let server = ServerConfig {
+            token: Some("s3cret".into()),
+            ..ServerConfig::default()
+        };
+        assert_eq!(
+            format!("{server:?}"),
+            r#"ServerConfig { listen: 127.0.0.1:7373, shards: 0, token: Some("<redacted>") }"#
+        );
+    }
+
+    #[test]
+    fn timeouts_convert_to_durations() {
+        let timeouts = TimeoutsConfig::default();
+        assert_eq!(
+            (
+                timeouts.handshake(),
+                timeouts.idle(),
+                timeouts.participant_ttl(),
+                timeouts.room_idle()
+            ),
+            (
+                Duration::from_secs(5),
+                Duration::from_secs(60),
+                Duration::from_secs(30),
+                Duration::from_secs(60)
+            )
+        );
+    }
+}
