@@ -13,7 +13,8 @@
 //! | [`ring`] | the lock-free ring of encoded operations, one revision-stamped slot each |
 //! | [`room`] | one document: state behind a commit lock, revisions, ring, shared snapshot, epoch |
 //! | [`model`] | the application's state machine; [`model::presence`] is the built-in one |
-//! | [`protocol`] | the wire messages, the two dialects, the error codes |
+//! | [`protocol`] | the wire messages, the two dialects, the error codes, strict decoding |
+//! | [`client`] | a client's replica of a room: server state, pending updates, visible state |
 //! | [`clock`], [`epoch`] | injected wall time; history identifiers |
 //!
 //! The core has no sockets and reads no clock of its own; everything that decides
@@ -21,6 +22,7 @@
 //! deterministically.
 #![deny(unsafe_code)]
 
+pub mod client;
 pub mod clock;
 pub mod epoch;
 pub mod model;
