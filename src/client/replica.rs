@@ -98,7 +98,10 @@ pub enum ReplicaError {
         to: u64,
     },
     /// `SYNC.DELTAS` carries a number of operations other than `toRev - fromRev`.
-    #[error("SYNC.DELTAS {from}->{to} carries {count} operations instead of {}", to - from)]
+    #[error(
+        "SYNC.DELTAS {from}->{to} carries {count} operations instead of {}",
+        to.saturating_sub(*from)
+    )]
     WrongOperationCount {
         /// `fromRev`.
         from: u64,

@@ -261,6 +261,16 @@ fn error_messages_say_what_is_wrong() {
     for (error, text) in messages {
         assert_eq!(error.to_string(), text);
     }
+    // regression: a hand-built count error with `to < from` must not overflow in Display.
+    let odd = ReplicaError::WrongOperationCount {
+        from: 5,
+        to: 4,
+        count: 1,
+    };
+    assert_eq!(
+        odd.to_string(),
+        "SYNC.DELTAS 5->4 carries 1 operations instead of 0"
+    );
 }
 
 #[test]
