@@ -13,8 +13,9 @@
 //! | [`ring`] | the lock-free ring of encoded operations, one revision-stamped slot each |
 //! | [`room`] | one document: state behind a commit lock, revisions, ring, shared snapshot, epoch |
 //! | [`model`] | the application's state machine; [`model::presence`] is the built-in one |
-//! | [`protocol`] | the wire messages, the two dialects, the error codes |
+//! | [`protocol`] | the wire messages, the two dialects, the error codes, strict decoding |
 //! | [`session`] | one connection's protocol state, without I/O |
+//! | [`client`] | a client's replica of a room: server state, pending updates, visible state |
 //! | [`clock`], [`epoch`] | injected wall time; history identifiers |
 //! | [`config`] | the server's typed configuration: defaults, TOML file, environment, flags |
 //!
@@ -23,6 +24,7 @@
 //! deterministically.
 #![deny(unsafe_code)]
 
+pub mod client;
 pub mod clock;
 pub mod config;
 pub mod epoch;
