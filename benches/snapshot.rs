@@ -21,7 +21,11 @@ fn presence(participants: usize) -> Presence {
         (0..participants).map(|i| Participant {
             id: format!("user-{i}"),
             name: format!("Participant number {i}"),
-            status: if i % 3 == 0 { Status::Away } else { Status::Online },
+            status: if i % 3 == 0 {
+                Status::Away
+            } else {
+                Status::Online
+            },
             last_active: 1_700_000_000_000 + i as u64,
         }),
         PresenceLimits::default(),

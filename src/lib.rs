@@ -16,6 +16,7 @@
 //! | [`protocol`] | the wire messages, the two dialects, the error codes, strict decoding |
 //! | [`session`] | one connection's protocol state, without I/O |
 //! | [`client`] | a client's replica of a room: server state, pending updates, visible state |
+//! | [`conformance`] | the fixture runner: protocol scenarios as data, executed |
 //! | [`clock`], [`epoch`] | injected wall time; history identifiers |
 //! | [`config`] | the server's typed configuration: defaults, TOML file, environment, flags |
 //!
@@ -27,6 +28,7 @@
 pub mod client;
 pub mod clock;
 pub mod config;
+pub mod conformance;
 pub mod epoch;
 pub mod model;
 pub mod protocol;

@@ -18,7 +18,9 @@ struct Cli {
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Print the version and the build's defaults.
+    /// Run every conformance fixture of a directory against the in-process engine.
+    Conformance(cli::conformance::ConformanceArgs),
+    /// Print the version.
     Version,
     /// Print the effective configuration as TOML, each key with its source.
     #[command(
@@ -37,5 +39,6 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Config(args) => cli::config::run(&args),
+        Command::Conformance(args) => cli::conformance::run(&args),
     }
 }

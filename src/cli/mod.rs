@@ -3,3 +3,4 @@
 //! library's public API.
 
 pub(crate) mod config;
+pub(crate) mod conformance;

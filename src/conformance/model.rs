@@ -1,0 +1,70 @@
+//! What the fixture runner needs from a model beyond [`Model`].
+
+use serde_json::{Map, Value};
+
+use crate::model::Model;
+use crate::model::presence::{Participant, Presence, PresenceLimits};
+
+/// A model the fixtures can drive: restore a stated state, view the state as fixtures
+/// write it, and produce the background operations of `PROCESS_OPERATIONS`.
+pub trait ConformanceModel: Model + PartialEq {
+    /// The state a `STATE` step describes; `state` holds the step's keys other than
+    /// `actor`, `action`, `client` and `serverRev` (presence: `participants`).
+    ///
+    /// # Errors
+    ///
+    /// A message naming what is wrong with the stated state.
+    fn from_fixture(state: &Map<String, Value>) -> Result<Self, String>;
+
+    /// The state as fixtures write it in `OPTIMISTIC_APPLY` and `client.state.*`
+    /// assertions (presence: the participants map).
+    fn fixture_view(&self) -> Value;
+
+    /// The actors of the state with their display names: a `STATE` step that names
+    /// exactly one binds the client to it, and a reconnect joins again under that name.
+    fn actors(&self) -> Vec<(String, String)>;
+
+    /// The `i`-th operation of a `PROCESS_OPERATIONS` step, at the test clock's `now_ms`.
+    fn background_op(&self, i: u64, now_ms: u64) -> Option<Self::Op>;
+}
+
+impl ConformanceModel for Presence {
+    fn from_fixture(state: &Map<String, Value>) -> Result<Self, String> {
+        let mut state = state.clone();
+        let participants = state
+            .remove("participants")
+            .ok_or("STATE needs \"participants\"")?;
+        if let Some(key) = state.keys().next() {
+            return Err(format!("unknown key {key:?} in STATE"));
+        }
+        let participants: std::collections::BTreeMap<String, Participant> =
+            serde_json::from_value(participants).map_err(|e| format!("STATE participants: {e}"))?;
+        if let Some((key, p)) = participants.iter().find(|(key, p)| **key != p.id) {
+            return Err(format!("STATE participant {key:?} has id {:?}", p.id));
+        }
+        Ok(Presence::from_participants(
+            participants.into_values(),
+            PresenceLimits::default(),
+        ))
+    }
+
+    fn fixture_view(&self) -> Value {
+        serde_json::to_value(self.participants()).unwrap_or(Value::Null)
+    }
+
+    fn actors(&self) -> Vec<(String, String)> {
+        self.participants()
+            .values()
+            .map(|p| (p.id.clone(), p.name.clone()))
+            .collect()
+    }
+
+    /// A `participant.updated` setting `lastActive` of each participant in turn (in id
+    /// order) to the clock's time, changing nothing else.
+    fn background_op(&self, i: u64, now_ms: u64) -> Option<Self::Op> {
+        let count = self.participants().len() as u64;
+        let index = usize::try_from(i.checked_rem(count)?).ok()?;
+        let id = self.participants().keys().nth(index)?;
+        Some(Presence::touch(id, now_ms))
+    }
+}
