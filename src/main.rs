@@ -18,6 +18,8 @@ struct Cli {
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the WebSocket server (on 127.0.0.1:7373 unless configured otherwise).
+    Serve(cli::serve::ServeArgs),
     /// Run every conformance fixture of a directory against the in-process engine.
     Conformance(cli::conformance::ConformanceArgs),
     /// Print the version.
@@ -39,6 +41,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Config(args) => cli::config::run(&args),
+        Command::Serve(args) => cli::serve::run(&args),
         Command::Conformance(args) => cli::conformance::run(&args),
     }
 }

@@ -4,3 +4,4 @@
 
 pub(crate) mod config;
 pub(crate) mod conformance;
+pub(crate) mod serve;

@@ -213,6 +213,19 @@ impl<M: Model> Session<M> {
         );
     }
 
+    /// Answers a binary message: the protocol is JSON text.
+    pub fn reject_binary(&mut self, now: Instant) {
+        self.last_heard = now;
+        self.reply(
+            ErrorMessage::new(
+                ErrorCode::InvalidArgument,
+                "binary messages are not supported: send JSON text",
+            ),
+            None,
+            None,
+        );
+    }
+
     fn join(
         &mut self,
         participant_id: &str,

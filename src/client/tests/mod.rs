@@ -44,8 +44,8 @@ fn replica_at(rev: u64) -> Replica<Presence> {
 fn status(status: Status) -> PresenceInput {
     PresenceInput {
         patch: Patch {
-            name: None,
             status: Some(status),
+            ..Patch::default()
         },
     }
 }
@@ -54,7 +54,7 @@ fn rename(name: &str) -> PresenceInput {
     PresenceInput {
         patch: Patch {
             name: Some(name.into()),
-            status: None,
+            ..Patch::default()
         },
     }
 }

@@ -177,6 +177,7 @@ impl Sim {
         let patch = Patch {
             status,
             name: name.map(str::to_owned),
+            ..Patch::default()
         };
         let now = self.now();
         let (id, message) = self.replica.update(PresenceInput { patch }, now);

@@ -1,0 +1,69 @@
+//! `deltasync serve`: runs the WebSocket server until SIGINT or SIGTERM.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use deltasync::server::Server;
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+use tracing_subscriber::EnvFilter;
+
+use super::config::ConfigArgs;
+
+/// Options of `deltasync serve`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ServeArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+}
+
+/// Loads the configuration, starts the server, prints where it listens, and stops it
+/// cleanly (close 1001 to every client) on SIGINT or SIGTERM. Exit 0 after a clean stop,
+/// 2 on a configuration error, 1 if the server cannot start.
+pub(crate) fn run(args: &ServeArgs) -> ExitCode {
+    let config = match args.config.load() {
+        Ok(effective) => effective.into_config(),
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging();
+    let listen = config.server.listen;
+    let server = match Server::presence(config).start() {
+        Ok(server) => server,
+        Err(err) => {
+            eprintln!("error: cannot serve on {listen}: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut signals = match Signals::new([SIGINT, SIGTERM]) {
+        Ok(signals) => signals,
+        Err(err) => {
+            eprintln!("error: cannot handle signals: {err}");
+            server.shutdown();
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("deltasync listening on ws://{}/", server.local_addr());
+    let _ = std::io::stdout().flush();
+    let handle = server.handle();
+    std::thread::spawn(move || {
+        if let Some(signal) = signals.forever().next() {
+            tracing::info!(signal, "stopping: closing every connection (1001)");
+            handle.shutdown();
+        }
+    });
+    server.join();
+    tracing::info!("stopped");
+    ExitCode::SUCCESS
+}
+
+/// Logs to stderr at the level `RUST_LOG` asks (default `info`).
+fn init_logging() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

@@ -1,0 +1,105 @@
+//! The acceptor: takes new TCP connections, refuses those over the connection limit with
+//! a plain `503`, and hands the others to the shards in turn. It also runs the registry's
+//! once-a-second housekeeping (participant time-to-live, idle rooms).
+
+use std::io::{self, Write};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Sender;
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token};
+
+use super::handshake;
+use super::shared::Shared;
+use crate::model::Model;
+
+const LISTENER: Token = Token(0);
+/// The token of the acceptor's waker.
+pub(super) const WAKER: Token = Token(1);
+const HOUSEKEEPING: Duration = Duration::from_secs(1);
+
+/// The accepting side of a server.
+pub(super) struct Acceptor<M: Model> {
+    pub(super) poll: Poll,
+    pub(super) listener: TcpListener,
+    pub(super) shared: Arc<Shared<M>>,
+    pub(super) shards: Vec<Sender<TcpStream>>,
+}
+
+impl<M: Model> Acceptor<M> {
+    /// Registers the listener; call before `run`.
+    pub(super) fn register(&mut self) -> io::Result<()> {
+        self.poll
+            .registry()
+            .register(&mut self.listener, LISTENER, Interest::READABLE)
+    }
+
+    /// Runs until the server shuts down.
+    pub(super) fn run(mut self) {
+        let mut events = Events::with_capacity(128);
+        let mut next_shard = 0;
+        #[allow(clippy::disallowed_methods)]
+        let mut next_housekeeping = Instant::now() + HOUSEKEEPING;
+        loop {
+            if let Err(e) = self.poll.poll(&mut events, Some(HOUSEKEEPING)) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    tracing::error!(error = %e, "acceptor poll failed; no new connections");
+                    return;
+                }
+            }
+            if self.shared.wakers.is_shutting_down() {
+                return;
+            }
+            if events.iter().any(|e| e.token() == LISTENER) {
+                self.accept_all(&mut next_shard);
+            }
+            #[allow(clippy::disallowed_methods)]
+            let now = Instant::now();
+            if now >= next_housekeeping {
+                next_housekeeping = now + HOUSEKEEPING;
+                self.shared
+                    .registry
+                    .reap(now, self.shared.participant_ttl, self.shared.room_idle);
+            }
+        }
+    }
+
+    fn accept_all(&mut self, next_shard: &mut usize) {
+        loop {
+            match self.listener.accept() {
+                Ok((stream, peer)) => {
+                    if !self.shared.admit() {
+                        tracing::debug!(%peer, "connection limit reached; refused");
+                        refuse_busy(stream, self.shared.max_connections);
+                        continue;
+                    }
+                    let _ = stream.set_nodelay(true);
+                    let shard = *next_shard % self.shards.len();
+                    *next_shard = next_shard.wrapping_add(1);
+                    if self.shards[shard].send(stream).is_err() {
+                        self.shared.release();
+                        continue;
+                    }
+                    self.shared.wakers.shards[shard].wake();
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    // Out of file descriptors, most likely: say so and try again later.
+                    tracing::warn!(error = %e, "accept failed");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Answers `503` on a fresh socket; the write of a few bytes to a new socket does not
+/// block in practice, and if it does the client just sees the connection close.
+fn refuse_busy(mut stream: TcpStream, limit: usize) {
+    let body = format!("the connection limit ({limit}) is reached; try again later");
+    let refusal = handshake::refusal(503, &body, &[("Retry-After", "5")]);
+    let _ = stream.write_all(&refusal.response);
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+}

@@ -1,0 +1,416 @@
+//! One client connection on a shard: the HTTP upgrade, then WebSocket frames in and out
+//! around its [`Session`], then an orderly close.
+//!
+//! Reads come from the shard's buffer (see `ws_io`); writes go out of the connection's
+//! [`Outbox`] with one vectored write per flush. A connection never holds a queue of
+//! operations: when its socket can take bytes and its outbox is empty, it asks its session
+//! for everything due, which the session builds from shared buffers.
+
+use std::io::{self, Read};
+use std::net::Shutdown;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use mio::net::TcpStream;
+use tungstenite::Message;
+use tungstenite::protocol::frame::CloseFrame;
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::protocol::{Role, WebSocketContext};
+
+use super::handshake::{self, Outcome, Policy};
+use super::outbox::{Outbox, Written};
+use super::shared::Shared;
+use super::ws_io::WsIo;
+use crate::model::Model;
+use crate::room::Room;
+use crate::session::{CloseReason, DeltaCache, Session};
+
+/// How long a closing connection waits for the peer's side of the close.
+const CLOSE_LINGER: Duration = Duration::from_secs(2);
+/// How many bytes one connection may read per event-loop turn before others get theirs.
+pub(super) const READ_BUDGET: usize = 256 * 1024;
+
+/// The shard's scratch space, shared by its connections one at a time.
+pub(super) struct Scratch {
+    /// Where sockets are read into.
+    pub(super) read: Box<[u8]>,
+    /// Everything else.
+    pub(super) work: Work,
+}
+
+/// The scratch space besides the read buffer.
+pub(super) struct Work {
+    /// Frames tungstenite wrote (pongs, close frames).
+    pub(super) control: Vec<u8>,
+    /// Messages a session has due.
+    pub(super) transmit: Vec<Bytes>,
+    /// The shard's shared delta messages.
+    pub(super) cache: DeltaCache,
+}
+
+/// One connection.
+pub(super) struct Connection<M: Model> {
+    stream: TcpStream,
+    phase: Phase<M>,
+    outbox: Outbox,
+    /// The last write hit `WouldBlock`: nothing more is written before `WRITABLE`.
+    write_blocked: bool,
+}
+
+enum Phase<M: Model> {
+    /// Waiting for the whole HTTP upgrade request.
+    Handshake { request: Vec<u8>, deadline: Instant },
+    /// A WebSocket with its session.
+    Open(Box<Open<M>>),
+    /// Our last bytes are going out; then we wait for the peer to close, up to `deadline`.
+    Closing { deadline: Instant, shut: bool },
+}
+
+struct Open<M: Model> {
+    ws: WebSocketContext,
+    session: Session<M>,
+}
+
+/// What the shard should do with a connection after an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Next {
+    /// Keep it; nothing special.
+    Keep,
+    /// Keep it; it used its read budget and has more to read.
+    ReadMore,
+    /// It has just become a WebSocket in this room: index it.
+    Opened,
+    /// Drop it.
+    Drop,
+}
+
+impl<M: Model> Connection<M> {
+    pub(super) fn new(stream: TcpStream, now: Instant, handshake_timeout: Duration) -> Self {
+        Self {
+            stream,
+            phase: Phase::Handshake {
+                request: Vec::new(),
+                deadline: now + handshake_timeout,
+            },
+            outbox: Outbox::default(),
+            write_blocked: false,
+        }
+    }
+
+    pub(super) fn stream_mut(&mut self) -> &mut TcpStream {
+        &mut self.stream
+    }
+
+    /// The room of an open connection.
+    pub(super) fn room(&self) -> Option<&Arc<Room<M>>> {
+        match &self.phase {
+            Phase::Open(open) => Some(open.session.room()),
+            _ => None,
+        }
+    }
+
+    /// Reads what the socket has (up to the read budget) and acts on it.
+    pub(super) fn on_readable(
+        &mut self,
+        shared: &Shared<M>,
+        scratch: &mut Scratch,
+        now: Instant,
+    ) -> Next {
+        let Scratch { read, work } = scratch;
+        let mut total = 0;
+        let mut next = Next::Keep;
+        loop {
+            if total >= READ_BUDGET {
+                return if next == Next::Opened {
+                    next
+                } else {
+                    Next::ReadMore
+                };
+            }
+            let n = match self.stream.read(read) {
+                Ok(0) => return Next::Drop,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    tracing::debug!(error = %e, "read failed");
+                    return Next::Drop;
+                }
+            };
+            total += n;
+            let input = &read[..n];
+            let step = match &mut self.phase {
+                Phase::Handshake { .. } => self.handshake_input(input, shared, work, now),
+                Phase::Open(_) => self.frames_input(input, work, now),
+                // Whatever a closing peer still sends is discarded.
+                Phase::Closing { .. } => Next::Keep,
+            };
+            match step {
+                Next::Drop => return Next::Drop,
+                Next::Opened => next = Next::Opened,
+                Next::Keep | Next::ReadMore => {}
+            }
+        }
+        if self.flush(work) == Next::Drop {
+            return Next::Drop;
+        }
+        next
+    }
+
+    fn handshake_input(
+        &mut self,
+        input: &[u8],
+        shared: &Shared<M>,
+        work: &mut Work,
+        now: Instant,
+    ) -> Next {
+        let Phase::Handshake { request, .. } = &mut self.phase else {
+            return Next::Keep;
+        };
+        request.extend_from_slice(input);
+        let policy = Policy {
+            token: shared.token(),
+            max_request_bytes: shared.max_request_bytes,
+        };
+        match handshake::handshake(request, policy) {
+            Outcome::Partial => Next::Keep,
+            Outcome::Refused(refusal) => {
+                tracing::debug!(status = refusal.status, "upgrade refused");
+                self.refuse(refusal.response, now)
+            }
+            Outcome::Upgrade { upgrade, consumed } => {
+                let leftover = request.split_off(consumed);
+                let room = match shared.registry.connect(&upgrade.room) {
+                    Ok(room) => room,
+                    Err(_) => {
+                        let body = format!("the room limit ({}) is reached", shared.max_rooms);
+                        let refusal = handshake::refusal(503, &body, &[("Retry-After", "5")]);
+                        return self.refuse(refusal.response, now);
+                    }
+                };
+                self.outbox.push_raw(upgrade.response);
+                let ws = WebSocketContext::new(Role::Server, Some(shared.ws_config()));
+                let session = Session::new(room, upgrade.dialect, shared.session.clone(), now);
+                self.phase = Phase::Open(Box::new(Open { ws, session }));
+                if !leftover.is_empty() && self.frames_input(&leftover, work, now) == Next::Drop {
+                    return Next::Drop;
+                }
+                Next::Opened
+            }
+        }
+    }
+
+    /// Sends an HTTP refusal and closes.
+    fn refuse(&mut self, response: Bytes, now: Instant) -> Next {
+        self.outbox.push_raw(response);
+        self.phase = Phase::Closing {
+            deadline: now + CLOSE_LINGER,
+            shut: false,
+        };
+        Next::Keep
+    }
+
+    /// Hands WebSocket bytes to tungstenite and the messages to the session.
+    fn frames_input(&mut self, input: &[u8], work: &mut Work, now: Instant) -> Next {
+        let Phase::Open(open) = &mut self.phase else {
+            return Next::Keep;
+        };
+        let mut io = WsIo::new(input, &mut work.control);
+        let close = loop {
+            match open.ws.read(&mut io) {
+                Ok(Message::Text(text)) => open.session.handle_message(text.as_bytes(), now),
+                Ok(Message::Binary(_)) => open.session.reject_binary(now),
+                Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => {}
+                // tungstenite has queued its reply; we close once it is out.
+                Ok(Message::Close(_)) => break Some(None),
+                Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
+                    break None;
+                }
+                Err(tungstenite::Error::Capacity(e)) => {
+                    if let tungstenite::error::CapacityError::MessageTooLong { size, max_size } = e
+                    {
+                        open.session.reject_oversized(size, max_size, now);
+                    }
+                    break Some(Some((CloseCode::Size, "message too large")));
+                }
+                Err(tungstenite::Error::Utf8(_)) => {
+                    break Some(Some((CloseCode::Invalid, "invalid UTF-8")));
+                }
+                Err(tungstenite::Error::Protocol(e)) => {
+                    tracing::debug!(error = %e, "WebSocket protocol error");
+                    break Some(Some((CloseCode::Protocol, "WebSocket protocol error")));
+                }
+                Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => {
+                    break Some(None);
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "WebSocket error");
+                    break Some(Some((CloseCode::Error, "internal error")));
+                }
+            }
+        };
+        self.take_control(work);
+        if let Some(reason) = open_close_reason(&self.phase) {
+            return self.close(reason.0, reason.1, work, now);
+        }
+        match close {
+            None => Next::Keep,
+            Some(None) => self.begin_closing(work, now),
+            Some(Some((code, reason))) => self.close(code, reason, work, now),
+        }
+    }
+
+    fn take_control(&mut self, work: &mut Work) {
+        if !work.control.is_empty() {
+            self.outbox.push_raw(Bytes::copy_from_slice(&work.control));
+            work.control.clear();
+        }
+    }
+
+    /// Closes with `code`: the session's last replies, then the close frame.
+    pub(super) fn close(
+        &mut self,
+        code: CloseCode,
+        reason: &str,
+        work: &mut Work,
+        now: Instant,
+    ) -> Next {
+        let Phase::Open(open) = &mut self.phase else {
+            return Next::Keep;
+        };
+        let _ = open
+            .session
+            .poll_transmit(&mut work.cache, &mut work.transmit);
+        for message in work.transmit.drain(..) {
+            self.outbox.push_text(message);
+        }
+        let frame = CloseFrame {
+            code,
+            reason: reason.into(),
+        };
+        let mut io = WsIo::new(&[], &mut work.control);
+        let _ = open.ws.close(&mut io, Some(frame));
+        self.take_control(work);
+        self.begin_closing(work, now)
+    }
+
+    fn begin_closing(&mut self, work: &mut Work, now: Instant) -> Next {
+        self.take_control(work);
+        self.phase = Phase::Closing {
+            deadline: now + CLOSE_LINGER,
+            shut: false,
+        };
+        Next::Keep
+    }
+
+    /// The socket can take bytes again.
+    pub(super) fn on_writable(&mut self, work: &mut Work) -> Next {
+        self.write_blocked = false;
+        self.flush(work)
+    }
+
+    /// Whether the connection should be flushed when its room moves.
+    pub(super) fn can_flush(&self) -> bool {
+        !self.write_blocked && matches!(self.phase, Phase::Open(_))
+    }
+
+    /// Writes what is due: the outbox, and (when it is empty) everything the session has
+    /// due, as one vectored write.
+    pub(super) fn flush(&mut self, work: &mut Work) -> Next {
+        loop {
+            if self.write_blocked {
+                return Next::Keep;
+            }
+            if self.outbox.is_empty() {
+                match &mut self.phase {
+                    Phase::Open(open) if open.session.wants_transmit() => {
+                        let _ = open
+                            .session
+                            .poll_transmit(&mut work.cache, &mut work.transmit);
+                        for message in work.transmit.drain(..) {
+                            self.outbox.push_text(message);
+                        }
+                    }
+                    Phase::Closing { shut, .. } => {
+                        if !*shut {
+                            *shut = true;
+                            let _ = self.stream.shutdown(Shutdown::Write);
+                        }
+                        return Next::Keep;
+                    }
+                    _ => return Next::Keep,
+                }
+            }
+            match self.outbox.write_to(&mut self.stream) {
+                Ok(Written::All) => {}
+                Ok(Written::Blocked) => {
+                    self.write_blocked = true;
+                    return Next::Keep;
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "write failed");
+                    return Next::Drop;
+                }
+            }
+        }
+    }
+
+    /// Checks the handshake, idle and closing deadlines.
+    pub(super) fn on_tick(&mut self, work: &mut Work, now: Instant) -> Next {
+        match &mut self.phase {
+            Phase::Handshake { deadline, .. } if now >= *deadline => {
+                tracing::debug!("handshake timed out");
+                Next::Drop
+            }
+            Phase::Closing { deadline, .. } if now >= *deadline => Next::Drop,
+            Phase::Open(open) => match open.session.handle_timeout(now) {
+                Some(reason) => {
+                    let (code, text) = close_code(reason);
+                    let next = self.close(code, text, work, now);
+                    if next == Next::Drop {
+                        next
+                    } else {
+                        self.flush(work)
+                    }
+                }
+                None => Next::Keep,
+            },
+            _ => Next::Keep,
+        }
+    }
+
+    /// The server is stopping: say so (close 1001) and linger briefly.
+    pub(super) fn shut_down(&mut self, work: &mut Work, now: Instant) -> Next {
+        match self.phase {
+            Phase::Open(_) => {
+                self.close(CloseCode::Away, "server shutting down", work, now);
+                self.flush(work)
+            }
+            Phase::Handshake { .. } => Next::Drop,
+            Phase::Closing { .. } => Next::Keep,
+        }
+    }
+
+    /// Releases what the connection holds before it is dropped.
+    pub(super) fn release(&mut self) {
+        self.outbox.clear();
+        if let Phase::Open(open) = &mut self.phase {
+            open.session.close();
+        }
+    }
+}
+
+fn open_close_reason<M: Model>(phase: &Phase<M>) -> Option<(CloseCode, &'static str)> {
+    match phase {
+        Phase::Open(open) => open.session.close_reason().map(close_code),
+        _ => None,
+    }
+}
+
+fn close_code(reason: CloseReason) -> (CloseCode, &'static str) {
+    match reason {
+        CloseReason::Idle => (CloseCode::Normal, "idle timeout"),
+        CloseReason::TooManyQueuedReplies => (CloseCode::Policy, "too many unread replies"),
+    }
+}

@@ -1,0 +1,241 @@
+//! The WebSocket server: a thin I/O shell around rooms and sessions.
+//!
+//! One acceptor thread and N shard threads (default: one per core), each with its own
+//! `mio::Poll`; a connection lives on one shard for its life. The request path selects the
+//! room (`/` is `default`, `/rooms/{name}` is `name`, any other path is the room of that
+//! name); rooms are created on first connection up to `limits.max_rooms` and dropped after
+//! `timeouts.room_idle_ms` without a connection.
+//!
+//! # Fan-out
+//!
+//! A commit wakes every shard once per burst. A shard then flushes each connection of the
+//! rooms that moved: a connection whose socket can take bytes gets one `SYNC.DELTAS`
+//! covering everything since the revision it last got, built once per shard and shared
+//! by every connection at the same revision, and written with one `writev`. A connection
+//! whose socket is full gets nothing until it drains; by then its deltas have coalesced,
+//! or, if the ring moved past it, it gets `REVISION_GAP` and a snapshot. No connection
+//! holds a queue of operations.
+//!
+//! ```no_run
+//! use deltasync::config::Config;
+//! use deltasync::server::Server;
+//!
+//! let server = Server::presence(Config::default()).start()?;
+//! println!("listening on ws://{}", server.local_addr());
+//! server.join();
+//! # Ok::<(), std::io::Error>(())
+//! ```
+
+mod acceptor;
+mod connection;
+mod handshake;
+mod outbox;
+mod registry;
+mod shard;
+mod shared;
+mod ws_io;
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+
+use mio::{Poll, Waker};
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
+use crate::model::Model;
+use crate::model::presence::Presence;
+use crate::room::Room;
+
+use acceptor::Acceptor;
+pub use registry::ModelFactory;
+use registry::Registry;
+use shard::Shard;
+use shared::{ShardWake, Shared, Wakers};
+
+/// Configures and starts a [`Server`].
+pub struct ServerBuilder<M: Model> {
+    config: Config,
+    factory: Arc<ModelFactory<M>>,
+    clock: Arc<dyn Clock>,
+}
+
+/// A running server. Dropping it does not stop it; call [`Server::shutdown`] or
+/// [`ServerHandle::shutdown`].
+pub struct Server<M: Model> {
+    local_addr: SocketAddr,
+    shared: Arc<Shared<M>>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+/// Stops a server from anywhere (a signal handler, another thread).
+#[derive(Clone)]
+pub struct ServerHandle {
+    wakers: Arc<Wakers>,
+}
+
+impl ServerHandle {
+    /// Stops the server: every client gets a close frame (1001, going away), then the
+    /// threads end. Returns at once; [`Server::join`] waits for the end.
+    pub fn shutdown(&self) {
+        self.wakers.shut_down();
+    }
+}
+
+impl std::fmt::Debug for ServerHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerHandle").finish_non_exhaustive()
+    }
+}
+
+impl Server<Presence> {
+    /// A server of presence rooms (the protocol's built-in model) with `config`.
+    pub fn presence(config: Config) -> ServerBuilder<Presence> {
+        let limits = config.presence;
+        ServerBuilder::new(config, move |_room: &str| Presence::with_limits(limits))
+    }
+}
+
+impl<M: Model> ServerBuilder<M> {
+    /// A server whose new rooms start with the state `factory` makes from their name.
+    pub fn new(config: Config, factory: impl Fn(&str) -> M + Send + Sync + 'static) -> Self {
+        Self {
+            config,
+            factory: Arc::new(factory),
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// Sets the wall clock rooms use (default: the system clock).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Binds the listening socket and starts the threads.
+    ///
+    /// # Errors
+    ///
+    /// If the address cannot be bound or a thread or poller cannot be created.
+    pub fn start(self) -> io::Result<Server<M>> {
+        let shards = match self.config.server.shards {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        let listener = mio::net::TcpListener::bind(self.config.server.listen)?;
+        let local_addr = listener.local_addr()?;
+        let mut polls = Vec::with_capacity(shards);
+        let mut shard_wakes = Vec::with_capacity(shards);
+        for _ in 0..shards {
+            let poll = Poll::new()?;
+            let waker = Waker::new(poll.registry(), shard::WAKER)?;
+            shard_wakes.push(ShardWake {
+                waker,
+                pending: AtomicBool::new(false),
+            });
+            polls.push(poll);
+        }
+        let acceptor_poll = Poll::new()?;
+        let wakers = Arc::new(Wakers {
+            shards: shard_wakes,
+            acceptor: Waker::new(acceptor_poll.registry(), acceptor::WAKER)?,
+            shutdown: AtomicBool::new(false),
+        });
+        let registry = Registry::new(
+            self.config.limits.max_rooms,
+            self.config.room.clone(),
+            self.factory,
+            self.clock,
+            Arc::clone(&wakers) as Arc<dyn crate::room::CommitListener>,
+        );
+        let shared = Arc::new(Shared::new(&self.config, registry, wakers));
+        let mut threads = Vec::with_capacity(shards + 1);
+        let mut senders = Vec::with_capacity(shards);
+        for (index, poll) in polls.into_iter().enumerate() {
+            let (sender, receiver) = crossbeam_channel::unbounded();
+            senders.push(sender);
+            let shard = Shard::new(index, poll, Arc::clone(&shared), receiver);
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("deltasync-shard-{index}"))
+                    .spawn(move || shard.run())?,
+            );
+        }
+        let mut acceptor = Acceptor {
+            poll: acceptor_poll,
+            listener,
+            shared: Arc::clone(&shared),
+            shards: senders,
+        };
+        acceptor.register()?;
+        threads.push(
+            std::thread::Builder::new()
+                .name("deltasync-acceptor".into())
+                .spawn(move || acceptor.run())?,
+        );
+        tracing::info!(%local_addr, shards, "listening");
+        Ok(Server {
+            local_addr,
+            shared,
+            threads,
+        })
+    }
+}
+
+impl<M: Model> Server<M> {
+    /// The address the server listens on (with the port chosen when `:0` was asked).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// A handle that stops the server.
+    pub fn handle(&self) -> ServerHandle {
+        ServerHandle {
+            wakers: Arc::clone(&self.shared.wakers),
+        }
+    }
+
+    /// The room called `name`, created if it does not exist yet (an embedder's way to
+    /// commit to a room from its own loop).
+    ///
+    /// # Errors
+    ///
+    /// If the room does not exist and the room limit is reached.
+    pub fn room(&self, name: &str) -> Result<Arc<Room<M>>, RoomLimitReached> {
+        self.shared
+            .registry
+            .room(name)
+            .map_err(|_| RoomLimitReached)
+    }
+
+    /// How many connections are open (including those still upgrading).
+    pub fn connections(&self) -> usize {
+        // Relaxed: a statistic.
+        self.shared.connections.load(Ordering::Relaxed)
+    }
+
+    /// How many rooms exist.
+    pub fn rooms(&self) -> usize {
+        self.shared.registry.len()
+    }
+
+    /// Waits until the server has stopped.
+    pub fn join(self) {
+        for thread in self.threads {
+            let _ = thread.join();
+        }
+    }
+
+    /// Stops the server and waits for its threads.
+    pub fn shutdown(self) {
+        self.handle().shutdown();
+        self.join();
+    }
+}
+
+/// The room limit (`limits.max_rooms`) is reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the room limit is reached")]
+pub struct RoomLimitReached;

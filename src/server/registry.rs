@@ -1,0 +1,145 @@
+//! The rooms of a server, by name: created on first connection up to a maximum, told to
+//! expire participants whose time-to-live ran out, dropped once empty for a while.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+use crate::clock::Clock;
+use crate::model::Model;
+use crate::room::{CommitListener, Room, RoomConfig};
+
+/// Makes the initial state of a new room from its name.
+pub type ModelFactory<M> = dyn Fn(&str) -> M + Send + Sync;
+
+/// The server's rooms. Lookups happen once per connection, never on the hot path.
+pub(super) struct Registry<M: Model> {
+    rooms: Mutex<HashMap<Arc<str>, Entry<M>>>,
+    max_rooms: usize,
+    room_config: RoomConfig,
+    factory: Arc<ModelFactory<M>>,
+    clock: Arc<dyn Clock>,
+    listener: Arc<dyn CommitListener>,
+}
+
+struct Entry<M: Model> {
+    room: Arc<Room<M>>,
+    connections: usize,
+    /// Since when the room has had no connection.
+    empty_since: Option<Instant>,
+}
+
+/// The room limit is reached and the room does not exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct TooManyRooms;
+
+impl<M: Model> Registry<M> {
+    pub(super) fn new(
+        max_rooms: usize,
+        room_config: RoomConfig,
+        factory: Arc<ModelFactory<M>>,
+        clock: Arc<dyn Clock>,
+        listener: Arc<dyn CommitListener>,
+    ) -> Self {
+        Self {
+            rooms: Mutex::new(HashMap::new()),
+            max_rooms,
+            room_config,
+            factory,
+            clock,
+            listener,
+        }
+    }
+
+    /// The room called `name`, created if needed (up to the maximum).
+    pub(super) fn room(&self, name: &str) -> Result<Arc<Room<M>>, TooManyRooms> {
+        let mut rooms = self.rooms.lock();
+        self.entry(&mut rooms, name)
+            .map(|entry| Arc::clone(&entry.room))
+    }
+
+    /// A connection to `name` begins: the room is created if needed and counted as used.
+    pub(super) fn connect(&self, name: &str) -> Result<Arc<Room<M>>, TooManyRooms> {
+        let mut rooms = self.rooms.lock();
+        let entry = self.entry(&mut rooms, name)?;
+        entry.connections += 1;
+        entry.empty_since = None;
+        Ok(Arc::clone(&entry.room))
+    }
+
+    /// A connection to `name` ended.
+    pub(super) fn disconnect(&self, name: &str, now: Instant) {
+        if let Some(entry) = self.rooms.lock().get_mut(name) {
+            entry.connections = entry.connections.saturating_sub(1);
+            if entry.connections == 0 {
+                entry.empty_since = Some(now);
+            }
+        }
+    }
+
+    fn entry<'a>(
+        &self,
+        rooms: &'a mut HashMap<Arc<str>, Entry<M>>,
+        name: &str,
+    ) -> Result<&'a mut Entry<M>, TooManyRooms> {
+        if !rooms.contains_key(name) {
+            if rooms.len() >= self.max_rooms {
+                return Err(TooManyRooms);
+            }
+            let room = Room::builder(name, (self.factory)(name))
+                .config(self.room_config.clone())
+                .clock(Arc::clone(&self.clock))
+                .build()
+                .map_err(|e| {
+                    tracing::error!(room = name, error = %e, "cannot create room");
+                    TooManyRooms
+                })?;
+            room.subscribe(Arc::clone(&self.listener));
+            tracing::debug!(room = name, epoch = %room.epoch(), "room created");
+            rooms.insert(
+                name.into(),
+                Entry {
+                    room: Arc::new(room),
+                    connections: 0,
+                    empty_since: None,
+                },
+            );
+        }
+        rooms.get_mut(name).ok_or(TooManyRooms)
+    }
+
+    /// Commits the `leave` of participants without a connection for `ttl`, and drops rooms
+    /// that have had no connection (and no participant waiting out its time-to-live) for
+    /// `room_idle`. Called about once a second.
+    pub(super) fn reap(&self, now: Instant, ttl: Duration, room_idle: Duration) {
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+        let rooms: Vec<Arc<Room<M>>> = self
+            .rooms
+            .lock()
+            .values()
+            .map(|e| Arc::clone(&e.room))
+            .collect();
+        for room in &rooms {
+            if let Err(e) = room.expire_detached(ttl_ms) {
+                tracing::error!(room = room.name(), error = %e, "cannot expire participants");
+            }
+        }
+        self.rooms.lock().retain(|name, entry| {
+            let idle = entry
+                .empty_since
+                .is_some_and(|since| now.saturating_duration_since(since) >= room_idle);
+            let keep = !(idle && entry.room.is_unattached());
+            if !keep {
+                tracing::debug!(room = &**name, rev = entry.room.rev(), "idle room dropped");
+            }
+            keep
+        });
+    }
+
+    /// How many rooms exist.
+    pub(super) fn len(&self) -> usize {
+        self.rooms.lock().len()
+    }
+}

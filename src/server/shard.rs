@@ -1,0 +1,321 @@
+//! A shard: one event loop (`mio::Poll`) on its own thread, owning its connections for
+//! their whole life.
+//!
+//! Each turn of the loop: handle socket events (read, write), take new connections from
+//! the acceptor, then flush the connections of every room whose revision moved since the
+//! last turn. Commits anywhere wake the shard through its `Waker` at most once per burst
+//! (see `ShardWake`), and the delta messages it builds in a turn are shared by all its
+//! connections at the same revision (`DeltaCache`). Deadlines (handshake, idle, close) are
+//! checked once per tick.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Receiver;
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Token};
+use slab::Slab;
+
+use super::connection::{Connection, Next, Scratch, Work};
+use super::shared::Shared;
+use crate::model::Model;
+use crate::room::Room;
+use crate::session::DeltaCache;
+
+/// The token of the shard's waker.
+pub(super) const WAKER: Token = Token(usize::MAX);
+/// How often deadlines are checked.
+const TICK: Duration = Duration::from_millis(250);
+/// How long a stopping shard waits for its connections' close handshakes.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+/// The shard's socket read buffer.
+const READ_BUFFER: usize = 64 * 1024;
+
+/// The connections of one room on this shard.
+struct RoomConnections<M: Model> {
+    room: Arc<Room<M>>,
+    tokens: Vec<usize>,
+    flushed_rev: u64,
+}
+
+/// One event loop and its connections.
+pub(super) struct Shard<M: Model> {
+    index: usize,
+    poll: Poll,
+    shared: Arc<Shared<M>>,
+    incoming: Receiver<TcpStream>,
+    connections: Slab<Entry<M>>,
+    rooms: HashMap<usize, RoomConnections<M>>,
+    read_more: Vec<usize>,
+    scratch: Scratch,
+}
+
+struct Entry<M: Model> {
+    connection: Connection<M>,
+    /// Where the connection sits in its room's `tokens` (when it has a room).
+    room_slot: Option<(usize, usize)>,
+}
+
+fn room_key<M: Model>(room: &Arc<Room<M>>) -> usize {
+    Arc::as_ptr(room) as usize
+}
+
+impl<M: Model> Shard<M> {
+    pub(super) fn new(
+        index: usize,
+        poll: Poll,
+        shared: Arc<Shared<M>>,
+        incoming: Receiver<TcpStream>,
+    ) -> Self {
+        Self {
+            index,
+            poll,
+            shared,
+            incoming,
+            connections: Slab::new(),
+            rooms: HashMap::new(),
+            read_more: Vec::new(),
+            scratch: Scratch {
+                read: vec![0; READ_BUFFER].into_boxed_slice(),
+                work: Work {
+                    control: Vec::new(),
+                    transmit: Vec::new(),
+                    cache: DeltaCache::new(),
+                },
+            },
+        }
+    }
+
+    /// Runs the loop until the server shuts down.
+    pub(super) fn run(mut self) {
+        let mut events = Events::with_capacity(1024);
+        // The shell's clock: deadlines and sessions' virtual time.
+        #[allow(clippy::disallowed_methods)]
+        let mut next_tick = Instant::now() + TICK;
+        loop {
+            let timeout = if self.read_more.is_empty() {
+                TICK
+            } else {
+                Duration::ZERO
+            };
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+                if e.kind() != std::io::ErrorKind::Interrupted {
+                    tracing::error!(shard = self.index, error = %e, "poll failed; the shard stops");
+                    return;
+                }
+            }
+            #[allow(clippy::disallowed_methods)]
+            let now = Instant::now();
+            self.scratch.work.cache.clear();
+            for event in events.iter() {
+                if event.token() == WAKER {
+                    continue;
+                }
+                let key = event.token().0;
+                if event.is_readable() || event.is_read_closed() || event.is_error() {
+                    self.readable(key, now);
+                }
+                if event.is_writable() {
+                    self.writable(key);
+                }
+            }
+            for key in std::mem::take(&mut self.read_more) {
+                self.readable(key, now);
+            }
+            self.shared.wakers.shards[self.index].take();
+            self.accept(now);
+            self.flush_rooms();
+            if now >= next_tick {
+                next_tick = now + TICK;
+                self.tick(now);
+            }
+            if self.shared.wakers.is_shutting_down() {
+                self.shut_down(now);
+                return;
+            }
+        }
+    }
+
+    fn accept(&mut self, now: Instant) {
+        while let Ok(stream) = self.incoming.try_recv() {
+            let entry = self.connections.vacant_entry();
+            let key = entry.key();
+            let mut connection = Connection::new(stream, now, self.shared.handshake_timeout);
+            let registered = self.poll.registry().register(
+                connection.stream_mut(),
+                Token(key),
+                Interest::READABLE | Interest::WRITABLE,
+            );
+            if let Err(e) = registered {
+                tracing::warn!(error = %e, "cannot register a connection");
+                self.shared.release();
+                continue;
+            }
+            entry.insert(Entry {
+                connection,
+                room_slot: None,
+            });
+        }
+    }
+
+    fn readable(&mut self, key: usize, now: Instant) {
+        let Some(entry) = self.connections.get_mut(key) else {
+            return;
+        };
+        match entry
+            .connection
+            .on_readable(&self.shared, &mut self.scratch, now)
+        {
+            Next::Keep => {}
+            Next::ReadMore => self.read_more.push(key),
+            Next::Opened => self.index_room(key),
+            Next::Drop => self.remove(key, now),
+        }
+    }
+
+    fn writable(&mut self, key: usize) {
+        let Some(entry) = self.connections.get_mut(key) else {
+            return;
+        };
+        if entry.connection.on_writable(&mut self.scratch.work) == Next::Drop {
+            #[allow(clippy::disallowed_methods)]
+            self.remove(key, Instant::now());
+        }
+    }
+
+    /// Files a newly opened connection under its room, so room moves flush it.
+    fn index_room(&mut self, key: usize) {
+        let Some(entry) = self.connections.get_mut(key) else {
+            return;
+        };
+        let Some(room) = entry.connection.room() else {
+            return;
+        };
+        let room_key = room_key(room);
+        let slot = self
+            .rooms
+            .entry(room_key)
+            .or_insert_with(|| RoomConnections {
+                room: Arc::clone(room),
+                tokens: Vec::new(),
+                flushed_rev: room.rev(),
+            });
+        entry.room_slot = Some((room_key, slot.tokens.len()));
+        slot.tokens.push(key);
+    }
+
+    /// Flushes the connections of every room whose revision moved.
+    fn flush_rooms(&mut self) {
+        let mut dead = Vec::new();
+        for slot in self.rooms.values_mut() {
+            let rev = slot.room.rev();
+            if rev == slot.flushed_rev {
+                continue;
+            }
+            slot.flushed_rev = rev;
+            for &key in &slot.tokens {
+                let Some(entry) = self.connections.get_mut(key) else {
+                    continue;
+                };
+                if entry.connection.can_flush()
+                    && entry.connection.flush(&mut self.scratch.work) == Next::Drop
+                {
+                    dead.push(key);
+                }
+            }
+        }
+        #[allow(clippy::disallowed_methods)]
+        let now = Instant::now();
+        for key in dead {
+            self.remove(key, now);
+        }
+    }
+
+    fn tick(&mut self, now: Instant) {
+        let mut dead = Vec::new();
+        for (key, entry) in &mut self.connections {
+            if entry.connection.on_tick(&mut self.scratch.work, now) == Next::Drop {
+                dead.push(key);
+            }
+        }
+        for key in dead {
+            self.remove(key, now);
+        }
+    }
+
+    /// Drops a connection: deregisters it, takes it out of its room's list, releases its
+    /// session and the server-wide connection count.
+    fn remove(&mut self, key: usize, now: Instant) {
+        let Some(mut entry) = self.connections.try_remove(key) else {
+            return;
+        };
+        let _ = self
+            .poll
+            .registry()
+            .deregister(entry.connection.stream_mut());
+        if let Some((room_key, position)) = entry.room_slot {
+            self.unindex(room_key, position);
+        }
+        if let Some(room) = entry.connection.room() {
+            self.shared.registry.disconnect(room.name(), now);
+        }
+        entry.connection.release();
+        self.shared.release();
+    }
+
+    fn unindex(&mut self, room_key: usize, position: usize) {
+        let Some(slot) = self.rooms.get_mut(&room_key) else {
+            return;
+        };
+        slot.tokens.swap_remove(position);
+        if let Some(&moved) = slot.tokens.get(position) {
+            if let Some(entry) = self.connections.get_mut(moved) {
+                entry.room_slot = Some((room_key, position));
+            }
+        }
+        if slot.tokens.is_empty() {
+            self.rooms.remove(&room_key);
+        }
+    }
+
+    /// Sends close frames (1001) to every connection and waits briefly for them to go.
+    fn shut_down(&mut self, now: Instant) {
+        let keys: Vec<usize> = self.connections.iter().map(|(key, _)| key).collect();
+        for key in keys {
+            let next = match self.connections.get_mut(key) {
+                Some(entry) => entry.connection.shut_down(&mut self.scratch.work, now),
+                None => continue,
+            };
+            if next == Next::Drop {
+                self.remove(key, now);
+            }
+        }
+        let deadline = now + SHUTDOWN_GRACE;
+        let mut events = Events::with_capacity(256);
+        #[allow(clippy::disallowed_methods)]
+        while !self.connections.is_empty() && Instant::now() < deadline {
+            let _ = self.poll.poll(&mut events, Some(Duration::from_millis(50)));
+            #[allow(clippy::disallowed_methods)]
+            let now = Instant::now();
+            for event in events.iter() {
+                if event.token() == WAKER {
+                    continue;
+                }
+                let key = event.token().0;
+                if event.is_writable() {
+                    self.writable(key);
+                }
+                if event.is_readable() || event.is_read_closed() {
+                    self.readable(key, now);
+                }
+            }
+        }
+        let keys: Vec<usize> = self.connections.iter().map(|(key, _)| key).collect();
+        #[allow(clippy::disallowed_methods)]
+        let now = Instant::now();
+        for key in keys {
+            self.remove(key, now);
+        }
+    }
+}

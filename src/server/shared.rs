@@ -1,0 +1,154 @@
+//! What every thread of a server shares: the rooms, the limits, the counters, the wakers.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use mio::Waker;
+use tungstenite::protocol::WebSocketConfig;
+
+use super::registry::Registry;
+use crate::config::Config;
+use crate::model::Model;
+use crate::room::CommitListener;
+use crate::protocol::decode::DecodeLimits;
+use crate::session::SessionConfig;
+
+/// tungstenite's own read buffer per connection: small, since the shard reads sockets
+/// into one buffer of its own and hands the bytes over.
+const WS_READ_BUFFER: usize = 512;
+
+/// One shard's wake-up: a flag so that a burst of commits wakes it once.
+pub(super) struct ShardWake {
+    pub(super) waker: Waker,
+    pub(super) pending: AtomicBool,
+}
+
+impl ShardWake {
+    /// Wakes the shard unless a wake-up is already pending.
+    pub(super) fn wake(&self) {
+        // AcqRel: the shard's `take` (Acquire) sees everything committed before this wake.
+        if !self.pending.swap(true, Ordering::AcqRel) {
+            if let Err(e) = self.waker.wake() {
+                tracing::error!(error = %e, "cannot wake a shard");
+            }
+        }
+    }
+
+    /// Clears the pending flag before the shard looks at the rooms, so that a commit after
+    /// this point wakes it again.
+    pub(super) fn take(&self) -> bool {
+        // AcqRel: pairs with the swap in `wake`.
+        self.pending.swap(false, Ordering::AcqRel)
+    }
+}
+
+/// Every wake-up of a server: its shards and its acceptor.
+pub(super) struct Wakers {
+    pub(super) shards: Vec<ShardWake>,
+    pub(super) acceptor: Waker,
+    pub(super) shutdown: AtomicBool,
+}
+
+impl Wakers {
+    pub(super) fn shut_down(&self) {
+        // Release: pairs with the Acquire in `is_shutting_down`.
+        self.shutdown.store(true, Ordering::Release);
+        for shard in &self.shards {
+            shard.wake();
+        }
+        let _ = self.acceptor.wake();
+    }
+
+    pub(super) fn is_shutting_down(&self) -> bool {
+        // Acquire: pairs with the Release in `shut_down`.
+        self.shutdown.load(Ordering::Acquire)
+    }
+}
+
+/// Commits wake every shard once per burst; each shard then flushes the connections of
+/// the rooms that moved.
+impl CommitListener for Wakers {
+    fn committed(&self, _room: &str, _rev: u64) {
+        for shard in &self.shards {
+            shard.wake();
+        }
+    }
+}
+
+/// The state shared by the acceptor and the shards.
+pub(super) struct Shared<M: Model> {
+    pub(super) registry: Registry<M>,
+    pub(super) wakers: Arc<Wakers>,
+    pub(super) session: SessionConfig,
+    pub(super) token: Option<String>,
+    pub(super) max_request_bytes: usize,
+    pub(super) max_rooms: usize,
+    pub(super) max_connections: usize,
+    pub(super) max_message_bytes: usize,
+    pub(super) handshake_timeout: Duration,
+    pub(super) participant_ttl: Duration,
+    pub(super) room_idle: Duration,
+    pub(super) connections: AtomicUsize,
+}
+
+impl<M: Model> Shared<M> {
+    pub(super) fn new(config: &Config, registry: Registry<M>, wakers: Arc<Wakers>) -> Self {
+        let session = SessionConfig {
+            decode: DecodeLimits {
+                max_client_req_id_bytes: config.limits.max_client_req_id_bytes,
+                max_participant_id_bytes: config.presence.max_id_bytes,
+                ..DecodeLimits::default()
+            },
+            messages_per_second: config.limits.messages_per_second,
+            message_burst: config.limits.message_burst,
+            idle_timeout: config.timeouts.idle(),
+            ..SessionConfig::default()
+        };
+        Self {
+            registry,
+            wakers,
+            session,
+            token: config.server.token.clone(),
+            max_request_bytes: 8 * 1024,
+            max_rooms: config.limits.max_rooms,
+            max_connections: config.limits.max_connections,
+            max_message_bytes: config.limits.max_message_bytes,
+            handshake_timeout: config.timeouts.handshake(),
+            participant_ttl: config.timeouts.participant_ttl(),
+            room_idle: config.timeouts.room_idle(),
+            connections: AtomicUsize::new(0),
+        }
+    }
+
+    pub(super) fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
+    /// tungstenite's limits for one connection: the message size limit on messages and
+    /// frames, a small read buffer, and no write buffering (we write our own frames).
+    pub(super) fn ws_config(&self) -> WebSocketConfig {
+        WebSocketConfig::default()
+            .read_buffer_size(WS_READ_BUFFER)
+            .write_buffer_size(0)
+            .max_message_size(Some(self.max_message_bytes))
+            .max_frame_size(Some(self.max_message_bytes))
+    }
+
+    /// Counts a new connection unless the limit is reached.
+    pub(super) fn admit(&self) -> bool {
+        // Relaxed: a counter compared to a limit; nothing is published with it.
+        let admitted = self
+            .connections
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < self.max_connections).then_some(n + 1)
+            });
+        admitted.is_ok()
+    }
+
+    /// A connection is gone.
+    pub(super) fn release(&self) {
+        // Relaxed: as in `admit`.
+        self.connections.fetch_sub(1, Ordering::Relaxed);
+    }
+}
