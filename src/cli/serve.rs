@@ -2,7 +2,9 @@
 
 use std::io::Write;
 use std::process::ExitCode;
+use std::sync::Arc;
 
+use deltasync::clock::ManualClock;
 use deltasync::server::Server;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
@@ -15,6 +17,10 @@ use super::config::ConfigArgs;
 pub(crate) struct ServeArgs {
     #[command(flatten)]
     config: ConfigArgs,
+    /// Testing only: freeze the wall clock rooms use at MS (ms since the Unix epoch), as the
+    /// conformance fixtures expect (`deltasync conformance --url` needs 1000)
+    #[arg(long, value_name = "MS")]
+    test_clock: Option<u64>,
 }
 
 /// Loads the configuration, starts the server, prints where it listens, and stops it
@@ -30,7 +36,15 @@ pub(crate) fn run(args: &ServeArgs) -> ExitCode {
     };
     init_logging();
     let listen = config.server.listen;
-    let server = match Server::presence(config).start() {
+    let mut builder = Server::presence(config);
+    if let Some(ms) = args.test_clock {
+        tracing::warn!(
+            ms,
+            "the wall clock is frozen (--test-clock): for testing only"
+        );
+        builder = builder.clock(Arc::new(ManualClock::new(ms)));
+    }
+    let server = match builder.start() {
         Ok(server) => server,
         Err(err) => {
             eprintln!("error: cannot serve on {listen}: {err}");

@@ -13,6 +13,7 @@
 
 mod fixture;
 mod model;
+mod remote;
 mod runner;
 mod server;
 
@@ -20,6 +21,7 @@ use std::path::{Path, PathBuf};
 
 pub use fixture::{Action, DEFAULT_CLIENT, Fixture, FixtureError, SCHEMA_VERSION, Step};
 pub use model::ConformanceModel;
+pub use remote::{Remote, not_drivable};
 pub use runner::{Failure, run};
 pub use server::{FixtureServer, InProcess, START_MS};
 
@@ -31,8 +33,39 @@ use crate::room::RoomConfig;
 pub struct Report {
     /// The file's name.
     pub file: String,
-    /// Pass, or the first failure (including a file that does not load).
-    pub outcome: Result<(), Failure>,
+    /// What happened.
+    pub outcome: Outcome,
+}
+
+/// How a fixture ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every step and assertion held.
+    Passed,
+    /// The first failure (including a file that does not load).
+    Failed(Failure),
+    /// Not run: this runner cannot drive one of its steps (over the wire), and why.
+    NotRun(String),
+}
+
+impl From<Result<(), Failure>> for Outcome {
+    fn from(result: Result<(), Failure>) -> Self {
+        result.map_or_else(Outcome::Failed, |()| Outcome::Passed)
+    }
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
+}
+
+fn load(path: &Path) -> Result<Fixture, Failure> {
+    Fixture::load(path).map_err(|e| Failure {
+        step: None,
+        message: e.to_string(),
+    })
 }
 
 /// The fixture files of `dir` (`*.json`), sorted by name.
@@ -51,16 +84,38 @@ pub fn fixture_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 
 /// Runs one fixture file with the presence model on a fresh in-process server.
 pub fn run_file_in_process(path: &Path) -> Report {
-    let file = path.file_name().map_or_else(
-        || path.display().to_string(),
-        |n| n.to_string_lossy().into_owned(),
-    );
-    let outcome = Fixture::load(path)
-        .map_err(|e| Failure {
-            step: None,
-            message: e.to_string(),
-        })
-        .and_then(|fixture| run_in_process::<Presence>(&fixture, Presence::default()));
+    let outcome = load(path)
+        .and_then(|fixture| run_in_process::<Presence>(&fixture, Presence::default()))
+        .into();
+    Report {
+        file: file_name(path),
+        outcome,
+    }
+}
+
+/// Runs one fixture file with the presence model against the server at `url`, in a room
+/// of its own, over real WebSocket connections (see [`Remote`]).
+pub fn run_file_over_wire(path: &Path, url: &str) -> Report {
+    let file = file_name(path);
+    let fixture = match load(path) {
+        Ok(fixture) => fixture,
+        Err(failure) => {
+            return Report {
+                file,
+                outcome: Outcome::Failed(failure),
+            };
+        }
+    };
+    if let Some(reason) = not_drivable(&fixture) {
+        return Report {
+            file,
+            outcome: Outcome::NotRun(reason),
+        };
+    }
+    let suffix =
+        crate::epoch::Epoch::random().map_or_else(|_| "0".into(), |e| e.as_str()[..8].to_owned());
+    let mut server = Remote::new(url, &format!("conformance-{}-{suffix}", fixture.name));
+    let outcome = run::<Presence>(&fixture, &mut server).into();
     Report { file, outcome }
 }
 

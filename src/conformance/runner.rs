@@ -272,7 +272,7 @@ impl<M: ConformanceModel, S: FixtureServer<M>> Run<'_, M, S> {
         self.server.flush()?;
         let names: Vec<String> = self.clients.keys().cloned().collect();
         for name in &names {
-            if let Some(bytes) = self.server.receive(name) {
+            if let Some(bytes) = self.server.receive_unexpected(name) {
                 let message = parse(&bytes).map(|m| without_meta(&m).to_string());
                 return Err(format!(
                     "the server sent {} to {name:?}, which no step expected",

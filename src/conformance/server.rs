@@ -47,8 +47,15 @@ pub trait FixtureServer<M: ConformanceModel> {
     /// A message if the transport fails.
     fn flush(&mut self) -> Result<(), String>;
 
-    /// The next message the server sent to `client`, if any.
+    /// The next message the server sent to `client`, if any (waiting for it as long as a
+    /// step expecting a message should).
     fn receive(&mut self, client: &str) -> Option<Bytes>;
+
+    /// A message the server sent to `client` that no step expects, if any (waiting only
+    /// briefly): the end-of-fixture check.
+    fn receive_unexpected(&mut self, client: &str) -> Option<Bytes> {
+        self.receive(client)
+    }
 
     /// Sets the test clock.
     ///
