@@ -1,7 +1,8 @@
 //! Ring benchmarks: the lock-free ring against a `parking_lot::Mutex<VecDeque<Bytes>>`
 //! ring of the same semantics (revision-stamped entries, "gone" when overwritten).
 //!
-//! Groups: `append`; `read/N` for N = 1, 16, 256 operations with no writer running; and
+//! Groups: `append`; `append_with_reader` (a reader of 256-operation ranges runs flat out
+//! on another thread); `read/N` for N = 1, 16, 256 operations with no writer running; and
 //! `read_with_writer/N` with a writer appending flat out on another thread.
 //! Run: `cargo bench --bench ring`.
 
@@ -132,6 +133,51 @@ fn bench_append(c: &mut Criterion) {
     group.finish();
 }
 
+/// The writer's cost while another thread reads 256-operation ranges flat out: the
+/// lock-free writer never waits for readers; the mutex writer does.
+fn bench_append_with_reader(c: &mut Criterion) {
+    let mut group = c.benchmark_group("append_with_reader");
+    group.throughput(Throughput::Elements(1));
+    let ring = lock_free();
+    let reader = Reader::start(Arc::clone(&ring));
+    group.bench_function("lock_free", |b| b.iter(|| ring.append(black_box(op()))));
+    drop(reader);
+    let ring = mutex();
+    let reader = Reader::start(Arc::clone(&ring));
+    group.bench_function("mutex_deque", |b| b.iter(|| ring.append(black_box(op()))));
+    drop(reader);
+    group.finish();
+}
+
+/// A reader of 256-operation ranges running flat out until dropped.
+struct Reader(Arc<AtomicBool>, Option<JoinHandle<u64>>);
+
+impl Reader {
+    fn start<R: BenchRing>(ring: Arc<R>) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let handle = std::thread::spawn(move || {
+            let mut out = Vec::with_capacity(256);
+            let mut reads = 0;
+            while !flag.load(Ordering::Relaxed) {
+                read_n(&*ring, 256, &mut out);
+                reads += 1;
+            }
+            reads
+        });
+        Self(stop, Some(handle))
+    }
+}
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+        if let Some(handle) = self.1.take() {
+            let _ = handle.join();
+        }
+    }
+}
+
 /// A writer appending flat out until dropped.
 struct Writer(Arc<AtomicBool>, Option<JoinHandle<u64>>);
 
@@ -192,5 +238,5 @@ fn bench_read(c: &mut Criterion) {
     bench_read_group(c, "read_with_writer", true);
 }
 
-criterion_group!(benches, bench_append, bench_read);
+criterion_group!(benches, bench_append, bench_append_with_reader, bench_read);
 criterion_main!(benches);

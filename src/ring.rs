@@ -50,29 +50,36 @@
 //! );
 //! ```
 //!
-//! # Why `arc-swap` slots
+//! # Why epoch-reclaimed slots
 //!
 //! A slot holds `Bytes`, which is not `Copy`, so a seqlock ("read, then re-check the
 //! stamp") would read a value while it is being written: a data race, whatever the
-//! re-check says afterwards. Each slot is instead an `ArcSwapOption<Entry>`: the writer
-//! swaps in a new `Arc` holding the stamp and the bytes together, and a reader loads it
-//! whole (hazard-pointer style, no reference count touched on the fast path), so the stamp
-//! and the bytes it reads always belong together. Reclamation is arc-swap's: an entry is
-//! freed when the last reader that loaded it lets go. The cost is one allocation per
-//! append (on the commit path, never per reader). `benches/ring.rs` compares this ring
-//! with a `parking_lot::Mutex<VecDeque<Bytes>>` of the same semantics; the figures are in
-//! `docs/benchmarks.md`.
+//! re-check says afterwards. Each slot is instead an atomic pointer to a heap entry holding
+//! the stamp and the bytes together (`crossbeam-epoch`): the writer swaps in a new entry and
+//! hands the old one to the collector, a reader pins its thread once per read and loads each
+//! slot with one atomic load, so the stamp and the bytes it reads always belong together,
+//! and an entry is freed only once no pinned reader can still hold it. The writer never
+//! waits for readers and readers never write to shared memory but the `Bytes` reference
+//! counts. The cost is one allocation per append, on the commit path, never per reader.
+//!
+//! Measured against a `parking_lot::Mutex<VecDeque<Bytes>>` of the same semantics
+//! (`benches/ring.rs`, 2 cores, ratios from one run): reads of 1, 16 and 256 operations
+//! take 0.69x, 0.64x and 0.70x the mutex's time alone, and 0.98x, 0.71x and 0.62x while a
+//! writer appends flat out on the other core; an append takes about 4x the mutex's
+//! (40 ns against 10 ns: the allocation and the pin). An `ArcSwapOption` per slot, measured
+//! first, read 1.2x to 1.3x slower than the mutex alone and up to 5x slower beside a
+//! writer (arc-swap's writer settles every reader's debts), so it was dropped. Figures are
+//! in `docs/benchmarks.md`.
 
 use std::num::NonZeroUsize;
-use std::sync::Arc;
 
 use bytes::Bytes;
 use crossbeam_utils::CachePadded;
 
-use crate::sync::{AtomicSlot, AtomicU64, Ordering};
+use crate::sync::{AtomicSlot, AtomicU64, Guard, Ordering, pin};
 
-/// The largest capacity a ring accepts: 2^24 operations (the documented bound is
-/// 1,048,576; this leaves room above it).
+/// The largest capacity a ring accepts: 2^24 = 16,777,216 operations (the issue asked for
+/// at least 1,048,576).
 pub const MAX_CAPACITY: usize = 1 << 24;
 
 /// A fixed-capacity ring of encoded operations with lock-free, revision-checked reads.
@@ -175,7 +182,7 @@ impl Ring {
     pub fn append(&self, bytes: Bytes) -> u64 {
         // Relaxed: only the (single) writer stores `head`, so it reads its own last store.
         let rev = self.head.load(Ordering::Relaxed) + 1;
-        self.slot(rev).store(Arc::new(Entry { rev, bytes }));
+        self.slot(rev).store(Entry { rev, bytes }, &pin());
         // Release: pairs with the Acquire in `head()`: a reader that sees `rev` as the head
         // also sees the slot stored just above.
         self.head.store(rev, Ordering::Release);
@@ -199,7 +206,8 @@ impl Ring {
         if rev <= self.buffer_first_rev_at(head) {
             return Err(self.gone(0));
         }
-        self.read_slot(rev).map_err(|stamp| self.gone(stamp))
+        self.read_slot(rev, &pin())
+            .map_err(|stamp| self.gone(stamp))
     }
 
     /// Appends the operations of revisions `from + 1 ..= to` to `out`, in order, as shared
@@ -225,8 +233,9 @@ impl Ring {
         }
         let start = out.len();
         out.reserve(to.saturating_sub(from) as usize);
+        let guard = pin();
         for rev in from.saturating_add(1)..=to {
-            match self.read_slot(rev) {
+            match self.read_slot(rev, &guard) {
                 Ok(bytes) => out.push(bytes),
                 Err(stamp) => {
                     out.truncate(start);
@@ -239,8 +248,8 @@ impl Ring {
 
     /// The bytes of `rev` if its slot still holds it, else the stamp found there (0 for an
     /// empty slot).
-    fn read_slot(&self, rev: u64) -> Result<Bytes, u64> {
-        self.slot(rev).with(|entry| match entry {
+    fn read_slot(&self, rev: u64, guard: &Guard) -> Result<Bytes, u64> {
+        self.slot(rev).with(guard, |entry| match entry {
             Some(entry) if entry.rev == rev => Ok(entry.bytes.clone()),
             // A newer stamp: the writer lapped us. (An older stamp or an empty slot cannot
             // happen at or below a head we acquired; it is reported as gone, never trusted.)
@@ -272,6 +281,8 @@ impl std::fmt::Debug for Ring {
 
 #[cfg(all(test, not(loom)))]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
 
     fn ring(capacity: usize) -> Ring {
@@ -401,6 +412,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "a million slots is slow under Miri; the logic is the same"
+    )]
     fn large_capacity_is_accepted() {
         let ring = ring(1 << 20);
         fill(&ring, 3);
@@ -410,17 +425,19 @@ mod tests {
 
     #[test]
     fn readers_on_other_threads_see_only_whole_matching_operations() {
+        // Sizes cut under Miri, which runs the same interleavings far slower.
+        let last = if cfg!(miri) { 200 } else { 20_000 };
         let ring = Arc::new(ring(8));
         let writer = {
             let ring = Arc::clone(&ring);
-            std::thread::spawn(move || fill(&ring, 20_000))
+            std::thread::spawn(move || fill(&ring, last))
         };
         let readers: Vec<_> = (0..2)
             .map(|_| {
                 let ring = Arc::clone(&ring);
                 std::thread::spawn(move || {
                     let mut out = Vec::new();
-                    while ring.head() < 20_000 {
+                    while ring.head() < last {
                         let head = ring.head();
                         let from = head.saturating_sub(4);
                         out.clear();
