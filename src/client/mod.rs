@@ -1,4 +1,5 @@
-//! The client side: a replica of one room, with no I/O of its own.
+//! The client side: a replica of one room, with no I/O of its own, and a blocking
+//! [`Connector`] that keeps one current over WebSocket.
 //!
 //! A [`Replica`] holds what the server last said (the server state and its revision
 //! `serverRev`, the epoch) and the updates this client sent that the server has not
@@ -121,11 +122,13 @@
 //! with its `appliedRev`.
 
 mod acks;
+mod connector;
 mod outgoing;
 mod replica;
 mod req_id;
 
 pub use acks::REMEMBERED_ACKS;
+pub use connector::{Connector, ConnectorError, ConnectorOptions};
 pub use replica::{Pending, Replica, ReplicaError, ReplicaEvent};
 
 #[cfg(all(test, not(loom)))]
