@@ -222,7 +222,7 @@ impl<M: Model> Connection<M> {
                 Ok(Message::Text(text)) => open.session.handle_message(text.as_bytes(), now),
                 Ok(Message::Binary(_)) => open.session.reject_binary(now),
                 Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => {}
-                // tungstenite has queued its reply; we close once it is out.
+                // tungstenite has queued its answer; `end` writes it out.
                 Ok(Message::Close(_)) => break Some(None),
                 Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
                     break None;
@@ -256,7 +256,7 @@ impl<M: Model> Connection<M> {
         }
         match close {
             None => Next::Keep,
-            Some(None) => self.begin_closing(work, now),
+            Some(None) => self.end(None, work, now),
             Some(Some((code, reason))) => self.close(code, reason, work, now),
         }
     }
@@ -276,6 +276,16 @@ impl<M: Model> Connection<M> {
         work: &mut Work,
         now: Instant,
     ) -> Next {
+        let frame = CloseFrame {
+            code,
+            reason: reason.into(),
+        };
+        self.end(Some(frame), work, now)
+    }
+
+    /// Ends the WebSocket: the session's last messages, then a close frame: `frame`, or,
+    /// when the peer closed first, the answer tungstenite queued for its close frame.
+    fn end(&mut self, frame: Option<CloseFrame>, work: &mut Work, now: Instant) -> Next {
         let Phase::Open(open) = &mut self.phase else {
             return Next::Keep;
         };
@@ -285,12 +295,12 @@ impl<M: Model> Connection<M> {
         for message in work.transmit.drain(..) {
             self.outbox.push_text(message);
         }
-        let frame = CloseFrame {
-            code,
-            reason: reason.into(),
-        };
         let mut io = WsIo::new(&[], &mut work.control);
-        let _ = open.ws.close(&mut io, Some(frame));
+        // While the WebSocket is active this queues and writes `frame`; after the peer's
+        // close it writes the queued answer (a queued frame is only written by a later
+        // call, never by the `read` that returned the peer's close) and then reports the
+        // connection closed, which we know.
+        let _ = open.ws.close(&mut io, frame);
         self.take_control(work);
         self.begin_closing(work, now)
     }
