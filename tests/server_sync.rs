@@ -100,7 +100,11 @@ fn two_hundred_clients_of_one_room_get_every_operation_once_and_in_order() {
     });
     assert_eq!(expected.participants().len(), CLIENTS);
     for client in &clients {
-        assert!(*client.state() == expected, "{}: the room's state", client.id);
+        assert!(
+            *client.state() == expected,
+            "{}: the room's state",
+            client.id
+        );
     }
 }
 

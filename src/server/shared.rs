@@ -10,8 +10,8 @@ use tungstenite::protocol::WebSocketConfig;
 use super::registry::Registry;
 use crate::config::Config;
 use crate::model::Model;
-use crate::room::CommitListener;
 use crate::protocol::decode::DecodeLimits;
+use crate::room::CommitListener;
 use crate::session::SessionConfig;
 
 /// tungstenite's own read buffer per connection: small, since the shard reads sockets

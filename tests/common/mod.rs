@@ -80,7 +80,9 @@ impl TestServer {
 
     /// The room `name` as the server holds it.
     pub fn room(&self, name: &str) -> Arc<Room<Presence>> {
-        self.server().room(name).expect("room exists or can be created")
+        self.server()
+            .room(name)
+            .expect("room exists or can be created")
     }
 
     /// Stops the server and waits for it.

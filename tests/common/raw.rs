@@ -129,7 +129,10 @@ impl RawWs {
     /// Reads the next frame and expects a close frame; returns its code and reason.
     pub fn read_close(&mut self) -> (u16, String) {
         let (opcode, payload) = self.read_frame();
-        assert_eq!(opcode, 0x8, "expected a close frame, got opcode {opcode:#x}");
+        assert_eq!(
+            opcode, 0x8,
+            "expected a close frame, got opcode {opcode:#x}"
+        );
         let code = u16::from_be_bytes([payload[0], payload[1]]);
         (code, String::from_utf8(payload[2..].to_vec()).unwrap())
     }

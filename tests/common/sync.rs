@@ -79,7 +79,10 @@ impl Stream {
             "invariant 1: SYNC.DELTAS {from}->{to} carries revisions {revs:?}"
         );
         if let (Some(&last), Some(&first)) = (self.op_revs.last(), revs.first()) {
-            assert!(first > last, "operation {first} received again after {last}");
+            assert!(
+                first > last,
+                "operation {first} received again after {last}"
+            );
         }
         self.op_revs.extend(revs);
         self.ranges.push((from, to));
