@@ -64,7 +64,13 @@ enum Phase<M: Model> {
     /// A WebSocket with its session.
     Open(Box<Open<M>>),
     /// Our last bytes are going out; then we wait for the peer to close, up to `deadline`.
-    Closing { deadline: Instant, shut: bool },
+    /// `room` is the room the connection still counts in (none for a refused upgrade),
+    /// until it is dropped.
+    Closing {
+        deadline: Instant,
+        shut: bool,
+        room: Option<Arc<Room<M>>>,
+    },
 }
 
 struct Open<M: Model> {
@@ -102,11 +108,13 @@ impl<M: Model> Connection<M> {
         &mut self.stream
     }
 
-    /// The room of an open connection.
+    /// The room the connection counts in: from its upgrade until it is dropped, closing
+    /// included.
     pub(super) fn room(&self) -> Option<&Arc<Room<M>>> {
         match &self.phase {
             Phase::Open(open) => Some(open.session.room()),
-            _ => None,
+            Phase::Closing { room, .. } => room.as_ref(),
+            Phase::Handshake { .. } => None,
         }
     }
 
@@ -207,6 +215,7 @@ impl<M: Model> Connection<M> {
         self.phase = Phase::Closing {
             deadline: now + CLOSE_LINGER,
             shut: false,
+            room: None,
         };
         Next::Keep
     }
@@ -307,9 +316,13 @@ impl<M: Model> Connection<M> {
 
     fn begin_closing(&mut self, work: &mut Work, now: Instant) -> Next {
         self.take_control(work);
+        let room = self.room().cloned();
+        // Dropping the session detaches its participant; the connection still counts in
+        // its room (`Registry::disconnect`) until the shard drops it.
         self.phase = Phase::Closing {
             deadline: now + CLOSE_LINGER,
             shut: false,
+            room,
         };
         Next::Keep
     }
