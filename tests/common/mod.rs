@@ -240,6 +240,36 @@ impl Ws {
         }
     }
 
+    /// The server's close frame if one comes within `within` (text messages before it
+    /// are skipped); `None` if nothing came.
+    pub fn close_within(&mut self, within: Duration) -> Option<(u16, String)> {
+        self.socket
+            .get_ref()
+            .set_read_timeout(Some(within))
+            .unwrap();
+        let result = loop {
+            match self.socket.read() {
+                Ok(Message::Close(frame)) => {
+                    break Some(frame.map_or((1005, String::new()), |f| {
+                        (u16::from(f.code), f.reason.as_str().to_owned())
+                    }));
+                }
+                Ok(_) => {}
+                Err(tungstenite::Error::Io(e))
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    break None;
+                }
+                Err(e) => panic!("expected a close frame, got {e}"),
+            }
+        };
+        self.socket.get_ref().set_read_timeout(Some(WAIT)).unwrap();
+        result
+    }
+
     /// Ends the TCP connection at once (what dropping the client does), keeping the
     /// value around.
     pub fn disconnect(&self) {
