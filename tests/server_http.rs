@@ -101,7 +101,9 @@ fn a_missing_or_wrong_token_gets_401_before_anything_is_read() {
 #[test]
 fn the_token_is_accepted_every_way_clients_send_it() {
     let server = TestServer::with(|config| config.server.token = Some("s3cret".into()));
-    let ways: [(&str, &[(&str, &str)], Option<&str>); 6] = [
+    // (path, request headers, the subprotocol the server selects)
+    type Way<'a> = (&'a str, &'a [(&'a str, &'a str)], Option<&'a str>);
+    let ways: [Way<'_>; 6] = [
         ("/?token=s3cret", &[], None),
         ("/?x=1&access_token=s3cret", &[], None),
         ("/?token=s3%63ret", &[], None),

@@ -79,18 +79,38 @@ impl RawWs {
         stream
             .write_all(upgrade_request(path, extra_headers).as_bytes())
             .unwrap();
+        let mut raw = Self::from_stream(stream);
+        raw.read_response();
+        raw
+    }
+
+    /// A connection whose upgrade request the caller writes.
+    pub fn from_stream(stream: TcpStream) -> Self {
+        Self {
+            stream,
+            response: String::new(),
+        }
+    }
+
+    /// Reads the answer to the upgrade request and expects a `101`.
+    pub fn read_response(&mut self) {
         let mut response = Vec::new();
         let mut byte = [0u8; 1];
         while !response.ends_with(b"\r\n\r\n") {
-            assert_eq!(stream.read(&mut byte).unwrap(), 1, "upgrade response cut");
+            assert_eq!(
+                self.stream.read(&mut byte).unwrap(),
+                1,
+                "upgrade response cut"
+            );
             response.push(byte[0]);
         }
-        let response = String::from_utf8(response).unwrap();
+        self.response = String::from_utf8(response).unwrap();
         assert!(
-            response.starts_with("HTTP/1.1 101 Switching Protocols\r\n"),
-            "{response}"
+            self.response
+                .starts_with("HTTP/1.1 101 Switching Protocols\r\n"),
+            "{}",
+            self.response
         );
-        Self { stream, response }
     }
 
     pub fn write(&mut self, bytes: &[u8]) {
