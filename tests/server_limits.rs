@@ -93,7 +93,7 @@ fn the_message_rate_is_limited_per_connection() {
     assert_eq!(alice.join("user-1", "Alice")["payload"]["rev"], 1);
     alice.send(update("away", "a-1"));
     alice.send(update("online", "a-2"));
-    assert_eq!(alice.recv()["payload"]["toRev"], 3);
+    alice.recv_until_rev(3);
     // The fourth message at once is refused, naming the update and when to retry.
     alice.send(update("away", "a-3"));
     let mut refused = alice.recv();
@@ -114,20 +114,13 @@ fn the_message_rate_is_limited_per_connection() {
     bob.send(update("away", "b-1"));
     bob.send(update("online", "b-2"));
     // Errors come before deltas: reaching revision 6 without one means none was sent.
-    loop {
-        let acked = bob.recv();
+    for acked in bob.recv_until_rev(6) {
         assert_eq!(acked["type"], "SYNC.DELTAS", "{acked}");
-        if acked["payload"]["toRev"] == 6 {
-            break;
-        }
     }
     // After the time it was told, Alice may send again.
     std::thread::sleep(Duration::from_millis(retry_after));
     alice.send(update("away", "a-4"));
-    let mut last = alice.recv();
-    while last["payload"]["toRev"] != 7 {
-        last = alice.recv();
-    }
+    let last = alice.recv_until_rev(7).pop().unwrap();
     assert_eq!(last["payload"]["operations"][0]["clientReqId"], "a-4");
 }
 

@@ -85,6 +85,12 @@ impl TestServer {
             .expect("room exists or can be created")
     }
 
+    /// Takes the server out (to stop it from another thread); dropping `self` then does
+    /// nothing.
+    pub fn take(&mut self) -> Server<Presence> {
+        self.server.take().expect("a running server")
+    }
+
     /// Stops the server and waits for it.
     pub fn stop(&mut self) {
         if let Some(server) = self.server.take() {
@@ -268,6 +274,20 @@ impl Ws {
         };
         self.socket.get_ref().set_read_timeout(Some(WAIT)).unwrap();
         result
+    }
+
+    /// Reads until a `SYNC.DELTAS` reaches `rev` (deltas may come one by one or coalesced);
+    /// returns every message read, that one included.
+    pub fn recv_until_rev(&mut self, rev: u64) -> Vec<Value> {
+        let mut messages = Vec::new();
+        loop {
+            let message = self.recv();
+            let reached = message["payload"]["toRev"] == rev;
+            messages.push(message);
+            if reached {
+                return messages;
+            }
+        }
     }
 
     /// Ends the TCP connection at once (what dropping the client does), keeping the
