@@ -4,6 +4,9 @@
 //! moved past it) and ends in everyone's state.
 mod common;
 
+use std::io::Write;
+
+use common::raw::{RawWs, frame};
 use common::sync::SyncClient;
 use common::{TestServer, assert_serves};
 
@@ -122,4 +125,53 @@ fn a_slow_client_within_the_ring_gets_its_deltas_coalesced() {
         "the last message brought it to the head in one batch: {from}->{to}"
     );
     assert!(*slow.state() == *reader.state(), "same state as everyone");
+}
+
+#[test]
+fn a_client_that_pings_without_reading_gets_the_latest_pong_not_a_queue_of_them() {
+    // 100,000 pings of 125 bytes: 13 MB, far more pongs than the socket buffers hold.
+    const PINGS: u32 = 100_000;
+    let server = TestServer::start();
+    let mut raw = RawWs::connect(server.addr(), "/");
+    let ping = |i: u32| {
+        let mut payload = vec![b'p'; 121];
+        payload.extend_from_slice(&i.to_be_bytes());
+        payload
+    };
+    let mut bytes = Vec::new();
+    for i in 0..PINGS {
+        bytes.extend(frame(0x9, true, &ping(i)));
+    }
+    bytes.extend(frame(
+        0x1,
+        true,
+        br#"{"type":"JOIN","payload":{"participantId":"pinger","name":"P"}}"#,
+    ));
+    let mut writer = raw.stream.try_clone().unwrap();
+    let sent = std::thread::spawn(move || writer.write_all(&bytes));
+    // Meanwhile, others are served.
+    assert_serves(&server.url(""));
+    // Every byte was taken (the server read them all while this client read nothing).
+    sent.join().unwrap().unwrap();
+    let mut pongs = Vec::new();
+    let snapshot = loop {
+        match raw.read_frame() {
+            (0xa, payload) => pongs.push(payload),
+            (0x1, text) => break String::from_utf8(text).unwrap(),
+            (opcode, _) => panic!("unexpected opcode {opcode:#x}"),
+        }
+    };
+    assert!(snapshot.contains(r#""rev":1,"#), "{snapshot}");
+    // regression: every ping's pong was appended to the connection's outbox, written or
+    // not, so a client that pinged and never read grew the server's memory without bound.
+    assert!(
+        pongs.len() < (PINGS / 10) as usize,
+        "{} pongs for {PINGS} pings: pongs were queued",
+        pongs.len()
+    );
+    assert_eq!(
+        pongs.last(),
+        Some(&ping(PINGS - 1)),
+        "the latest ping is answered"
+    );
 }

@@ -76,6 +76,9 @@ enum Phase<M: Model> {
 struct Open<M: Model> {
     ws: WebSocketContext,
     session: Session<M>,
+    /// The answer to the latest ping, not written yet. Only the latest is kept (RFC 6455
+    /// §5.5.3 allows it): a peer that pings without reading must not grow a queue.
+    pong: Option<Bytes>,
 }
 
 /// What the shard should do with a connection after an event.
@@ -200,7 +203,11 @@ impl<M: Model> Connection<M> {
                 self.outbox.push_raw(upgrade.response);
                 let ws = WebSocketContext::new(Role::Server, Some(shared.ws_config()));
                 let session = Session::new(room, upgrade.dialect, shared.session.clone(), now);
-                self.phase = Phase::Open(Box::new(Open { ws, session }));
+                self.phase = Phase::Open(Box::new(Open {
+                    ws,
+                    session,
+                    pong: None,
+                }));
                 if !leftover.is_empty() && self.frames_input(&leftover, work, now) == Next::Drop {
                     return Next::Drop;
                 }
@@ -270,11 +277,23 @@ impl<M: Model> Connection<M> {
         }
     }
 
+    /// Takes the frames tungstenite wrote: a pong becomes the one pong due (replacing an
+    /// older one not written yet), anything else (a close frame) goes to the outbox.
     fn take_control(&mut self, work: &mut Work) {
-        if !work.control.is_empty() {
-            self.outbox.push_raw(Bytes::copy_from_slice(&work.control));
-            work.control.clear();
+        let mut rest = &work.control[..];
+        while let Some(len) = control_frame_len(rest) {
+            let (frame, tail) = rest.split_at(len);
+            match &mut self.phase {
+                Phase::Open(open) if frame[0] == PONG => {
+                    open.pong = Some(Bytes::copy_from_slice(frame));
+                }
+                _ => self.outbox.push_raw(Bytes::copy_from_slice(frame)),
+            }
+            rest = tail;
         }
+        // tungstenite only writes control frames; anything else would go out as it is.
+        self.outbox.push_raw(Bytes::copy_from_slice(rest));
+        work.control.clear();
     }
 
     /// Closes with `code`: the session's last replies, then the close frame.
@@ -347,7 +366,10 @@ impl<M: Model> Connection<M> {
             }
             if self.outbox.is_empty() {
                 match &mut self.phase {
-                    Phase::Open(open) if open.session.wants_transmit() => {
+                    Phase::Open(open) if open.pong.is_some() || open.session.wants_transmit() => {
+                        if let Some(pong) = open.pong.take() {
+                            self.outbox.push_raw(pong);
+                        }
                         let _ = open
                             .session
                             .poll_transmit(&mut work.cache, &mut work.transmit);
@@ -424,6 +446,17 @@ impl<M: Model> Connection<M> {
     }
 }
 
+/// The first byte of an unmasked pong frame (FIN, opcode 0xA).
+const PONG: u8 = 0x8a;
+
+/// The length of the whole control frame (FIN set, opcode 0x8 to 0xF, unmasked, a payload
+/// of at most 125 bytes) at the start of `bytes`, if one is there.
+fn control_frame_len(bytes: &[u8]) -> Option<usize> {
+    let (&first, &second) = (bytes.first()?, bytes.get(1)?);
+    let len = 2 + usize::from(second);
+    (first & 0xf8 == 0x88 && second <= 125 && bytes.len() >= len).then_some(len)
+}
+
 fn open_close_reason<M: Model>(phase: &Phase<M>) -> Option<(CloseCode, &'static str)> {
     match phase {
         Phase::Open(open) => open.session.close_reason().map(close_code),
@@ -435,5 +468,24 @@ fn close_code(reason: CloseReason) -> (CloseCode, &'static str) {
     match reason {
         CloseReason::Idle => (CloseCode::Normal, "idle timeout"),
         CloseReason::TooManyQueuedReplies => (CloseCode::Policy, "too many unread replies"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_frames_are_told_apart_and_measured() {
+        // A pong of 2 bytes, then a close with a code and no reason.
+        let bytes = [0x8a, 2, b'h', b'i', 0x88, 2, 0x03, 0xe8];
+        assert_eq!(control_frame_len(&bytes), Some(4));
+        assert_eq!(control_frame_len(&bytes[4..]), Some(4));
+        assert_eq!(control_frame_len(&bytes[..3]), None, "cut short");
+        assert_eq!(control_frame_len(&[]), None);
+        // Not a control frame: a text frame, a fragment, a long length.
+        assert_eq!(control_frame_len(&[0x81, 0]), None);
+        assert_eq!(control_frame_len(&[0x0a, 0]), None);
+        assert_eq!(control_frame_len(&[0x8a, 126, 0, 200]), None);
     }
 }
