@@ -9,7 +9,7 @@ use std::io::{ErrorKind, Read, Write};
 use std::time::{Duration, Instant};
 
 use common::raw::{self, RawWs, frame, frame_with};
-use common::{TestServer, Ws, assert_serves};
+use common::{TestServer, Ws, assert_serves, eventually};
 
 #[test]
 fn a_plain_http_request_gets_426_and_the_server_goes_on() {
@@ -38,6 +38,54 @@ fn garbage_before_the_upgrade_gets_400() {
         answer,
         "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 38\r\nConnection: close\r\n\r\nmalformed HTTP request: invalid token\n"
     );
+    assert_serves(&server.url(""));
+}
+
+#[test]
+fn bad_upgrade_requests_get_a_plain_answer_saying_why() {
+    let server = TestServer::start();
+    let plain = |status: &str, body: &str| {
+        format!(
+            "HTTP/1.1 {status}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}\n",
+            body.len() + 1
+        )
+    };
+    let filler = format!("X-Filler: {}\r\n", "f".repeat(9000));
+    let cases = [
+        (
+            raw::upgrade_request("/", &filler),
+            plain(
+                "431 Request Header Fields Too Large",
+                "request headers too large",
+            ),
+        ),
+        (
+            raw::upgrade_request("/", "").replacen("GET", "POST", 1),
+            plain(
+                "400 Bad Request",
+                "bad WebSocket upgrade: WebSocket protocol error: Unsupported HTTP method used - only GET is allowed",
+            ),
+        ),
+        (
+            raw::upgrade_request("/", "")
+                .replace("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n", ""),
+            plain(
+                "400 Bad Request",
+                "bad WebSocket upgrade: WebSocket protocol error: No \"Sec-WebSocket-Key\" header",
+            ),
+        ),
+        (
+            raw::upgrade_request(&format!("/rooms/{}", "r".repeat(257)), ""),
+            plain("400 Bad Request", "a room name must be 1 to 256 bytes long"),
+        ),
+    ];
+    for (request, answer) in cases {
+        assert_eq!(raw::exchange(server.addr(), request.as_bytes()), answer);
+    }
+    assert_eq!(server.server().rooms(), 0);
+    eventually("every refused connection is released", || {
+        server.server().connections() == 0
+    });
     assert_serves(&server.url(""));
 }
 
@@ -92,6 +140,9 @@ fn a_missing_or_wrong_token_gets_401_before_anything_is_read() {
         );
     }
     assert_eq!(server.server().rooms(), 0, "no room was even created");
+    eventually("every refused connection is released", || {
+        server.server().connections() == 0
+    });
     match Ws::try_connect(&server.url("/"), &[]) {
         Err(tungstenite::Error::Http(response)) => assert_eq!(response.status(), 401),
         other => panic!("expected a 401, got {:?}", other.map(|_| ())),
