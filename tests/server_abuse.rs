@@ -5,6 +5,8 @@
 mod common;
 
 use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use common::raw::{self, RawWs, frame, upgrade_request};
 use common::{TestServer, Ws, assert_serves, eventually};
@@ -337,4 +339,42 @@ fn connections_that_vanish_at_any_point_are_all_released() {
         server.server().connections() == 0
     });
     assert_every_shard_serves(&server);
+}
+
+#[test]
+fn a_client_flooding_its_shard_does_not_starve_the_others_on_it() {
+    // One shard: the flooder and the others share its event loop.
+    let server = TestServer::with(|config| config.server.shards = 1);
+    let mut flooder = RawWs::connect(server.addr(), "/");
+    let mut pings = Vec::new();
+    for _ in 0..2000 {
+        pings.extend(frame(0x9, true, &[b'p'; 125]));
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let flooding = {
+        let stop = Arc::clone(&stop);
+        let mut stream = flooder.stream.try_clone().unwrap();
+        std::thread::spawn(move || {
+            let mut sent = 0usize;
+            while !stop.load(Ordering::Relaxed) {
+                stream.write_all(&pings).unwrap();
+                sent += pings.len();
+            }
+            sent
+        })
+    };
+    let mut alice = Ws::connect(&server.url("/"));
+    assert_eq!(alice.join("user-1", "Alice")["payload"]["rev"], 1);
+    for i in 0..5u64 {
+        let status = if i % 2 == 0 { "away" } else { "online" };
+        alice.send(common::update(status, &format!("req-{i}")));
+        let ack = alice.recv();
+        assert_eq!(ack["payload"]["toRev"], 2 + i, "{ack}");
+    }
+    assert_serves(&server.url(""));
+    stop.store(true, Ordering::Relaxed);
+    let sent = flooding.join().unwrap();
+    assert!(sent > 0);
+    // The flooder, which read nothing all along, is answered with pongs, not closed.
+    assert_eq!(flooder.read_frame().0, 0xa);
 }
