@@ -147,3 +147,26 @@ fn the_binary_refuses_a_bad_configuration_with_exit_2() {
         "error: room.ring_capacity = 0 (from --ring-capacity): must be between 1 and 16777216\n"
     );
 }
+
+#[test]
+fn a_ping_just_before_the_server_closes_still_gets_its_pong() {
+    let server = TestServer::with(|config| config.limits.max_message_bytes = 128);
+    let mut raw = RawWs::connect(server.addr(), "/");
+    // regression: the pong waited for the outbox to drain, and closing dropped it.
+    raw.write(
+        &[
+            frame(0x9, true, b"last words"),
+            frame(0x1, true, &[b' '; 200]),
+        ]
+        .concat(),
+    );
+    assert_eq!(raw.read_frame(), (0xa, b"last words".to_vec()));
+    let (opcode, error) = raw.read_frame();
+    assert_eq!(opcode, 0x1);
+    assert_eq!(
+        String::from_utf8(error).unwrap(),
+        r#"{"type":"ERROR","meta":{},"payload":{"code":"RESOURCE_EXHAUSTED","message":"message of 200 bytes exceeds the limit of 128 bytes","retryable":true}}"#
+    );
+    assert_eq!(raw.read_close(), (1009, "message too large".to_owned()));
+    raw.expect_eof();
+}

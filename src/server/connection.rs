@@ -317,6 +317,10 @@ impl<M: Model> Connection<M> {
         let Phase::Open(open) = &mut self.phase else {
             return Next::Keep;
         };
+        // A ping received before the close is still owed its pong.
+        if let Some(pong) = open.pong.take() {
+            self.outbox.push_raw(pong);
+        }
         let _ = open
             .session
             .poll_transmit(&mut work.cache, &mut work.transmit);
