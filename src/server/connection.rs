@@ -361,8 +361,8 @@ impl<M: Model> Connection<M> {
         !self.write_blocked && matches!(self.phase, Phase::Open(_))
     }
 
-    /// Writes what is due: the outbox, and (when it is empty) everything the session has
-    /// due, as one vectored write.
+    /// Writes what is due: the outbox, and (when it is empty) the pong due and everything
+    /// the session has due, as one vectored write.
     pub(super) fn flush(&mut self, work: &mut Work) -> Next {
         loop {
             if self.write_blocked {
