@@ -64,12 +64,21 @@ enum Phase<M: Model> {
     /// A WebSocket with its session.
     Open(Box<Open<M>>),
     /// Our last bytes are going out; then we wait for the peer to close, up to `deadline`.
-    Closing { deadline: Instant, shut: bool },
+    /// `room` is the room the connection still counts in (none for a refused upgrade),
+    /// until it is dropped.
+    Closing {
+        deadline: Instant,
+        shut: bool,
+        room: Option<Arc<Room<M>>>,
+    },
 }
 
 struct Open<M: Model> {
     ws: WebSocketContext,
     session: Session<M>,
+    /// The answer to the latest ping, not written yet. Only the latest is kept (RFC 6455
+    /// §5.5.3 allows it): a peer that pings without reading must not grow a queue.
+    pong: Option<Bytes>,
 }
 
 /// What the shard should do with a connection after an event.
@@ -102,11 +111,13 @@ impl<M: Model> Connection<M> {
         &mut self.stream
     }
 
-    /// The room of an open connection.
+    /// The room the connection counts in: from its upgrade until it is dropped, closing
+    /// included.
     pub(super) fn room(&self) -> Option<&Arc<Room<M>>> {
         match &self.phase {
             Phase::Open(open) => Some(open.session.room()),
-            _ => None,
+            Phase::Closing { room, .. } => room.as_ref(),
+            Phase::Handshake { .. } => None,
         }
     }
 
@@ -192,7 +203,11 @@ impl<M: Model> Connection<M> {
                 self.outbox.push_raw(upgrade.response);
                 let ws = WebSocketContext::new(Role::Server, Some(shared.ws_config()));
                 let session = Session::new(room, upgrade.dialect, shared.session.clone(), now);
-                self.phase = Phase::Open(Box::new(Open { ws, session }));
+                self.phase = Phase::Open(Box::new(Open {
+                    ws,
+                    session,
+                    pong: None,
+                }));
                 if !leftover.is_empty() && self.frames_input(&leftover, work, now) == Next::Drop {
                     return Next::Drop;
                 }
@@ -207,6 +222,7 @@ impl<M: Model> Connection<M> {
         self.phase = Phase::Closing {
             deadline: now + CLOSE_LINGER,
             shut: false,
+            room: None,
         };
         Next::Keep
     }
@@ -222,7 +238,7 @@ impl<M: Model> Connection<M> {
                 Ok(Message::Text(text)) => open.session.handle_message(text.as_bytes(), now),
                 Ok(Message::Binary(_)) => open.session.reject_binary(now),
                 Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => {}
-                // tungstenite has queued its reply; we close once it is out.
+                // tungstenite has queued its answer; `end` writes it out.
                 Ok(Message::Close(_)) => break Some(None),
                 Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
                     break None;
@@ -256,16 +272,28 @@ impl<M: Model> Connection<M> {
         }
         match close {
             None => Next::Keep,
-            Some(None) => self.begin_closing(work, now),
+            Some(None) => self.end(None, work, now),
             Some(Some((code, reason))) => self.close(code, reason, work, now),
         }
     }
 
+    /// Takes the frames tungstenite wrote: a pong becomes the one pong due (replacing an
+    /// older one not written yet), anything else (a close frame) goes to the outbox.
     fn take_control(&mut self, work: &mut Work) {
-        if !work.control.is_empty() {
-            self.outbox.push_raw(Bytes::copy_from_slice(&work.control));
-            work.control.clear();
+        let mut rest = &work.control[..];
+        while let Some(len) = control_frame_len(rest) {
+            let (frame, tail) = rest.split_at(len);
+            match &mut self.phase {
+                Phase::Open(open) if frame[0] == PONG => {
+                    open.pong = Some(Bytes::copy_from_slice(frame));
+                }
+                _ => self.outbox.push_raw(Bytes::copy_from_slice(frame)),
+            }
+            rest = tail;
         }
+        // tungstenite only writes control frames; anything else would go out as it is.
+        self.outbox.push_raw(Bytes::copy_from_slice(rest));
+        work.control.clear();
     }
 
     /// Closes with `code`: the session's last replies, then the close frame.
@@ -276,30 +304,48 @@ impl<M: Model> Connection<M> {
         work: &mut Work,
         now: Instant,
     ) -> Next {
+        let frame = CloseFrame {
+            code,
+            reason: reason.into(),
+        };
+        self.end(Some(frame), work, now)
+    }
+
+    /// Ends the WebSocket: the session's last messages, then a close frame: `frame`, or,
+    /// when the peer closed first, the answer tungstenite queued for its close frame.
+    fn end(&mut self, frame: Option<CloseFrame>, work: &mut Work, now: Instant) -> Next {
         let Phase::Open(open) = &mut self.phase else {
             return Next::Keep;
         };
+        // A ping received before the close is still owed its pong.
+        if let Some(pong) = open.pong.take() {
+            self.outbox.push_raw(pong);
+        }
         let _ = open
             .session
             .poll_transmit(&mut work.cache, &mut work.transmit);
         for message in work.transmit.drain(..) {
             self.outbox.push_text(message);
         }
-        let frame = CloseFrame {
-            code,
-            reason: reason.into(),
-        };
         let mut io = WsIo::new(&[], &mut work.control);
-        let _ = open.ws.close(&mut io, Some(frame));
+        // While the WebSocket is active this queues and writes `frame`; after the peer's
+        // close it writes the queued answer (a queued frame is only written by a later
+        // call, never by the `read` that returned the peer's close) and then reports the
+        // connection closed, which we know.
+        let _ = open.ws.close(&mut io, frame);
         self.take_control(work);
         self.begin_closing(work, now)
     }
 
     fn begin_closing(&mut self, work: &mut Work, now: Instant) -> Next {
         self.take_control(work);
+        let room = self.room().cloned();
+        // Dropping the session detaches its participant; the connection still counts in
+        // its room (`Registry::disconnect`) until the shard drops it.
         self.phase = Phase::Closing {
             deadline: now + CLOSE_LINGER,
             shut: false,
+            room,
         };
         Next::Keep
     }
@@ -315,8 +361,8 @@ impl<M: Model> Connection<M> {
         !self.write_blocked && matches!(self.phase, Phase::Open(_))
     }
 
-    /// Writes what is due: the outbox, and (when it is empty) everything the session has
-    /// due, as one vectored write.
+    /// Writes what is due: the outbox, and (when it is empty) the pong due and everything
+    /// the session has due, as one vectored write.
     pub(super) fn flush(&mut self, work: &mut Work) -> Next {
         loop {
             if self.write_blocked {
@@ -324,7 +370,10 @@ impl<M: Model> Connection<M> {
             }
             if self.outbox.is_empty() {
                 match &mut self.phase {
-                    Phase::Open(open) if open.session.wants_transmit() => {
+                    Phase::Open(open) if open.pong.is_some() || open.session.wants_transmit() => {
+                        if let Some(pong) = open.pong.take() {
+                            self.outbox.push_raw(pong);
+                        }
                         let _ = open
                             .session
                             .poll_transmit(&mut work.cache, &mut work.transmit);
@@ -401,6 +450,17 @@ impl<M: Model> Connection<M> {
     }
 }
 
+/// The first byte of an unmasked pong frame (FIN, opcode 0xA).
+const PONG: u8 = 0x8a;
+
+/// The length of the whole control frame (FIN set, opcode 0x8 to 0xF, unmasked, a payload
+/// of at most 125 bytes) at the start of `bytes`, if one is there.
+fn control_frame_len(bytes: &[u8]) -> Option<usize> {
+    let (&first, &second) = (bytes.first()?, bytes.get(1)?);
+    let len = 2 + usize::from(second);
+    (first & 0xf8 == 0x88 && second <= 125 && bytes.len() >= len).then_some(len)
+}
+
 fn open_close_reason<M: Model>(phase: &Phase<M>) -> Option<(CloseCode, &'static str)> {
     match phase {
         Phase::Open(open) => open.session.close_reason().map(close_code),
@@ -412,5 +472,24 @@ fn close_code(reason: CloseReason) -> (CloseCode, &'static str) {
     match reason {
         CloseReason::Idle => (CloseCode::Normal, "idle timeout"),
         CloseReason::TooManyQueuedReplies => (CloseCode::Policy, "too many unread replies"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_frames_are_told_apart_and_measured() {
+        // A pong of 2 bytes, then a close with a code and no reason.
+        let bytes = [0x8a, 2, b'h', b'i', 0x88, 2, 0x03, 0xe8];
+        assert_eq!(control_frame_len(&bytes), Some(4));
+        assert_eq!(control_frame_len(&bytes[4..]), Some(4));
+        assert_eq!(control_frame_len(&bytes[..3]), None, "cut short");
+        assert_eq!(control_frame_len(&[]), None);
+        // Not a control frame: a text frame, a fragment, a long length.
+        assert_eq!(control_frame_len(&[0x81, 0]), None);
+        assert_eq!(control_frame_len(&[0x0a, 0]), None);
+        assert_eq!(control_frame_len(&[0x8a, 126, 0, 200]), None);
     }
 }

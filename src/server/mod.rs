@@ -4,7 +4,8 @@
 //! `mio::Poll`; a connection lives on one shard for its life. The request path selects the
 //! room (`/` is `default`, `/rooms/{name}` is `name`, any other path is the room of that
 //! name); rooms are created on first connection up to `limits.max_rooms` and dropped after
-//! `timeouts.room_idle_ms` without a connection.
+//! `timeouts.room_idle_ms` without a connection, unless an embedder holds them (see
+//! [`Server::room`]).
 //!
 //! # Fan-out
 //!
@@ -198,7 +199,9 @@ impl<M: Model> Server<M> {
     }
 
     /// The room called `name`, created if it does not exist yet (an embedder's way to
-    /// commit to a room from its own loop).
+    /// commit to a room from its own loop). The server does not drop the room while the
+    /// handle returned, or a clone of it, is alive, so connections keep reaching the room
+    /// the embedder commits to.
     ///
     /// # Errors
     ///

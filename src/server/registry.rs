@@ -1,5 +1,6 @@
 //! The rooms of a server, by name: created on first connection up to a maximum, told to
-//! expire participants whose time-to-live ran out, dropped once empty for a while.
+//! expire participants whose time-to-live ran out, dropped once empty for a while and
+//! held by nobody else.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -112,7 +113,8 @@ impl<M: Model> Registry<M> {
 
     /// Commits the `leave` of participants without a connection for `ttl`, and drops rooms
     /// that have had no connection (and no participant waiting out its time-to-live) for
-    /// `room_idle`. Called about once a second.
+    /// `room_idle`, unless something besides the registry still holds them (an embedder
+    /// committing from its own loop). Called about once a second.
     pub(super) fn reap(&self, now: Instant, ttl: Duration, room_idle: Duration) {
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
         let rooms: Vec<Arc<Room<M>>> = self
@@ -126,11 +128,16 @@ impl<M: Model> Registry<M> {
                 tracing::error!(room = room.name(), error = %e, "cannot expire participants");
             }
         }
+        // Our own handles must not count as someone else's below.
+        drop(rooms);
         self.rooms.lock().retain(|name, entry| {
             let idle = entry
                 .empty_since
                 .is_some_and(|since| now.saturating_duration_since(since) >= room_idle);
-            let keep = !(idle && entry.room.is_unattached());
+            // Every handle but the registry's comes from it, under this lock, or from
+            // another handle: a count of one means nobody else can reach the room.
+            let held_elsewhere = Arc::strong_count(&entry.room) > 1;
+            let keep = !(idle && entry.room.is_unattached()) || held_elsewhere;
             if !keep {
                 tracing::debug!(room = &**name, rev = entry.room.rev(), "idle room dropped");
             }

@@ -3,11 +3,17 @@
 // These tests are clients of the I/O shell over real sockets: they run on real time.
 #![allow(clippy::disallowed_methods)]
 
+pub mod raw;
+pub mod sync;
+
 use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use deltasync::clock::{Clock, ManualClock};
 use deltasync::config::Config;
 use deltasync::model::presence::Presence;
+use deltasync::room::Room;
 use deltasync::server::Server;
 use serde_json::{Value, json};
 use tungstenite::client::IntoClientRequest;
@@ -16,6 +22,9 @@ use tungstenite::{Message, WebSocket};
 
 /// How long a test waits for a message it expects.
 pub const WAIT: Duration = Duration::from_secs(10);
+
+/// The time of the manual clock servers of exact-message tests start with.
+pub const CLOCK_MS: u64 = 1000;
 
 /// A server on an ephemeral loopback port, stopped when dropped.
 pub struct TestServer {
@@ -28,12 +37,28 @@ impl TestServer {
         Self::with(|_| {})
     }
 
+    /// A server with the system clock and `configure` applied to a test configuration
+    /// (loopback, ephemeral port, two shards).
     pub fn with(configure: impl FnOnce(&mut Config)) -> Self {
+        Self::start_with(configure, None)
+    }
+
+    /// A server whose rooms read a manual clock showing [`CLOCK_MS`], so that messages
+    /// carrying `lastActive` can be compared byte for byte.
+    pub fn with_manual_clock(configure: impl FnOnce(&mut Config)) -> Self {
+        Self::start_with(configure, Some(Arc::new(ManualClock::new(CLOCK_MS))))
+    }
+
+    fn start_with(configure: impl FnOnce(&mut Config), clock: Option<Arc<dyn Clock>>) -> Self {
         let mut config = Config::default();
         config.server.listen = "127.0.0.1:0".parse().unwrap();
         config.server.shards = 2;
         configure(&mut config);
-        let server = Server::presence(config).start().expect("server starts");
+        let mut builder = Server::presence(config);
+        if let Some(clock) = clock {
+            builder = builder.clock(clock);
+        }
+        let server = builder.start().expect("server starts");
         let addr = server.local_addr();
         Self {
             server: Some(server),
@@ -53,6 +78,19 @@ impl TestServer {
         self.server.as_ref().unwrap()
     }
 
+    /// The room `name` as the server holds it.
+    pub fn room(&self, name: &str) -> Arc<Room<Presence>> {
+        self.server()
+            .room(name)
+            .expect("room exists or can be created")
+    }
+
+    /// Takes the server out (to stop it from another thread); dropping `self` then does
+    /// nothing.
+    pub fn take(&mut self) -> Server<Presence> {
+        self.server.take().expect("a running server")
+    }
+
     /// Stops the server and waits for it.
     pub fn stop(&mut self) {
         if let Some(server) = self.server.take() {
@@ -67,9 +105,20 @@ impl Drop for TestServer {
     }
 }
 
+/// Polls `condition` every few milliseconds until it holds; panics after `WAIT`.
+pub fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !condition() {
+        assert!(Instant::now() < deadline, "{what}: not within {WAIT:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// A blocking WebSocket client speaking raw envelopes.
 pub struct Ws {
     pub socket: WebSocket<TcpStream>,
+    /// The subprotocol the server selected in its `101` response.
+    pub protocol: Option<String>,
 }
 
 impl Ws {
@@ -77,9 +126,16 @@ impl Ws {
         Self::connect_with(url, &[])
     }
 
-    /// Connects offering `protocols` and extra headers.
+    /// Connects with extra request headers (a subprotocol, a token).
     pub fn connect_with(url: &str, headers: &[(&str, &str)]) -> Self {
         Self::try_connect(url, headers).expect("WebSocket connects")
+    }
+
+    /// Connects asking for the native dialect (`Sec-WebSocket-Protocol: deltasync.v1`).
+    pub fn connect_native(url: &str) -> Self {
+        let ws = Self::connect_with(url, &[("Sec-WebSocket-Protocol", "deltasync.v1")]);
+        assert_eq!(ws.protocol.as_deref(), Some("deltasync.v1"));
+        ws
     }
 
     pub fn try_connect(url: &str, headers: &[(&str, &str)]) -> Result<Self, tungstenite::Error> {
@@ -97,14 +153,20 @@ impl Ws {
         let config = WebSocketConfig::default()
             .max_message_size(None)
             .max_frame_size(None);
-        let (socket, _) = tungstenite::client::client_with_config(request, stream, Some(config))
-            .map_err(|e| match e {
-                tungstenite::HandshakeError::Failure(e) => e,
-                tungstenite::HandshakeError::Interrupted(_) => {
-                    tungstenite::Error::Io(std::io::ErrorKind::WouldBlock.into())
-                }
-            })?;
-        Ok(Self { socket })
+        let (socket, response) =
+            tungstenite::client::client_with_config(request, stream, Some(config)).map_err(
+                |e| match e {
+                    tungstenite::HandshakeError::Failure(e) => e,
+                    tungstenite::HandshakeError::Interrupted(_) => {
+                        tungstenite::Error::Io(std::io::ErrorKind::WouldBlock.into())
+                    }
+                },
+            )?;
+        let protocol = response
+            .headers()
+            .get("Sec-WebSocket-Protocol")
+            .map(|v| v.to_str().unwrap().to_owned());
+        Ok(Self { socket, protocol })
     }
 
     pub fn send(&mut self, message: Value) {
@@ -115,17 +177,31 @@ impl Ws {
         self.socket.send(Message::text(text)).expect("send");
     }
 
-    /// The next text message, parsed; panics after `WAIT`.
-    pub fn recv(&mut self) -> Value {
+    pub fn send_message(&mut self, message: Message) {
+        self.socket.send(message).expect("send");
+    }
+
+    /// The next message of any kind (pongs included); panics after `WAIT`.
+    pub fn recv_message(&mut self) -> Message {
+        self.socket.read().expect("read")
+    }
+
+    /// The next text message as received; panics after `WAIT` or on a close.
+    pub fn recv_text(&mut self) -> String {
         let deadline = Instant::now() + WAIT;
         loop {
             assert!(Instant::now() < deadline, "no message within {WAIT:?}");
             match self.socket.read().expect("read") {
-                Message::Text(text) => return serde_json::from_str(&text).expect("JSON"),
+                Message::Text(text) => return text.as_str().to_owned(),
                 Message::Close(frame) => panic!("closed by the server: {frame:?}"),
                 _ => {}
             }
         }
+    }
+
+    /// The next text message, parsed; panics after `WAIT`.
+    pub fn recv(&mut self) -> Value {
+        serde_json::from_str(&self.recv_text()).expect("JSON")
     }
 
     /// The next message if one comes within `within`.
@@ -153,21 +229,121 @@ impl Ws {
 
     /// Reads until the server closes; returns the close code.
     pub fn recv_close(&mut self) -> Option<u16> {
+        self.recv_close_frame().map(|(code, _)| code)
+    }
+
+    /// Reads until the server's close frame; returns its code and reason. Text messages
+    /// before it are skipped; anything else (an EOF without a close frame) panics.
+    pub fn recv_close_frame(&mut self) -> Option<(u16, String)> {
         loop {
             match self.socket.read() {
-                Ok(Message::Close(frame)) => return frame.map(|f| u16::from(f.code)),
+                Ok(Message::Close(frame)) => {
+                    return frame.map(|f| (u16::from(f.code), f.reason.as_str().to_owned()));
+                }
                 Ok(_) => {}
                 Err(e) => panic!("expected a close frame, got {e}"),
             }
         }
     }
 
+    /// The server's close frame if one comes within `within` (text messages before it
+    /// are skipped); `None` if nothing came.
+    pub fn close_within(&mut self, within: Duration) -> Option<(u16, String)> {
+        self.socket
+            .get_ref()
+            .set_read_timeout(Some(within))
+            .unwrap();
+        let result = loop {
+            match self.socket.read() {
+                Ok(Message::Close(frame)) => {
+                    break Some(frame.map_or((1005, String::new()), |f| {
+                        (u16::from(f.code), f.reason.as_str().to_owned())
+                    }));
+                }
+                Ok(_) => {}
+                Err(tungstenite::Error::Io(e))
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    break None;
+                }
+                Err(e) => panic!("expected a close frame, got {e}"),
+            }
+        };
+        self.socket.get_ref().set_read_timeout(Some(WAIT)).unwrap();
+        result
+    }
+
+    /// Reads until a `SYNC.DELTAS` reaches `rev` (deltas may come one by one or coalesced);
+    /// returns every message read, that one included.
+    pub fn recv_until_rev(&mut self, rev: u64) -> Vec<Value> {
+        let mut messages = Vec::new();
+        loop {
+            let message = self.recv();
+            let reached = message["payload"]["toRev"] == rev;
+            messages.push(message);
+            if reached {
+                return messages;
+            }
+        }
+    }
+
+    /// Ends the TCP connection at once (what dropping the client does), keeping the
+    /// value around.
+    pub fn disconnect(&self) {
+        let _ = self.socket.get_ref().shutdown(std::net::Shutdown::Both);
+    }
+
     pub fn join(&mut self, id: &str, name: &str) -> Value {
-        self.send(json!({"type": "JOIN", "payload": {"participantId": id, "name": name}}));
+        self.send(join(id, name));
         self.recv()
     }
 }
 
+pub fn join(id: &str, name: &str) -> Value {
+    json!({"type": "JOIN", "payload": {"participantId": id, "name": name}})
+}
+
 pub fn update(status: &str, req: &str) -> Value {
     json!({"type": "UPDATE", "payload": {"patch": {"status": status}, "clientReqId": req}})
+}
+
+pub fn rename(name: &str, req: &str) -> Value {
+    json!({"type": "UPDATE", "payload": {"patch": {"name": name}, "clientReqId": req}})
+}
+
+/// The `participant.joined` operation of a participant who joined at the manual clock.
+pub fn joined_op(rev: u64, id: &str, name: &str) -> Value {
+    json!({"rev": rev, "type": "participant.joined", "payload":
+        {"id": id, "name": name, "status": "online", "lastActive": CLOCK_MS}})
+}
+
+/// A `SYNC.DELTAS` message.
+pub fn deltas(from: u64, to: u64, operations: Vec<Value>) -> Value {
+    json!({"type": "SYNC.DELTAS", "meta": {}, "payload":
+        {"fromRev": from, "toRev": to, "operations": operations}})
+}
+
+/// Checks that `url` serves a well-behaved client: it joins a room of its own (so the
+/// check commits nothing where the test looks), gets a snapshot and its update back as
+/// the acknowledging operation.
+pub fn assert_serves(base_url: &str) {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut ws = Ws::connect(&format!("{base_url}/rooms/health-{n}"));
+    let snapshot = ws.join("probe", "Probe");
+    assert_eq!(snapshot["type"], "SYNC.SNAPSHOT", "{snapshot}");
+    assert_eq!(snapshot["payload"]["rev"], 1, "{snapshot}");
+    ws.send(update("away", "probe-1"));
+    assert_eq!(
+        ws.recv(),
+        deltas(
+            1,
+            2,
+            vec![json!({"rev": 2, "type": "participant.updated",
+                "payload": {"id": "probe", "status": "away"}, "clientReqId": "probe-1"})]
+        )
+    );
 }

@@ -1,0 +1,201 @@
+//! Every per-message and per-server limit over real sockets, each set low through the
+//! configuration: message size, UTF-8, binary frames, pings, the message rate, the
+//! connection and room limits.
+mod common;
+
+use std::time::Duration;
+
+use common::raw::{self, RawWs};
+use common::{TestServer, Ws, assert_serves, eventually, update};
+use serde_json::json;
+use tungstenite::Message;
+
+#[test]
+fn a_message_over_the_size_limit_gets_resource_exhausted_then_close_1009() {
+    let server = TestServer::with(|config| config.limits.max_message_bytes = 128);
+    let mut ws = Ws::connect(&server.url("/"));
+    // Exactly at the limit is fine: a heartbeat padded with JSON whitespace to 128 bytes.
+    let heartbeat = format!("{:<128}", r#"{"type":"HEARTBEAT"}"#);
+    ws.send_text(&heartbeat);
+    ws.send_text(r#"{"type":"HEARTBEAT","payload":{}}"#);
+    assert_eq!(
+        ws.recv()["payload"]["message"],
+        "HEARTBEAT takes no payload"
+    );
+
+    ws.send_text(&format!("{:<129}", r#"{"type":"HEARTBEAT"}"#));
+    assert_eq!(
+        ws.recv_text(),
+        r#"{"type":"ERROR","meta":{},"payload":{"code":"RESOURCE_EXHAUSTED","message":"message of 129 bytes exceeds the limit of 128 bytes","retryable":true}}"#
+    );
+    assert_eq!(
+        ws.recv_close_frame(),
+        Some((1009, "message too large".to_owned()))
+    );
+    drop(ws);
+    assert_serves(&server.url(""));
+}
+
+#[test]
+fn invalid_utf8_in_a_text_frame_closes_1007() {
+    let server = TestServer::start();
+    let mut raw = RawWs::connect(server.addr(), "/");
+    raw.send_text(b"{\"type\":\"HEARTBEAT\xff\"}");
+    assert_eq!(raw.read_close(), (1007, "invalid UTF-8".to_owned()));
+    raw.expect_eof();
+    assert_serves(&server.url(""));
+}
+
+#[test]
+fn a_binary_frame_gets_invalid_argument_and_the_connection_goes_on() {
+    let server = TestServer::start();
+    let mut ws = Ws::connect(&server.url("/"));
+    ws.send_message(Message::binary(br#"{"type":"HEARTBEAT"}"#.to_vec()));
+    assert_eq!(
+        ws.recv_text(),
+        r#"{"type":"ERROR","meta":{},"payload":{"code":"INVALID_ARGUMENT","message":"binary messages are not supported: send JSON text","retryable":false}}"#
+    );
+    assert_eq!(ws.join("user-1", "Alice")["payload"]["rev"], 1);
+}
+
+#[test]
+fn a_ping_gets_its_pong() {
+    let server = TestServer::start();
+    let mut ws = Ws::connect(&server.url("/"));
+    ws.send_message(Message::Ping(b"are you there".to_vec().into()));
+    assert_eq!(
+        ws.recv_message(),
+        Message::Pong(b"are you there".to_vec().into())
+    );
+    // Between messages too, and the session is untouched by it.
+    ws.send(common::join("user-1", "Alice"));
+    ws.send_message(Message::Ping(b"2".to_vec().into()));
+    let mut got = [ws.recv_message(), ws.recv_message()];
+    got.sort_by_key(|m| m.is_text());
+    assert_eq!(got[0], Message::Pong(b"2".to_vec().into()));
+    assert!(
+        got[1]
+            .to_text()
+            .unwrap()
+            .contains(r#""type":"SYNC.SNAPSHOT""#)
+    );
+}
+
+#[test]
+fn the_message_rate_is_limited_per_connection() {
+    let server = TestServer::with(|config| {
+        config.limits.messages_per_second = 2;
+        config.limits.message_burst = 3;
+    });
+    let mut alice = Ws::connect(&server.url("/"));
+    let mut bob = Ws::connect(&server.url("/"));
+    // The burst: JOIN and two updates.
+    assert_eq!(alice.join("user-1", "Alice")["payload"]["rev"], 1);
+    alice.send(update("away", "a-1"));
+    alice.send(update("online", "a-2"));
+    alice.recv_until_rev(3);
+    // The fourth message at once is refused, naming the update and when to retry.
+    alice.send(update("away", "a-3"));
+    let mut refused = alice.recv();
+    let retry_after = refused["payload"]["retryAfterMs"].as_u64().unwrap();
+    assert!((1..=500).contains(&retry_after), "{refused}");
+    refused["payload"]
+        .as_object_mut()
+        .unwrap()
+        .remove("retryAfterMs");
+    assert_eq!(
+        refused,
+        json!({"type": "ERROR", "meta": {}, "payload": {"code": "RESOURCE_EXHAUSTED",
+            "message": "message rate limit exceeded; slow down",
+            "details": {"clientReqId": "a-3"}, "retryable": true}})
+    );
+    // Bob has a budget of his own.
+    assert_eq!(bob.join("user-2", "Bob")["payload"]["rev"], 4);
+    bob.send(update("away", "b-1"));
+    bob.send(update("online", "b-2"));
+    // Errors come before deltas: reaching revision 6 without one means none was sent.
+    for acked in bob.recv_until_rev(6) {
+        assert_eq!(acked["type"], "SYNC.DELTAS", "{acked}");
+    }
+    // After the time it was told, Alice may send again.
+    std::thread::sleep(Duration::from_millis(retry_after));
+    alice.send(update("away", "a-4"));
+    let last = alice.recv_until_rev(7).pop().unwrap();
+    assert_eq!(last["payload"]["operations"][0]["clientReqId"], "a-4");
+}
+
+const BUSY_503: &str = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 53\r\nConnection: close\r\nRetry-After: 5\r\n\r\nthe connection limit (2) is reached; try again later\n";
+
+#[test]
+fn connections_over_the_limit_are_refused_with_503() {
+    let server = TestServer::with(|config| config.limits.max_connections = 2);
+    let mut first = Ws::connect(&server.url("/"));
+    let _second = Ws::connect(&server.url("/"));
+    let upgrade = raw::upgrade_request("/", "");
+    for _ in 0..3 {
+        assert_eq!(raw::exchange(server.addr(), upgrade.as_bytes()), BUSY_503);
+    }
+    match Ws::try_connect(&server.url("/"), &[]) {
+        Err(tungstenite::Error::Http(response)) => assert_eq!(response.status(), 503),
+        Err(e) => panic!("expected a 503, got {e}"),
+        Ok(_) => panic!("a third connection was admitted"),
+    }
+    assert_eq!(server.server().connections(), 2);
+    // A connection that goes frees its place.
+    first.socket.close(None).unwrap();
+    assert_eq!(first.recv_close(), None);
+    drop(first);
+    eventually("the closed connection is released", || {
+        server.server().connections() == 1
+    });
+    let mut third = Ws::connect(&server.url("/"));
+    assert_eq!(third.join("user-3", "Carol")["payload"]["rev"], 1);
+}
+
+#[test]
+fn rooms_over_the_limit_are_refused_with_503() {
+    let server = TestServer::with(|config| config.limits.max_rooms = 1);
+    let _a = Ws::connect(&server.url("/rooms/a"));
+    let refused = raw::exchange(
+        server.addr(),
+        raw::upgrade_request("/rooms/b", "").as_bytes(),
+    );
+    assert_eq!(
+        refused,
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 30\r\nConnection: close\r\nRetry-After: 5\r\n\r\nthe room limit (1) is reached\n"
+    );
+    assert_eq!(server.server().rooms(), 1);
+    let mut again = Ws::connect(&server.url("/rooms/a"));
+    assert_eq!(again.join("user-1", "Alice")["payload"]["rev"], 1);
+}
+
+#[test]
+fn a_room_is_dropped_after_its_last_connection_closes_however_it_closes() {
+    let server = TestServer::with(|config| {
+        config.limits.max_rooms = 1;
+        config.timeouts.room_idle_ms = 1;
+        config.timeouts.participant_ttl_ms = 1;
+        config.timeouts.idle_ms = 300;
+    });
+    // regression: a connection that ended with a close handshake (either side's) was
+    // never counted out of its room, so the room was never dropped and, with the room
+    // limit reached, every other room was refused for good.
+    let mut client_closes = Ws::connect(&server.url("/rooms/a"));
+    assert_eq!(client_closes.join("user-1", "Alice")["payload"]["rev"], 1);
+    client_closes.socket.close(None).unwrap();
+    assert_eq!(client_closes.recv_close(), None);
+    drop(client_closes);
+    eventually("room a is dropped", || server.server().rooms() == 0);
+
+    let mut server_closes = Ws::connect(&server.url("/rooms/b"));
+    assert_eq!(server_closes.join("user-1", "Alice")["payload"]["rev"], 1);
+    assert_eq!(
+        server_closes.recv_close_frame(),
+        Some((1000, "idle timeout".to_owned()))
+    );
+    drop(server_closes);
+    eventually("room b is dropped", || server.server().rooms() == 0);
+
+    let mut last = Ws::connect(&server.url("/rooms/c"));
+    assert_eq!(last.join("user-1", "Alice")["payload"]["rev"], 1);
+}
