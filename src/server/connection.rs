@@ -28,6 +28,8 @@ use crate::session::{CloseReason, DeltaCache, Session};
 
 /// How long a closing connection waits for the peer's side of the close.
 const CLOSE_LINGER: Duration = Duration::from_secs(2);
+/// How many replies a pipelined batch may queue before they are written out mid-batch.
+const REPLY_BATCH: usize = 16;
 /// How many bytes one connection may read per event-loop turn before others get theirs.
 pub(super) const READ_BUDGET: usize = 256 * 1024;
 
@@ -90,6 +92,8 @@ pub(super) enum Next {
     ReadMore,
     /// It has just become a WebSocket in this room: index it.
     Opened,
+    /// Both: it opened, and it used its read budget (the upgrade came with more bytes).
+    OpenedReadMore,
     /// Drop it.
     Drop,
 }
@@ -134,7 +138,7 @@ impl<M: Model> Connection<M> {
         loop {
             if total >= READ_BUDGET {
                 return if next == Next::Opened {
-                    next
+                    Next::OpenedReadMore
                 } else {
                     Next::ReadMore
                 };
@@ -159,7 +163,7 @@ impl<M: Model> Connection<M> {
             };
             match step {
                 Next::Drop => return Next::Drop,
-                Next::Opened => next = Next::Opened,
+                Next::Opened | Next::OpenedReadMore => next = Next::Opened,
                 Next::Keep | Next::ReadMore => {}
             }
         }
@@ -234,10 +238,27 @@ impl<M: Model> Connection<M> {
         };
         let mut io = WsIo::new(input, &mut work.control);
         let close = loop {
+            // Replies to a long pipelined batch go out as they pile up, so that only a
+            // peer that does not read them reaches the session's limit of unread replies.
+            if open.session.queued_replies() >= REPLY_BATCH && !self.write_blocked {
+                let _ = open
+                    .session
+                    .poll_transmit(&mut work.cache, &mut work.transmit);
+                for message in work.transmit.drain(..) {
+                    self.outbox.push_text(message);
+                }
+                match self.outbox.write_to(&mut self.stream) {
+                    Ok(Written::All) => {}
+                    Ok(Written::Blocked) => self.write_blocked = true,
+                    Err(_) => return Next::Drop,
+                }
+            }
             match open.ws.read(&mut io) {
                 Ok(Message::Text(text)) => open.session.handle_message(text.as_bytes(), now),
                 Ok(Message::Binary(_)) => open.session.reject_binary(now),
-                Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => {}
+                // Control frames show the peer is alive, as any message does.
+                Ok(Message::Ping(_) | Message::Pong(_)) => open.session.heard(now),
+                Ok(Message::Frame(_)) => {}
                 // tungstenite has queued its answer; `end` writes it out.
                 Ok(Message::Close(_)) => break Some(None),
                 Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {

@@ -119,6 +119,13 @@ fn upgrade(parsed: &httparse::Request<'_, '_>, policy: Policy<'_>) -> Result<Upg
             &[("Upgrade", "websocket")],
         ));
     }
+    if header("Sec-WebSocket-Version").is_some_and(|v| v.trim() != "13") {
+        return Err(refusal(
+            426,
+            "unsupported WebSocket version: this server speaks version 13",
+            &[("Sec-WebSocket-Version", "13")],
+        ));
+    }
     let accepted = create_response(&request)
         .map_err(|e| refusal(400, &format!("bad WebSocket upgrade: {e}"), &[]))?;
     let (path, query) = request

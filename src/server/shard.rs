@@ -170,6 +170,10 @@ impl<M: Model> Shard<M> {
             Next::Keep => {}
             Next::ReadMore => self.read_more.push(key),
             Next::Opened => self.index_room(key),
+            Next::OpenedReadMore => {
+                self.index_room(key);
+                self.read_more.push(key);
+            }
             Next::Drop => self.remove(key, now),
         }
     }

@@ -213,6 +213,16 @@ impl<M: Model> Session<M> {
         );
     }
 
+    /// The peer showed it is alive without a message (a WebSocket ping or pong).
+    pub fn heard(&mut self, now: Instant) {
+        self.last_heard = now;
+    }
+
+    /// How many replies (errors) wait to be sent.
+    pub fn queued_replies(&self) -> usize {
+        self.replies.len()
+    }
+
     /// Answers a binary message: the protocol is JSON text.
     pub fn reject_binary(&mut self, now: Instant) {
         self.last_heard = now;

@@ -164,3 +164,12 @@ fn requests_that_are_not_websocket_upgrades_get_plain_answers() {
     let no_key = b"GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n";
     assert_eq!(refused(handshake(no_key, open())).0, 400);
 }
+
+#[test]
+fn another_websocket_version_gets_426_naming_ours() {
+    let request = b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n\r\n";
+    let (status, body) = refused(handshake(request, open()));
+    assert_eq!(status, 426);
+    assert!(body.contains("Sec-WebSocket-Version: 13\r\n"), "{body}");
+    assert!(body.ends_with("unsupported WebSocket version: this server speaks version 13\n"));
+}
