@@ -3,6 +3,7 @@
 use serde_json::{Map, Value};
 
 use crate::model::Model;
+use crate::model::arena::{Arena, Entity};
 use crate::model::presence::{Participant, Presence, PresenceLimits};
 
 /// A model the fixtures can drive: restore a stated state, view the state as fixtures
@@ -66,5 +67,41 @@ impl ConformanceModel for Presence {
         let index = usize::try_from(i.checked_rem(count)?).ok()?;
         let id = self.participants().keys().nth(index)?;
         Some(Presence::touch(id, now_ms))
+    }
+}
+
+impl ConformanceModel for Arena {
+    fn from_fixture(state: &Map<String, Value>) -> Result<Self, String> {
+        let mut state = state.clone();
+        let entities = state.remove("entities").ok_or("STATE needs \"entities\"")?;
+        if let Some(key) = state.keys().next() {
+            return Err(format!("unknown key {key:?} in STATE"));
+        }
+        let entities: std::collections::BTreeMap<String, Entity> =
+            serde_json::from_value(entities).map_err(|e| format!("STATE entities: {e}"))?;
+        if let Some((key, e)) = entities.iter().find(|(key, e)| **key != e.id.to_string()) {
+            return Err(format!("STATE entity {key:?} has id {}", e.id));
+        }
+        Ok(Arena::from_entities(entities.into_values()))
+    }
+
+    fn fixture_view(&self) -> Value {
+        serde_json::to_value(self.entities()).unwrap_or(Value::Null)
+    }
+
+    fn actors(&self) -> Vec<(String, String)> {
+        self.entities()
+            .values()
+            .filter_map(|e| e.owner.clone())
+            .map(|owner| (owner.clone(), owner))
+            .collect()
+    }
+
+    /// Moves the entities in turn (in id order) one step along x.
+    fn background_op(&self, i: u64, _now_ms: u64) -> Option<Self::Op> {
+        let count = self.entities().len() as u64;
+        let index = usize::try_from(i.checked_rem(count)?).ok()?;
+        let id = *self.entities().keys().nth(index)?;
+        self.step(id, 1, 0)
     }
 }

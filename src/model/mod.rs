@@ -7,7 +7,8 @@
 //! applies committed operations and predicts its own pending inputs.
 //!
 //! [`presence`] is the built-in model of the protocol (participants with a name, a status
-//! and a `lastActive` time); a game server implements `Model` for its own state.
+//! and a `lastActive` time); a game server implements `Model` for its own state, as
+//! [`arena`] (entities moving on a grid) shows.
 //!
 //! # Wire shapes
 //!
@@ -19,6 +20,7 @@
 //! - An input is the `UPDATE` payload without `baseRev` and `clientReqId` (presence:
 //!   `{"patch": {...}}`); it should reject unknown fields (`deny_unknown_fields`).
 
+pub mod arena;
 pub mod presence;
 
 use std::fmt;

@@ -63,6 +63,8 @@
 mod attachments;
 mod config;
 mod dedup;
+mod inputs;
+mod policy;
 mod snapshot;
 
 use std::fmt;
@@ -71,6 +73,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
+use crossbeam_utils::CachePadded;
 use parking_lot::Mutex;
 
 use crate::clock::{Clock, SystemClock};
@@ -81,10 +84,13 @@ use crate::ring::Ring;
 
 pub use crate::protocol::encode::GapInfo;
 pub use config::{DEFAULT_RING_CAPACITY, InvalidValue, RoomConfig, ring_capacity};
+pub use inputs::ClientInput;
+pub use policy::{FlushPolicy, InputPolicy};
 pub use snapshot::Snapshot;
 
 use attachments::Attachments;
 use dedup::Dedup;
+use inputs::{InputQueue, RejectionLog};
 
 /// One document: its state, revisions, operation ring and snapshot. See the
 /// [module documentation](self).
@@ -100,7 +106,16 @@ pub struct Room<M: Model> {
     clock: Arc<dyn Clock>,
     listeners: ArcSwap<Vec<Arc<dyn CommitListener>>>,
     attachments: Mutex<Attachments>,
+    flush: FlushPolicy,
+    /// The revision connections are brought to: the head under `Immediate`, the head at
+    /// the last `flush` under `Tick`.
+    published: CachePadded<AtomicU64>,
+    inputs: Option<InputQueue<M::Input>>,
+    rejections: RejectionLog,
 }
+
+/// How many rejections a room keeps for connections that have not picked theirs up.
+const REJECTION_LOG: usize = 4096;
 
 /// What the commit lock guards.
 struct Committed<M> {
@@ -191,9 +206,23 @@ pub struct RoomBuilder<M: Model> {
     clock: Arc<dyn Clock>,
     epoch: Option<Epoch>,
     rev: u64,
+    flush: FlushPolicy,
+    inputs: InputPolicy,
 }
 
 impl<M: Model> RoomBuilder<M> {
+    /// When connections are brought up to date (default: at every commit).
+    pub fn flush_policy(mut self, policy: FlushPolicy) -> Self {
+        self.flush = policy;
+        self
+    }
+
+    /// What happens to clients' inputs (default: the model decides them at once).
+    pub fn input_policy(mut self, policy: InputPolicy) -> Self {
+        self.inputs = policy;
+        self
+    }
+
     /// Sets the ring capacity and the other room knobs.
     pub fn config(mut self, config: RoomConfig) -> Self {
         self.config = config;
@@ -246,6 +275,13 @@ impl<M: Model> RoomBuilder<M> {
             clock: self.clock,
             listeners: ArcSwap::from_pointee(Vec::new()),
             attachments: Mutex::new(Attachments::default()),
+            flush: self.flush,
+            published: CachePadded::new(AtomicU64::new(self.rev)),
+            inputs: match self.inputs {
+                InputPolicy::Decide => None,
+                InputPolicy::Forward { capacity } => Some(InputQueue::new(capacity)),
+            },
+            rejections: RejectionLog::new(REJECTION_LOG),
             epoch,
             config: self.config,
         })
@@ -270,6 +306,8 @@ impl<M: Model> Room<M> {
             clock: Arc::new(SystemClock),
             epoch: None,
             rev: 0,
+            flush: FlushPolicy::default(),
+            inputs: InputPolicy::default(),
         }
     }
 
@@ -291,6 +329,96 @@ impl<M: Model> Room<M> {
     /// The current revision (the newest committed operation). Lock-free.
     pub fn rev(&self) -> u64 {
         self.ring.head()
+    }
+
+    /// The revision connections are brought to: [`Room::rev`] under the `Immediate`
+    /// flush policy, the revision of the last [`Room::flush`] under `Tick`. Lock-free.
+    pub fn published_rev(&self) -> u64 {
+        // Acquire: pairs with the Release in `publish`.
+        self.published.load(Ordering::Acquire)
+    }
+
+    /// The room's flush policy.
+    pub fn flush_policy(&self) -> FlushPolicy {
+        self.flush
+    }
+
+    /// Publishes every commit so far (the `Tick` policy's once-per-tick call): every
+    /// connection behind gets one frame with all of them. Returns the published revision.
+    /// Under `Immediate` commits are already published and this does nothing.
+    pub fn flush(&self) -> u64 {
+        let head = self.ring.head();
+        if self.publish(head) {
+            self.notify(head);
+        }
+        head
+    }
+
+    /// Moves the published revision up to `rev`; whether it moved.
+    fn publish(&self, rev: u64) -> bool {
+        // Release: pairs with the Acquire in `published_rev`; a reader that sees `rev`
+        // finds its operations in the ring (appended before, under the commit lock or by
+        // the flushing thread's acquire of the head).
+        self.published.fetch_max(rev, Ordering::AcqRel) < rev
+    }
+
+    /// Whether clients' inputs are forwarded to the owner rather than decided at once.
+    pub fn forwards_inputs(&self) -> bool {
+        self.inputs.is_some()
+    }
+
+    /// Queues a client's input for the owner (under [`InputPolicy::Forward`]).
+    ///
+    /// # Errors
+    ///
+    /// `RESOURCE_EXHAUSTED` when the queue is full, `FAILED_PRECONDITION` when the room
+    /// decides inputs itself.
+    pub fn forward(&self, input: ClientInput<M::Input>) -> Result<(), Rejection> {
+        let Some(queue) = &self.inputs else {
+            return Err(Rejection::precondition("this room decides inputs itself"));
+        };
+        queue.push(input).map_err(|_| {
+            Rejection::new(
+                ErrorCode::ResourceExhausted,
+                "the room's input queue is full; try again",
+            )
+        })
+    }
+
+    /// Takes every input waiting for the owner, oldest first (under
+    /// [`InputPolicy::Forward`]; nothing otherwise).
+    pub fn drain_inputs(&self, out: &mut Vec<ClientInput<M::Input>>) {
+        if let Some(queue) = &self.inputs {
+            queue.drain_into(out);
+        }
+    }
+
+    /// Rejects a forwarded input: its sender gets `ERROR` with `rejection`'s code and
+    /// message and `details.clientReqId`, and drops it from its pending updates.
+    pub fn reject(&self, input: &ClientInput<M::Input>, rejection: &Rejection) {
+        let mut details = serde_json::Map::new();
+        details.insert("clientReqId".into(), input.client_req_id.clone().into());
+        let message = encode::error(&encode::ErrorMessage {
+            details: Some(&details),
+            ..encode::ErrorMessage::new(rejection.code, &rejection.message)
+        });
+        self.rejections.push(&input.actor, message);
+        self.notify(self.published_rev());
+    }
+
+    /// The sequence number of the newest rejection (changes when there is a new one).
+    pub fn rejection_seq(&self) -> u64 {
+        self.rejections.seq()
+    }
+
+    /// Appends the rejections for `actor` newer than `seen`; returns the newest number.
+    pub fn rejections_for(&self, actor: &str, seen: u64, out: &mut Vec<Bytes>) -> u64 {
+        self.rejections.for_actor(actor, seen, out)
+    }
+
+    /// The revision `actor`'s `client_req_id` was committed at, if the room remembers it.
+    pub fn applied_rev(&self, actor: &str, client_req_id: &str) -> Option<u64> {
+        self.committed.lock().dedup.get(actor, client_req_id)
     }
 
     /// The oldest revision a client may hold and still be served by deltas.
@@ -353,7 +481,7 @@ impl<M: Model> Room<M> {
             committed.model.check(&op)?;
             self.commit_locked(&mut committed, &op, origin)?
         };
-        self.notify(rev);
+        self.committed(rev);
         Ok(Commit {
             rev,
             duplicate: false,
@@ -388,7 +516,7 @@ impl<M: Model> Room<M> {
             let op = committed.model.decide(actor, input, self.clock.now_ms())?;
             self.commit_locked(&mut committed, &op, origin)?
         };
-        self.notify(rev);
+        self.committed(rev);
         Ok(Commit {
             rev,
             duplicate: false,
@@ -409,7 +537,7 @@ impl<M: Model> Room<M> {
             };
             self.commit_locked(&mut committed, &op, Origin::SERVER)?
         };
-        self.notify(rev);
+        self.committed(rev);
         Ok(Some(rev))
     }
 
@@ -427,7 +555,7 @@ impl<M: Model> Room<M> {
             };
             self.commit_locked(&mut committed, &op, Origin::SERVER)?
         };
-        self.notify(rev);
+        self.committed(rev);
         Ok(Some(rev))
     }
 
@@ -491,14 +619,21 @@ impl<M: Model> Room<M> {
         Ok(rev)
     }
 
+    /// After a commit: publish it (under `Immediate`) and tell the listeners.
+    fn committed(&self, rev: u64) {
+        if self.flush == FlushPolicy::Immediate && self.publish(rev) {
+            self.notify(rev);
+        }
+    }
+
     fn notify(&self, rev: u64) {
         for listener in self.listeners.load().iter() {
             listener.committed(&self.name, rev);
         }
     }
 
-    /// The operations after revision `rev` up to the head, or the gap if they cannot be
-    /// served. `epoch`, when given, must be this room's: another history's revisions mean
+    /// The operations after revision `rev` up to the published revision, or the gap if they
+    /// cannot be served. `epoch`, when given, must be this room's: another history's revisions mean
     /// nothing here. Lock-free.
     ///
     /// # Errors
@@ -527,17 +662,19 @@ impl<M: Model> Room<M> {
         epoch: Option<&str>,
         out: &mut Vec<Bytes>,
     ) -> Result<u64, GapInfo> {
-        let head = self.ring.head();
+        // Up to the published revision; a client already past it (it got a snapshot at the
+        // head before a flush) is served up to where it is: nothing.
+        let to = self.published_rev().max(rev.min(self.ring.head()));
         let same_history = epoch.is_none_or(|e| e == self.epoch.as_str());
-        if same_history && self.ring.read_range(rev, head, out).is_ok() {
-            return Ok(head);
+        if same_history && self.ring.read_range(rev, to, out).is_ok() {
+            return Ok(to);
         }
         Err(self.gap(rev))
     }
 
     /// The `REVISION_GAP` for a client at `rev`, as of now.
     pub fn gap(&self, rev: u64) -> GapInfo {
-        let server_rev = self.ring.head();
+        let server_rev = self.published_rev();
         GapInfo {
             expected_rev: rev,
             server_rev,

@@ -48,11 +48,11 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::model::Model;
 use crate::model::presence::Presence;
-use crate::room::Room;
+use crate::room::{FlushPolicy, InputPolicy, Room};
 
 use acceptor::Acceptor;
 pub use registry::ModelFactory;
-use registry::Registry;
+use registry::{Registry, RoomSetup};
 use shard::Shard;
 use shared::{ShardWake, Shared, Wakers};
 
@@ -61,6 +61,8 @@ pub struct ServerBuilder<M: Model> {
     config: Config,
     factory: Arc<ModelFactory<M>>,
     clock: Arc<dyn Clock>,
+    flush: FlushPolicy,
+    inputs: InputPolicy,
 }
 
 /// A running server. Dropping it does not stop it; call [`Server::shutdown`] or
@@ -106,7 +108,23 @@ impl<M: Model> ServerBuilder<M> {
             config,
             factory: Arc::new(factory),
             clock: Arc::new(SystemClock),
+            flush: FlushPolicy::default(),
+            inputs: InputPolicy::default(),
         }
+    }
+
+    /// When the server's rooms bring connections up to date (default: at every commit;
+    /// `Tick`: when the owner calls [`Room::flush`]).
+    pub fn flush_policy(mut self, policy: FlushPolicy) -> Self {
+        self.flush = policy;
+        self
+    }
+
+    /// What the server's rooms do with clients' inputs (default: the model decides them;
+    /// `Forward`: the owner drains them with [`Room::drain_inputs`]).
+    pub fn input_policy(mut self, policy: InputPolicy) -> Self {
+        self.inputs = policy;
+        self
     }
 
     /// Sets the wall clock rooms use (default: the system clock).
@@ -144,11 +162,16 @@ impl<M: Model> ServerBuilder<M> {
             acceptor: Waker::new(acceptor_poll.registry(), acceptor::WAKER)?,
             shutdown: AtomicBool::new(false),
         });
+        let setup = RoomSetup {
+            config: self.config.room.clone(),
+            factory: self.factory,
+            clock: self.clock,
+            flush: self.flush,
+            inputs: self.inputs,
+        };
         let registry = Registry::new(
             self.config.limits.max_rooms,
-            self.config.room.clone(),
-            self.factory,
-            self.clock,
+            setup,
             Arc::clone(&wakers) as Arc<dyn crate::room::CommitListener>,
         );
         let shared = Arc::new(Shared::new(&self.config, registry, wakers));

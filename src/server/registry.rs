@@ -10,18 +10,25 @@ use parking_lot::Mutex;
 
 use crate::clock::Clock;
 use crate::model::Model;
-use crate::room::{CommitListener, Room, RoomConfig};
+use crate::room::{CommitListener, FlushPolicy, InputPolicy, Room, RoomConfig};
 
 /// Makes the initial state of a new room from its name.
 pub type ModelFactory<M> = dyn Fn(&str) -> M + Send + Sync;
+
+/// How the server builds its rooms.
+pub(super) struct RoomSetup<M: Model> {
+    pub(super) config: RoomConfig,
+    pub(super) factory: Arc<ModelFactory<M>>,
+    pub(super) clock: Arc<dyn Clock>,
+    pub(super) flush: FlushPolicy,
+    pub(super) inputs: InputPolicy,
+}
 
 /// The server's rooms. Lookups happen once per connection, never on the hot path.
 pub(super) struct Registry<M: Model> {
     rooms: Mutex<HashMap<Arc<str>, Entry<M>>>,
     max_rooms: usize,
-    room_config: RoomConfig,
-    factory: Arc<ModelFactory<M>>,
-    clock: Arc<dyn Clock>,
+    setup: RoomSetup<M>,
     listener: Arc<dyn CommitListener>,
 }
 
@@ -39,17 +46,13 @@ pub(super) struct TooManyRooms;
 impl<M: Model> Registry<M> {
     pub(super) fn new(
         max_rooms: usize,
-        room_config: RoomConfig,
-        factory: Arc<ModelFactory<M>>,
-        clock: Arc<dyn Clock>,
+        setup: RoomSetup<M>,
         listener: Arc<dyn CommitListener>,
     ) -> Self {
         Self {
             rooms: Mutex::new(HashMap::new()),
             max_rooms,
-            room_config,
-            factory,
-            clock,
+            setup,
             listener,
         }
     }
@@ -89,9 +92,12 @@ impl<M: Model> Registry<M> {
             if rooms.len() >= self.max_rooms {
                 return Err(TooManyRooms);
             }
-            let room = Room::builder(name, (self.factory)(name))
-                .config(self.room_config.clone())
-                .clock(Arc::clone(&self.clock))
+            let setup = &self.setup;
+            let room = Room::builder(name, (setup.factory)(name))
+                .config(setup.config.clone())
+                .clock(Arc::clone(&setup.clock))
+                .flush_policy(setup.flush)
+                .input_policy(setup.inputs)
                 .build()
                 .map_err(|e| {
                     tracing::error!(room = name, error = %e, "cannot create room");

@@ -36,7 +36,8 @@ const READ_BUFFER: usize = 64 * 1024;
 struct RoomConnections<M: Model> {
     room: Arc<Room<M>>,
     tokens: Vec<usize>,
-    flushed_rev: u64,
+    /// The published revision and rejection count this shard last flushed for.
+    flushed: (u64, u64),
 }
 
 /// One event loop and its connections.
@@ -203,21 +204,22 @@ impl<M: Model> Shard<M> {
             .or_insert_with(|| RoomConnections {
                 room: Arc::clone(room),
                 tokens: Vec::new(),
-                flushed_rev: room.rev(),
+                flushed: (room.published_rev(), room.rejection_seq()),
             });
         entry.room_slot = Some((room_key, slot.tokens.len()));
         slot.tokens.push(key);
     }
 
-    /// Flushes the connections of every room whose revision moved.
+    /// Flushes the connections of every room that published or rejected something.
     fn flush_rooms(&mut self) {
         let mut dead = Vec::new();
         for slot in self.rooms.values_mut() {
-            let rev = slot.room.rev();
-            if rev == slot.flushed_rev {
+            // Connections move when the room publishes or its owner rejects an input.
+            let activity = (slot.room.published_rev(), slot.room.rejection_seq());
+            if activity == slot.flushed {
                 continue;
             }
-            slot.flushed_rev = rev;
+            slot.flushed = activity;
             for &key in &slot.tokens {
                 let Some(entry) = self.connections.get_mut(key) else {
                     continue;

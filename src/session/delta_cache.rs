@@ -47,7 +47,7 @@ impl DeltaCache {
     /// The gap when the ring no longer holds `(from, head]`.
     pub fn deltas<M: Model>(&mut self, room: &Room<M>, from: u64) -> Result<(u64, Bytes), GapInfo> {
         let key = (std::ptr::from_ref(room) as usize, from);
-        let head = room.rev();
+        let head = room.published_rev();
         if let Some((to, message)) = self.messages.get(&key) {
             if *to == head {
                 return Ok((*to, message.clone()));

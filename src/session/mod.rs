@@ -49,7 +49,7 @@ use crate::model::{Model, Rejection};
 use crate::protocol::decode::{ClientMessage, DecodeError, DecodeLimits, decode_client};
 use crate::protocol::encode::{self, ErrorMessage};
 use crate::protocol::{Dialect, ErrorCode};
-use crate::room::Room;
+use crate::room::{ClientInput, Room};
 
 pub use delta_cache::DeltaCache;
 use rate::TokenBucket;
@@ -101,6 +101,8 @@ pub struct Session<M: Model> {
     /// The revision the connection's stream has reached; `None` until the first `JOIN`.
     last_sent_rev: Option<u64>,
     replies: VecDeque<Bytes>,
+    /// The newest room rejection this session has looked at.
+    rejections_seen: u64,
     rate: TokenBucket,
     last_heard: Instant,
     close: Option<CloseReason>,
@@ -110,6 +112,7 @@ impl<M: Model> Session<M> {
     /// A session for a new connection to `room`, speaking `dialect`.
     pub fn new(room: Arc<Room<M>>, dialect: Dialect, config: SessionConfig, now: Instant) -> Self {
         let rate = TokenBucket::new(config.messages_per_second, config.message_burst, now);
+        let rejections_seen = room.rejection_seq();
         Self {
             room,
             dialect,
@@ -117,6 +120,7 @@ impl<M: Model> Session<M> {
             participant: None,
             last_sent_rev: None,
             replies: VecDeque::new(),
+            rejections_seen,
             rate,
             last_heard: now,
             close: None,
@@ -186,9 +190,9 @@ impl<M: Model> Session<M> {
             } => self.join(participant_id, name, *rev, epoch.as_deref()),
             ClientMessage::Update {
                 input,
+                base_rev,
                 client_req_id,
-                ..
-            } => self.update(input, client_req_id),
+            } => self.update(input, *base_rev, client_req_id),
             ClientMessage::Leave => self.leave(),
             ClientMessage::Heartbeat => Ok(()),
         };
@@ -292,23 +296,46 @@ impl<M: Model> Session<M> {
         Ok(())
     }
 
-    fn update(&mut self, input: &M::Input, client_req_id: &str) -> Result<(), Refusal> {
+    /// An `UPDATE`: decided and committed at once, or forwarded to the room's owner (see
+    /// [`InputPolicy`](crate::room::InputPolicy)). Either way a `clientReqId` already
+    /// applied is not applied again.
+    fn update(
+        &mut self,
+        input: &M::Input,
+        base_rev: Option<u64>,
+        client_req_id: &str,
+    ) -> Result<(), Refusal> {
         let Some(actor) = self.participant.as_deref() else {
             return Err(Refusal::new(
                 ErrorCode::Unauthenticated,
                 "UPDATE before JOIN: join the room first",
             ));
         };
-        let commit = self.room.submit(actor, input, Some(client_req_id))?;
-        let delivered = self.last_sent_rev.is_some_and(|sent| commit.rev <= sent);
-        if commit.duplicate && delivered {
+        let applied = if self.room.forwards_inputs() {
+            let applied = self.room.applied_rev(actor, client_req_id);
+            if applied.is_none() {
+                self.room.forward(ClientInput {
+                    actor: actor.to_owned(),
+                    client_req_id: client_req_id.to_owned(),
+                    base_rev,
+                    input: input.clone(),
+                })?;
+            }
+            applied
+        } else {
+            let commit = self.room.submit(actor, input, Some(client_req_id))?;
+            commit.duplicate.then_some(commit.rev)
+        };
+        // A duplicate whose operation is still to come in the stream is acknowledged by it;
+        // one already sent (the client resent it after a snapshot) gets a notice.
+        let delivered = |rev: &u64| self.last_sent_rev.is_some_and(|sent| *rev <= sent);
+        if let Some(rev) = applied.filter(delivered) {
             let mut details = Map::new();
-            details.insert("appliedRev".into(), Value::from(commit.rev));
+            details.insert("appliedRev".into(), Value::from(rev));
             return Err(Refusal {
                 code: ErrorCode::FailedPrecondition,
                 message: format!(
-                    "clientReqId {client_req_id:?} was already applied at revision {}",
-                    commit.rev
+                    "clientReqId {client_req_id:?} was already applied at revision {rev}"
                 ),
                 details: Some(details),
             });
@@ -392,8 +419,9 @@ impl<M: Model> Session<M> {
     pub fn poll_transmit(&mut self, cache: &mut DeltaCache, out: &mut Vec<Bytes>) -> usize {
         let before = out.len();
         out.extend(self.replies.drain(..));
+        self.poll_rejections(out);
         if let Some(sent) = self.last_sent_rev {
-            if sent < self.room.rev() {
+            if sent < self.room.published_rev() {
                 match cache.deltas(&self.room, sent) {
                     Ok((to, message)) => {
                         out.push(message);
@@ -407,6 +435,18 @@ impl<M: Model> Session<M> {
             }
         }
         out.len() - before
+    }
+
+    /// The owner's rejections of this participant's forwarded inputs.
+    fn poll_rejections(&mut self, out: &mut Vec<Bytes>) {
+        let seq = self.room.rejection_seq();
+        if seq == self.rejections_seen {
+            return;
+        }
+        self.rejections_seen = match self.participant.as_deref() {
+            Some(actor) => self.room.rejections_for(actor, self.rejections_seen, out),
+            None => seq,
+        };
     }
 
     fn poll_snapshot(&mut self, out: &mut Vec<Bytes>) {
