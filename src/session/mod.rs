@@ -409,7 +409,8 @@ impl<M: Model> Session<M> {
         !self.replies.is_empty()
             || self
                 .last_sent_rev
-                .is_some_and(|sent| sent < self.room.rev())
+                .is_some_and(|sent| sent < self.room.published_rev())
+            || (self.participant.is_some() && self.room.rejection_seq() != self.rejections_seen)
     }
 
     /// Appends every message due to `out`, in order: queued replies, then one message

@@ -487,3 +487,202 @@ fn oversized_messages_are_answered_without_being_read() {
             "retryable": true}})]
     );
 }
+
+mod policies {
+    //! Sessions under the `Tick` flush policy and the `Forward` input policy.
+
+    use super::*;
+    use crate::model::arena::{Arena, ArenaInput, ArenaOp, Step};
+    use crate::room::{ClientInput, FlushPolicy, InputPolicy};
+
+    fn arena(flush: FlushPolicy, inputs: InputPolicy) -> Arc<Room<Arena>> {
+        let room = Room::builder("arena", Arena::default())
+            .clock(Arc::new(ManualClock::new(1000)) as Arc<dyn Clock>)
+            .epoch(Epoch::new("e").unwrap())
+            .flush_policy(flush)
+            .input_policy(inputs)
+            .build()
+            .unwrap();
+        Arc::new(room)
+    }
+
+    fn session(room: &Arc<Room<Arena>>, now: Instant) -> Session<Arena> {
+        Session::new(
+            Arc::clone(room),
+            Dialect::WsKit,
+            SessionConfig::default(),
+            now,
+        )
+    }
+
+    fn poll(session: &mut Session<Arena>, cache: &mut DeltaCache) -> Vec<Value> {
+        let mut out = Vec::new();
+        let _ = session.poll_transmit(cache, &mut out);
+        out.iter()
+            .map(|b| serde_json::from_slice(b).unwrap())
+            .collect()
+    }
+
+    fn send(session: &mut Session<Arena>, message: Value, now: Instant) {
+        session.handle_message(message.to_string().as_bytes(), now);
+    }
+
+    fn moves(room: &Room<Arena>, id: u32, count: usize) {
+        for _ in 0..count {
+            let op = room.with_state(|state, _| state.step(id, 1, 0)).unwrap();
+            room.commit(op, Origin::SERVER).unwrap();
+        }
+    }
+
+    #[test]
+    fn under_tick_a_connection_gets_one_frame_per_flush_with_every_operation() {
+        let room = arena(FlushPolicy::Tick, InputPolicy::Decide);
+        let (now, mut cache) = (Instant::now(), DeltaCache::new());
+        let mut s = session(&room, now);
+        send(
+            &mut s,
+            json!({"type": "JOIN", "payload": {"participantId": "p1", "name": "P"}}),
+            now,
+        );
+        // The joining client's snapshot is at the head, flushed or not.
+        let sent = poll(&mut s, &mut cache);
+        assert_eq!((sent.len(), &sent[0]["payload"]["rev"]), (1, &json!(1)));
+        moves(&room, 1, 100);
+        assert_eq!(
+            (room.rev(), room.published_rev()),
+            (101, 0),
+            "nothing published yet"
+        );
+        assert!(!s.wants_transmit());
+        assert!(poll(&mut s, &mut cache).is_empty());
+        assert_eq!(room.flush(), 101);
+        let sent = poll(&mut s, &mut cache);
+        assert_eq!(sent.len(), 1, "one frame for the tick");
+        assert_eq!(
+            (&sent[0]["payload"]["fromRev"], &sent[0]["payload"]["toRev"]),
+            (&json!(1), &json!(101))
+        );
+        assert_eq!(
+            sent[0]["payload"]["operations"].as_array().unwrap().len(),
+            100
+        );
+        assert_eq!(
+            room.flush(),
+            101,
+            "a flush with nothing new publishes nothing"
+        );
+        assert!(poll(&mut s, &mut cache).is_empty());
+    }
+
+    #[test]
+    fn a_resume_under_tick_sees_only_what_was_flushed() {
+        let room = arena(FlushPolicy::Tick, InputPolicy::Decide);
+        let (now, mut cache) = (Instant::now(), DeltaCache::new());
+        let mut s = session(&room, now);
+        send(
+            &mut s,
+            json!({"type": "JOIN", "payload": {"participantId": "p1", "name": "P"}}),
+            now,
+        );
+        poll(&mut s, &mut cache);
+        room.flush();
+        moves(&room, 1, 3);
+        room.flush();
+        moves(&room, 1, 2);
+        let mut back = session(&room, now);
+        send(
+            &mut back,
+            json!({"type": "JOIN", "payload": {"participantId": "p1", "name": "P", "rev": 1}}),
+            now,
+        );
+        let sent = poll(&mut back, &mut cache);
+        assert_eq!(
+            (&sent[0]["payload"]["fromRev"], &sent[0]["payload"]["toRev"]),
+            (&json!(1), &json!(4))
+        );
+    }
+
+    #[test]
+    fn forwarded_inputs_reach_the_owner_and_come_back_as_acks_or_rejections() {
+        let room = arena(FlushPolicy::Immediate, InputPolicy::Forward { capacity: 2 });
+        let (now, mut cache) = (Instant::now(), DeltaCache::new());
+        let mut s = session(&room, now);
+        send(
+            &mut s,
+            json!({"type": "JOIN", "payload": {"participantId": "p1", "name": "P"}}),
+            now,
+        );
+        poll(&mut s, &mut cache);
+        let update = |dx: i32, req: &str| json!({"type": "UPDATE", "payload": {"move": {"dx": dx, "dy": 0}, "baseRev": 1, "clientReqId": req}});
+        send(&mut s, update(1, "ok"), now);
+        send(&mut s, update(2, "refused"), now);
+        send(&mut s, update(3, "full"), now);
+        assert_eq!(room.rev(), 1, "nothing is decided by the room");
+        assert_eq!(
+            poll(&mut s, &mut cache),
+            [json!({"type": "ERROR", "meta": {}, "payload": {
+                "code": "RESOURCE_EXHAUSTED", "message": "the room's input queue is full; try again",
+                "details": {"clientReqId": "full"}, "retryable": true}})]
+        );
+        let mut inputs = Vec::new();
+        room.drain_inputs(&mut inputs);
+        let expected = |dx, req: &str| ClientInput {
+            actor: "p1".into(),
+            client_req_id: req.into(),
+            base_rev: Some(1),
+            input: ArenaInput {
+                step: Step { dx, dy: 0 },
+            },
+        };
+        assert_eq!(inputs, [expected(1, "ok"), expected(2, "refused")]);
+        // The game accepts the first on its own terms (a longer move) and refuses the second.
+        let op = room.with_state(|state, _| state.step(1, 10, 0)).unwrap();
+        let origin = Origin {
+            actor: Some("p1"),
+            client_req_id: Some("ok"),
+        };
+        assert_eq!(room.commit(op, origin).unwrap().rev, 2);
+        room.reject(&inputs[1], &Rejection::denied("frozen this turn"));
+        assert_eq!(
+            poll(&mut s, &mut cache),
+            [
+                json!({"type": "ERROR", "meta": {}, "payload": {
+                    "code": "PERMISSION_DENIED", "message": "frozen this turn",
+                    "details": {"clientReqId": "refused"}, "retryable": false}}),
+                json!({"type": "SYNC.DELTAS", "meta": {}, "payload": {"fromRev": 1, "toRev": 2, "operations": [
+                    {"rev": 2, "type": "entity.moved", "payload": {"id": 1, "x": 10, "y": 0}, "clientReqId": "ok"}]}}),
+            ]
+        );
+        // Resent after its ack: not forwarded again, answered with its revision.
+        send(&mut s, update(1, "ok"), now);
+        let sent = poll(&mut s, &mut cache);
+        assert_eq!(
+            sent[0]["payload"]["details"],
+            json!({"clientReqId": "ok", "appliedRev": 2})
+        );
+        room.drain_inputs(&mut inputs);
+        assert_eq!(inputs.len(), 2, "nothing new was queued");
+        // Rejections go to their actor only.
+        let mut other = session(&room, now);
+        send(
+            &mut other,
+            json!({"type": "JOIN", "payload": {"participantId": "p2", "name": "Q"}}),
+            now,
+        );
+        poll(&mut other, &mut cache);
+        room.reject(&inputs[0], &Rejection::denied("late"));
+        assert!(
+            poll(&mut other, &mut cache)
+                .iter()
+                .all(|m| m["type"] != "ERROR")
+        );
+        assert_eq!(
+            poll(&mut s, &mut cache)
+                .iter()
+                .filter(|m| m["type"] == "ERROR")
+                .count(),
+            1
+        );
+        let _: Option<ArenaOp> = None;
+    }
+}

@@ -1,5 +1,10 @@
-//! Tests that span modules: loom models of the lock-free parts (`cfg(loom)`) and, later,
-//! scenarios on the simulated network.
+//! Tests that span modules: loom models of the lock-free parts (`cfg(loom)`), and
+//! scenarios on the simulated network (`sim`).
 
 #[cfg(loom)]
 mod loom_ring;
+
+#[cfg(not(loom))]
+mod sim;
+#[cfg(not(loom))]
+mod sim_scenarios;
