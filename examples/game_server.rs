@@ -8,6 +8,9 @@
 //!
 //! Then `cargo run --release --example game_client` in another terminal.
 
+// An example program is the I/O shell: it keeps real time.
+#![allow(clippy::disallowed_methods)]
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
