@@ -69,6 +69,8 @@ pub fn operation(
         put_json_str(&mut out, id);
     }
     out.push(b'}');
+    // The ring keeps this buffer for as long as it holds the operation: no spare capacity.
+    out.shrink_to_fit();
     // `from_owner` keeps one reference count for the buffer, so every later clone (one per
     // delta that carries the operation) is an atomic increment and never an allocation.
     Ok(Bytes::from_owner(out))
