@@ -139,65 +139,48 @@ fn bench_append_with_reader(c: &mut Criterion) {
     let mut group = c.benchmark_group("append_with_reader");
     group.throughput(Throughput::Elements(1));
     let ring = lock_free();
-    let reader = Reader::start(Arc::clone(&ring));
+    let reader = Background::reader(Arc::clone(&ring));
     group.bench_function("lock_free", |b| b.iter(|| ring.append(black_box(op()))));
     drop(reader);
     let ring = mutex();
-    let reader = Reader::start(Arc::clone(&ring));
+    let reader = Background::reader(Arc::clone(&ring));
     group.bench_function("mutex_deque", |b| b.iter(|| ring.append(black_box(op()))));
     drop(reader);
     group.finish();
 }
 
-/// A reader of 256-operation ranges running flat out until dropped.
-struct Reader(Arc<AtomicBool>, Option<JoinHandle<u64>>);
+/// A thread running `work` in a loop until dropped.
+struct Background(Arc<AtomicBool>, Option<JoinHandle<()>>);
 
-impl Reader {
-    fn start<R: BenchRing>(ring: Arc<R>) -> Self {
+impl Background {
+    fn start(mut work: impl FnMut() + Send + 'static) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
         let handle = std::thread::spawn(move || {
-            let mut out = Vec::with_capacity(256);
-            let mut reads = 0;
             while !flag.load(Ordering::Relaxed) {
-                read_n(&*ring, 256, &mut out);
-                reads += 1;
+                work();
             }
-            reads
         });
         Self(stop, Some(handle))
     }
-}
 
-impl Drop for Reader {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
-        if let Some(handle) = self.1.take() {
-            let _ = handle.join();
-        }
+    /// A reader of 256-operation ranges, flat out.
+    fn reader<R: BenchRing>(ring: Arc<R>) -> Self {
+        let mut out = Vec::with_capacity(256);
+        Self::start(move || {
+            read_n(&*ring, 256, &mut out);
+        })
+    }
+
+    /// A writer appending flat out.
+    fn writer<R: BenchRing>(ring: Arc<R>) -> Self {
+        Self::start(move || {
+            ring.append(op());
+        })
     }
 }
 
-/// A writer appending flat out until dropped.
-struct Writer(Arc<AtomicBool>, Option<JoinHandle<u64>>);
-
-impl Writer {
-    fn start<R: BenchRing>(ring: Arc<R>) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&stop);
-        let handle = std::thread::spawn(move || {
-            let mut appended = 0;
-            while !flag.load(Ordering::Relaxed) {
-                ring.append(op());
-                appended += 1;
-            }
-            appended
-        });
-        Self(stop, Some(handle))
-    }
-}
-
-impl Drop for Writer {
+impl Drop for Background {
     fn drop(&mut self) {
         self.0.store(true, Ordering::Relaxed);
         if let Some(handle) = self.1.take() {
@@ -218,13 +201,13 @@ fn bench_read_group(c: &mut Criterion, name: &str, with_writer: bool) {
         group.throughput(Throughput::Elements(n));
         let mut out = Vec::with_capacity(256);
         let ring = lock_free();
-        let writer = with_writer.then(|| Writer::start(Arc::clone(&ring)));
+        let writer = with_writer.then(|| Background::writer(Arc::clone(&ring)));
         group.bench_with_input(BenchmarkId::new("lock_free", n), &n, |b, &n| {
             b.iter(|| read_n(&*ring, n, &mut out))
         });
         drop(writer);
         let ring = mutex();
-        let writer = with_writer.then(|| Writer::start(Arc::clone(&ring)));
+        let writer = with_writer.then(|| Background::writer(Arc::clone(&ring)));
         group.bench_with_input(BenchmarkId::new("mutex_deque", n), &n, |b, &n| {
             b.iter(|| read_n(&*ring, n, &mut out))
         });

@@ -241,12 +241,7 @@ impl<M: Model> Connection<M> {
             // Replies to a long pipelined batch go out as they pile up, so that only a
             // peer that does not read them reaches the session's limit of unread replies.
             if open.session.queued_replies() >= REPLY_BATCH && !self.write_blocked {
-                let _ = open
-                    .session
-                    .poll_transmit(&mut work.cache, &mut work.transmit);
-                for message in work.transmit.drain(..) {
-                    self.outbox.push_text(message);
-                }
+                queue_due(open, &mut self.outbox, &mut work.cache, &mut work.transmit);
                 match self.outbox.write_to(&mut self.stream) {
                     Ok(Written::All) => {}
                     Ok(Written::Blocked) => self.write_blocked = true,
@@ -339,15 +334,7 @@ impl<M: Model> Connection<M> {
             return Next::Keep;
         };
         // A ping received before the close is still owed its pong.
-        if let Some(pong) = open.pong.take() {
-            self.outbox.push_raw(pong);
-        }
-        let _ = open
-            .session
-            .poll_transmit(&mut work.cache, &mut work.transmit);
-        for message in work.transmit.drain(..) {
-            self.outbox.push_text(message);
-        }
+        queue_due(open, &mut self.outbox, &mut work.cache, &mut work.transmit);
         let mut io = WsIo::new(&[], &mut work.control);
         // While the WebSocket is active this queues and writes `frame`; after the peer's
         // close it writes the queued answer (a queued frame is only written by a later
@@ -392,15 +379,7 @@ impl<M: Model> Connection<M> {
             if self.outbox.is_empty() {
                 match &mut self.phase {
                     Phase::Open(open) if open.pong.is_some() || open.session.wants_transmit() => {
-                        if let Some(pong) = open.pong.take() {
-                            self.outbox.push_raw(pong);
-                        }
-                        let _ = open
-                            .session
-                            .poll_transmit(&mut work.cache, &mut work.transmit);
-                        for message in work.transmit.drain(..) {
-                            self.outbox.push_text(message);
-                        }
+                        queue_due(open, &mut self.outbox, &mut work.cache, &mut work.transmit);
                     }
                     Phase::Closing { shut, .. } => {
                         if !*shut {
@@ -480,6 +459,22 @@ fn control_frame_len(bytes: &[u8]) -> Option<usize> {
     let (&first, &second) = (bytes.first()?, bytes.get(1)?);
     let len = 2 + usize::from(second);
     (first & 0xf8 == 0x88 && second <= 125 && bytes.len() >= len).then_some(len)
+}
+
+/// Moves everything due to `outbox`: the pong owed, then the session's messages.
+fn queue_due<M: Model>(
+    open: &mut Open<M>,
+    outbox: &mut Outbox,
+    cache: &mut DeltaCache,
+    transmit: &mut Vec<Bytes>,
+) {
+    if let Some(pong) = open.pong.take() {
+        outbox.push_raw(pong);
+    }
+    let _ = open.session.poll_transmit(cache, transmit);
+    for message in transmit.drain(..) {
+        outbox.push_text(message);
+    }
 }
 
 fn open_close_reason<M: Model>(phase: &Phase<M>) -> Option<(CloseCode, &'static str)> {
