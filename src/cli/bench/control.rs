@@ -47,6 +47,8 @@ pub(crate) struct Progress {
     pub(crate) frames: AtomicU64,
     pub(crate) bytes: AtomicU64,
     pub(crate) updates: AtomicU64,
+    /// Bytes received at any time (the drain watches it move).
+    pub(crate) received: AtomicU64,
 }
 
 /// Shared by the driver and every generator thread.

@@ -2,8 +2,11 @@
 //! the machine's description for the report.
 //!
 //! CPU time comes from each thread's `/proc/<pid>/task/<tid>/schedstat` (nanoseconds
-//! on the CPU), or, where the kernel has no schedstat, from `utime + stime` of its
-//! `stat` in clock ticks of 1/100 s (`USER_HZ`, 100 on Linux's architectures).
+//! on the CPU, then nanoseconds runnable but waiting for a core), or, where the kernel
+//! has no schedstat, from `utime + stime` of its `stat` in clock ticks of 1/100 s
+//! (`USER_HZ`, 100 on Linux's architectures; no waiting time then). The waiting time
+//! matters on a shared machine: a generator thread that ran 50% of the time and waited
+//! for a core the other 50% was as much of a bottleneck as one that ran 100%.
 
 use std::fs;
 use std::path::Path;
@@ -15,8 +18,8 @@ pub(crate) const GENERATOR_THREAD: &str = "bench-gen-";
 /// CPU time of each thread of a process at one moment.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Sample {
-    /// `(thread id, name, time on the CPU)`.
-    threads: Vec<(u32, String, Duration)>,
+    /// `(thread id, name, time on the CPU, time waiting for a CPU)`.
+    threads: Vec<(u32, String, Duration, Duration)>,
 }
 
 /// Reads every thread of process `pid` (`"self"` for this one).
@@ -32,23 +35,25 @@ pub(crate) fn sample(pid: &str) -> Sample {
         };
         let path = entry.path();
         let name = fs::read_to_string(path.join("comm")).unwrap_or_default();
-        if let Some(time) = thread_time(&path) {
-            threads.push((tid, name.trim_end().to_owned(), time));
+        if let Some((time, waited)) = thread_time(&path) {
+            threads.push((tid, name.trim_end().to_owned(), time, waited));
         }
     }
     Sample { threads }
 }
 
-fn thread_time(task: &Path) -> Option<Duration> {
+fn thread_time(task: &Path) -> Option<(Duration, Duration)> {
     if let Ok(schedstat) = fs::read_to_string(task.join("schedstat")) {
-        let ns = schedstat.split_whitespace().next()?.parse().ok()?;
-        return Some(Duration::from_nanos(ns));
+        let mut fields = schedstat.split_whitespace();
+        let ran = fields.next()?.parse().ok()?;
+        let waited = fields.next().and_then(|w| w.parse().ok()).unwrap_or(0);
+        return Some((Duration::from_nanos(ran), Duration::from_nanos(waited)));
     }
     let stat = fs::read_to_string(task.join("stat")).ok()?;
     // The fields after the command name (which may hold spaces) in parentheses.
     let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
     let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    Some(Duration::from_millis(ticks * 10))
+    Some((Duration::from_millis(ticks * 10), Duration::ZERO))
 }
 
 /// CPU time spent between two samples by the threads `select` picks (by name); threads
@@ -57,34 +62,32 @@ pub(crate) fn spent(before: &Sample, after: &Sample, select: impl Fn(&str) -> bo
     after
         .threads
         .iter()
-        .filter(|(_, name, _)| select(name))
-        .map(|(tid, _, time)| {
+        .filter(|(_, name, _, _)| select(name))
+        .map(|(tid, _, time, _)| {
             let earlier = before
                 .threads
                 .iter()
-                .find(|(t, _, _)| t == tid)
-                .map_or(Duration::ZERO, |(_, _, t)| *t);
+                .find(|(t, _, _, _)| t == tid)
+                .map_or(Duration::ZERO, |(_, _, t, _)| *t);
             time.saturating_sub(earlier)
         })
         .sum()
 }
 
-/// The largest CPU time one of the threads `select` picks spent between two samples.
+/// The most time one of the threads `select` picks wanted a CPU between two samples:
+/// running on one or waiting for one.
 pub(crate) fn busiest(before: &Sample, after: &Sample, select: impl Fn(&str) -> bool) -> Duration {
     after
         .threads
         .iter()
-        .filter(|(_, name, _)| select(name))
-        .map(|(tid, name, _)| {
-            let one = Sample {
-                threads: after
-                    .threads
-                    .iter()
-                    .filter(|t| t.0 == *tid)
-                    .cloned()
-                    .collect(),
-            };
-            spent(before, &one, |n| n == name)
+        .filter(|(_, name, _, _)| select(name))
+        .map(|(tid, _, ran, waited)| {
+            let (ran0, waited0) = before
+                .threads
+                .iter()
+                .find(|(t, _, _, _)| t == tid)
+                .map_or((Duration::ZERO, Duration::ZERO), |(_, _, r, w)| (*r, *w));
+            ran.saturating_sub(ran0) + waited.saturating_sub(waited0)
         })
         .max()
         .unwrap_or_default()

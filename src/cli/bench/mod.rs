@@ -104,7 +104,8 @@ pub(crate) struct BenchArgs {
     /// Generator threads (one mio event loop each)
     #[arg(long, value_name = "N", default_value_t = 1)]
     threads: usize,
-    /// Seconds to wait after the load for every update to settle and every client to be current
+    /// Seconds without a byte received after which the drain (every update settled, every
+    /// client current) is given up
     #[arg(long, value_name = "SECS", default_value = "10", value_parser = scenario::parse_seconds)]
     drain_timeout: Duration,
     /// Seconds between HEARTBEATs of a client that sends nothing else; 0 for none

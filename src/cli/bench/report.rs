@@ -116,7 +116,8 @@ pub(crate) struct Figures {
     /// Server CPU time per operation delivered in the window, ns.
     pub(crate) server_cpu_ns_per_op: Option<f64>,
     pub(crate) generator_cpu_s: f64,
-    /// The busiest generator thread's CPU time over the window (1.0: saturated).
+    /// The share of the window the busiest generator thread wanted a CPU (running, or
+    /// runnable and waiting for a core); near 1.0 the generator is the bottleneck.
     pub(crate) generator_load: f64,
     pub(crate) generator_saturated: bool,
     pub(crate) server_rss_before: Option<u64>,
@@ -459,7 +460,7 @@ impl Report {
             if f.generator_saturated {
                 let _ = writeln!(
                     out,
-                    "note ({}): a generator thread was busy over 90% of the time: these figures say more about it than about the server",
+                    "note ({}): a generator thread wanted a CPU over 90% of the time (running or waiting for one): these figures say more about the generator and the machine than about the server",
                     f.server
                 );
             }

@@ -113,7 +113,9 @@ pub(crate) struct Generator {
     window: Option<(Instant, Instant)>,
     plan: Option<Plan>,
     back_target: Vec<u64>,
-    published: [u64; 4],
+    published: [u64; 5],
+    /// Bytes read from every socket since the start.
+    received: u64,
     next_housekeeping: Instant,
     next_heartbeats: Instant,
 }
@@ -150,13 +152,14 @@ impl Generator {
             connect_credit: 1.0,
             credit_at: at,
             read_buf: vec![0; READ_BUFFER],
-            rec: Recorder::new(run, load.rooms),
+            rec: recorder(run, &load),
             scratch: Vec::with_capacity(256),
             rng: u64::from(run) << 16 | index as u64 | 1,
             window: None,
             plan: None,
             back_target: Vec::new(),
-            published: [0; 4],
+            published: [0; 5],
+            received: 0,
             next_housekeeping: at,
             next_heartbeats: at,
             load,
@@ -391,6 +394,7 @@ impl Generator {
             };
             let at = now();
             let in_window = self.in_window(at);
+            self.received += n as u64;
             if in_window {
                 self.rec.metrics.window_bytes += n as u64;
             }
@@ -492,6 +496,11 @@ impl Generator {
     }
 
     fn text(&mut self, key: usize, text: &[u8], at: Instant, in_window: bool) {
+        if self.rec.start.is_none() {
+            // Taken from the driver, not from this thread's view of the phase: a thread
+            // that notices a new phase late must still count what arrives before.
+            self.rec.start = self.control.start.get().copied();
+        }
         let conn = &mut self.conns[key];
         if self.rec.message(&mut conn.rx, text, at, in_window) == Received::Ready {
             self.control.ready.fetch_add(1, Ordering::Relaxed);
@@ -577,6 +586,21 @@ impl Generator {
             self.closed(key, &format!("write: {}", e.kind()));
         }
     }
+}
+
+/// The recorder of a thread: which updates are measured follows from the scenario alone.
+fn recorder(run: u32, load: &Load) -> Recorder {
+    let mut rec = Recorder::new(run, load.rooms);
+    match load.mode {
+        Mode::Load => {
+            let from = load.warmup.as_micros() as u64;
+            rec.measured_us = (from, from + load.duration.as_micros() as u64);
+            rec.record_latency = true;
+        }
+        Mode::Reconnect { .. } => rec.measured_us = (0, u64::MAX),
+        Mode::Idle => {}
+    }
+    rec
 }
 
 /// The next masking key (xorshift64: masking keys need not be secret between our own

@@ -18,15 +18,11 @@ impl Generator {
                 let end = start + warmup + duration;
                 self.window = Some((start + warmup, end));
                 self.rec.start = Some(start);
-                let from = warmup.as_micros() as u64;
-                self.rec.measured_us = (from, from + duration.as_micros() as u64);
-                self.rec.record_latency = true;
                 self.plan = Some(self.plan_from(start, end, false));
             }
             Phase::Away => {
                 let start = self.control.start.get().copied().unwrap_or(at);
                 self.rec.start = Some(start);
-                self.rec.measured_us = (0, u64::MAX);
                 self.plan = Some(self.plan_from(start, start, true));
                 self.give_quotas();
                 for key in 0..self.conns.len() {
@@ -183,9 +179,15 @@ impl Generator {
             .filter_map(|&k| self.conns[k].rx.writer.as_ref())
             .map(|w| w.book.sent())
             .sum();
-        let now = [m.window_ops, m.window_frames, m.window_bytes, sent];
+        let now = [
+            m.window_ops,
+            m.window_frames,
+            m.window_bytes,
+            sent,
+            self.received,
+        ];
         let p = &self.control.progress;
-        for (i, counter) in [&p.ops, &p.frames, &p.bytes, &p.updates]
+        for (i, counter) in [&p.ops, &p.frames, &p.bytes, &p.updates, &p.received]
             .into_iter()
             .enumerate()
         {
