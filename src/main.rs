@@ -24,6 +24,14 @@ enum Command {
     Conformance(cli::conformance::ConformanceArgs),
     /// Print the version.
     Version,
+    /// Load a server with many clients, measure fan-out and check every delivery.
+    #[command(
+        after_help = "With no arguments: 1,000 clients in one room of an in-process server, \
+        one writer at 1,000 updates/s, 10 s measured after 2 s of warmup. Exit 0 when every \
+        check passed, 1 on a violation (lost, duplicated or reordered data), 2 on bad options. \
+        docs/benchmarks.md has the method and the results."
+    )]
+    Bench(cli::bench::BenchArgs),
     /// Print the effective configuration as TOML, each key with its source.
     #[command(
         after_help = "Precedence: flag > environment > file > default. Every key has an \
@@ -43,5 +51,6 @@ fn main() -> ExitCode {
         Command::Config(args) => cli::config::run(&args),
         Command::Serve(args) => cli::serve::run(&args),
         Command::Conformance(args) => cli::conformance::run(&args),
+        Command::Bench(args) => cli::bench::run(&args),
     }
 }

@@ -2,6 +2,7 @@
 //! (clap derive) and a `run` returning the process's exit code; they use only the
 //! library's public API.
 
+pub(crate) mod bench;
 pub(crate) mod config;
 pub(crate) mod conformance;
 pub(crate) mod serve;

@@ -1,0 +1,605 @@
+//! A small JSON scanner over the bytes of one message: it finds only what the load
+//! generator checks (`type`, `fromRev`/`toRev`, each operation's `rev` and `clientReqId`,
+//! a snapshot's `rev`, an error's `code` and `details.clientReqId`) and allocates nothing.
+//!
+//! It walks the structure (objects, arrays, strings with their escapes, numbers,
+//! literals) so that a key is only ever matched where it is a key of the object asked
+//! about, in any order, and a message that is not one whole JSON object is an error.
+//! Strings are returned raw: the bytes between the quotes, escapes left as they are (the
+//! generator's own ids never need escaping, so a raw comparison is exact for them).
+//! Objects and arrays the scanner does not look into (a snapshot's state, an
+//! operation's payload) are skipped by bracket matching, strings honoured: at
+//! 10,000 clients the snapshots a connect storm brings are gigabytes, and walking them
+//! token by token made the generator, not the server, the bottleneck.
+//! The ceiling server uses the same scanner on client messages ([`client_message`]).
+
+/// The message is not the JSON the scanner expects; `at` is the byte offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ScanError {
+    /// Where the scan stopped.
+    pub(crate) at: usize,
+    /// What was wrong there.
+    pub(crate) what: &'static str,
+}
+
+type Result<T> = std::result::Result<T, ScanError>;
+
+fn fail<T>(at: usize, what: &'static str) -> Result<T> {
+    Err(ScanError { at, what })
+}
+
+/// The bytes a skipped container stops at: quotes and brackets.
+static SKIP_STOPS: [bool; 256] = {
+    let mut stops = [false; 256];
+    stops[b'"' as usize] = true;
+    stops[b'{' as usize] = true;
+    stops[b'}' as usize] = true;
+    stops[b'[' as usize] = true;
+    stops[b']' as usize] = true;
+    stops
+};
+
+/// A cursor over the bytes of a JSON text.
+struct Cursor<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn new(bytes: &'a [u8]) -> Self {
+        Self { bytes, at: 0 }
+    }
+
+    fn skip_ws(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.bytes.get(self.at) {
+            self.at += 1;
+        }
+    }
+
+    fn peek(&mut self) -> Option<u8> {
+        self.skip_ws();
+        self.bytes.get(self.at).copied()
+    }
+
+    fn expect(&mut self, byte: u8, what: &'static str) -> Result<()> {
+        if self.peek() == Some(byte) {
+            self.at += 1;
+            Ok(())
+        } else {
+            fail(self.at, what)
+        }
+    }
+
+    /// A string literal: the bytes between its quotes, escapes kept.
+    fn string(&mut self) -> Result<&'a [u8]> {
+        self.expect(b'"', "expected a string")?;
+        let start = self.at;
+        loop {
+            match self.bytes.get(self.at) {
+                Some(b'"') => {
+                    self.at += 1;
+                    return Ok(&self.bytes[start..self.at - 1]);
+                }
+                Some(b'\\') => self.at += 2,
+                Some(0..=0x1f) => return fail(self.at, "control character in a string"),
+                Some(_) => self.at += 1,
+                None => return fail(self.at, "unterminated string"),
+            }
+        }
+    }
+
+    /// Skips one value of any kind; returns its bytes.
+    fn value(&mut self) -> Result<&'a [u8]> {
+        let start = match self.peek() {
+            Some(_) => self.at,
+            None => return fail(self.at, "expected a value"),
+        };
+        match self.bytes[start] {
+            b'"' => {
+                self.string()?;
+            }
+            b'{' | b'[' => self.container()?,
+            b'-' | b'0'..=b'9' => self.number()?,
+            b't' => self.literal(b"true")?,
+            b'f' => self.literal(b"false")?,
+            b'n' => self.literal(b"null")?,
+            _ => return fail(start, "expected a value"),
+        }
+        Ok(&self.bytes[start..self.at])
+    }
+
+    /// Skips an object or array the caller does not look into (a snapshot's state, an
+    /// operation's payload): only brackets and string boundaries are followed, so a
+    /// key inside it is never taken for one outside, but its inside is not validated.
+    fn container(&mut self) -> Result<()> {
+        let bytes = self.bytes;
+        let mut at = self.at;
+        let mut depth = 0usize;
+        loop {
+            while at < bytes.len() && !SKIP_STOPS[usize::from(bytes[at])] {
+                at += 1;
+            }
+            match bytes.get(at) {
+                None => return fail(at, "unterminated object or array"),
+                Some(b'"') => {
+                    at += 1;
+                    loop {
+                        match bytes.get(at) {
+                            None => return fail(at, "unterminated string"),
+                            Some(b'"') => break,
+                            Some(b'\\') => at += 2,
+                            Some(_) => at += 1,
+                        }
+                    }
+                }
+                Some(b'{' | b'[') => depth += 1,
+                Some(_) => depth -= 1,
+            }
+            at += 1;
+            if depth == 0 {
+                self.at = at;
+                return Ok(());
+            }
+        }
+    }
+
+    fn number(&mut self) -> Result<()> {
+        let start = self.at;
+        while let Some(b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9') = self.bytes.get(self.at) {
+            self.at += 1;
+        }
+        if self.at == start {
+            return fail(start, "expected a number");
+        }
+        Ok(())
+    }
+
+    fn literal(&mut self, word: &'static [u8]) -> Result<()> {
+        if self.bytes[self.at..].starts_with(word) {
+            self.at += word.len();
+            Ok(())
+        } else {
+            fail(self.at, "bad literal")
+        }
+    }
+
+    /// Walks an object, handing each key and the cursor positioned on its value to
+    /// `field`, which must consume the value (or leave it to be skipped by returning
+    /// without moving: the walk skips whatever `field` left).
+    fn object(&mut self, mut field: impl FnMut(&'a [u8], &'a [u8]) -> Result<()>) -> Result<()> {
+        self.expect(b'{', "expected an object")?;
+        if self.peek() == Some(b'}') {
+            self.at += 1;
+            return Ok(());
+        }
+        loop {
+            let key = self.string()?;
+            self.expect(b':', "expected ':'")?;
+            let value = self.value()?;
+            field(key, value)?;
+            match self.peek() {
+                Some(b',') => self.at += 1,
+                Some(b'}') => {
+                    self.at += 1;
+                    return Ok(());
+                }
+                _ => return fail(self.at, "expected ',' or '}'"),
+            }
+        }
+    }
+
+    /// Walks an array, handing each element's bytes to `element`.
+    fn array(&mut self, mut element: impl FnMut(&'a [u8]) -> Result<()>) -> Result<()> {
+        self.expect(b'[', "expected an array")?;
+        if self.peek() == Some(b']') {
+            self.at += 1;
+            return Ok(());
+        }
+        loop {
+            let value = self.value()?;
+            element(value)?;
+            match self.peek() {
+                Some(b',') => self.at += 1,
+                Some(b']') => {
+                    self.at += 1;
+                    return Ok(());
+                }
+                _ => return fail(self.at, "expected ',' or ']'"),
+            }
+        }
+    }
+
+    /// Fails unless only whitespace is left.
+    fn end(&mut self) -> Result<()> {
+        match self.peek() {
+            None => Ok(()),
+            Some(_) => fail(self.at, "trailing bytes after the message"),
+        }
+    }
+}
+
+/// Walks the object `bytes` (which must be exactly one object).
+fn fields<'a>(bytes: &'a [u8], field: impl FnMut(&'a [u8], &'a [u8]) -> Result<()>) -> Result<()> {
+    let mut cursor = Cursor::new(bytes);
+    cursor.object(field)?;
+    cursor.end()
+}
+
+/// The bytes of a string value, without its quotes.
+fn as_str(value: &[u8]) -> Result<&[u8]> {
+    let mut cursor = Cursor::new(value);
+    cursor.string()
+}
+
+/// A non-negative integer value.
+fn as_u64(value: &[u8]) -> Result<u64> {
+    if value.is_empty() || value.len() > 20 || !value.iter().all(u8::is_ascii_digit) {
+        return fail(0, "expected a non-negative integer");
+    }
+    let mut n: u64 = 0;
+    for &digit in value {
+        n = n
+            .checked_mul(10)
+            .and_then(|n| n.checked_add(u64::from(digit - b'0')))
+            .ok_or(ScanError {
+                at: 0,
+                what: "integer out of range",
+            })?;
+    }
+    Ok(n)
+}
+
+fn required<T>(value: Option<T>, what: &'static str) -> Result<T> {
+    value.ok_or(ScanError { at: 0, what })
+}
+
+/// The kind of a server message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// `SYNC.DELTAS`
+    Deltas,
+    /// `SYNC.SNAPSHOT`
+    Snapshot,
+    /// `REVISION_GAP`
+    Gap,
+    /// `ERROR` or ws-kit 0.10's `RPC_ERROR`
+    Error,
+    /// Any other type.
+    Other,
+}
+
+/// A server message: its kind and the raw bytes of its payload (empty when it has none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Message<'a> {
+    pub(crate) kind: Kind,
+    pub(crate) payload: &'a [u8],
+}
+
+/// Reads the envelope of a server message.
+pub(crate) fn message(text: &[u8]) -> Result<Message<'_>> {
+    let mut kind = None;
+    let mut payload: &[u8] = &[];
+    fields(text, |key, value| {
+        match key {
+            b"type" => {
+                kind = Some(match as_str(value)? {
+                    b"SYNC.DELTAS" => Kind::Deltas,
+                    b"SYNC.SNAPSHOT" => Kind::Snapshot,
+                    b"REVISION_GAP" => Kind::Gap,
+                    b"ERROR" | b"RPC_ERROR" => Kind::Error,
+                    _ => Kind::Other,
+                });
+            }
+            b"payload" => payload = value,
+            _ => {}
+        }
+        Ok(())
+    })?;
+    Ok(Message {
+        kind: required(kind, "no type")?,
+        payload,
+    })
+}
+
+/// The header of a `SYNC.DELTAS` payload; its operations are read with [`operations`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Deltas<'a> {
+    pub(crate) from: u64,
+    pub(crate) to: u64,
+    /// The raw `operations` array.
+    pub(crate) operations: &'a [u8],
+}
+
+/// Reads a `SYNC.DELTAS` payload.
+pub(crate) fn deltas(payload: &[u8]) -> Result<Deltas<'_>> {
+    let (mut from, mut to, mut operations) = (None, None, None);
+    fields(payload, |key, value| {
+        match key {
+            b"fromRev" => from = Some(as_u64(value)?),
+            b"toRev" => to = Some(as_u64(value)?),
+            b"operations" => operations = Some(value),
+            _ => {}
+        }
+        Ok(())
+    })?;
+    Ok(Deltas {
+        from: required(from, "no fromRev")?,
+        to: required(to, "no toRev")?,
+        operations: required(operations, "no operations")?,
+    })
+}
+
+/// What the generator reads of one operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Operation<'a> {
+    pub(crate) rev: u64,
+    /// The raw `clientReqId`, when the operation has one.
+    pub(crate) client_req_id: Option<&'a [u8]>,
+}
+
+/// Calls `each` for every operation of a raw `operations` array, in order.
+pub(crate) fn operations<'a>(
+    array: &'a [u8],
+    mut each: impl FnMut(Operation<'a>) -> Result<()>,
+) -> Result<()> {
+    let mut cursor = Cursor::new(array);
+    cursor.array(|element| {
+        let (mut rev, mut client_req_id) = (None, None);
+        fields(element, |key, value| {
+            match key {
+                b"rev" => rev = Some(as_u64(value)?),
+                b"clientReqId" => client_req_id = Some(as_str(value)?),
+                _ => {}
+            }
+            Ok(())
+        })?;
+        each(Operation {
+            rev: required(rev, "an operation has no rev")?,
+            client_req_id,
+        })
+    })?;
+    cursor.end()
+}
+
+/// What the generator reads of a `SYNC.SNAPSHOT` payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Snapshot<'a> {
+    pub(crate) rev: u64,
+    /// The raw `epoch` (native dialect).
+    pub(crate) epoch: Option<&'a [u8]>,
+}
+
+/// Reads a `SYNC.SNAPSHOT` payload.
+pub(crate) fn snapshot(payload: &[u8]) -> Result<Snapshot<'_>> {
+    let (mut rev, mut epoch) = (None, None);
+    fields(payload, |key, value| {
+        match key {
+            b"rev" => rev = Some(as_u64(value)?),
+            b"epoch" => epoch = Some(as_str(value)?),
+            _ => {}
+        }
+        Ok(())
+    })?;
+    Ok(Snapshot {
+        rev: required(rev, "a snapshot has no rev")?,
+        epoch,
+    })
+}
+
+/// What the generator reads of an `ERROR` payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ErrorInfo<'a> {
+    pub(crate) code: &'a [u8],
+    /// `details.clientReqId`: the update this error rejects.
+    pub(crate) client_req_id: Option<&'a [u8]>,
+}
+
+/// Reads an `ERROR` payload.
+pub(crate) fn error(payload: &[u8]) -> Result<ErrorInfo<'_>> {
+    let (mut code, mut client_req_id) = (None, None);
+    fields(payload, |key, value| {
+        match key {
+            b"code" => code = Some(as_str(value)?),
+            b"details" if value.first() == Some(&b'{') => fields(value, |key, value| {
+                if key == b"clientReqId" {
+                    client_req_id = Some(as_str(value)?);
+                }
+                Ok(())
+            })?,
+            _ => {}
+        }
+        Ok(())
+    })?;
+    Ok(ErrorInfo {
+        code: required(code, "an error has no code")?,
+        client_req_id,
+    })
+}
+
+/// A client message, as the ceiling server reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ClientMessage<'a> {
+    /// `JOIN`, with its raw `participantId`.
+    Join { participant_id: &'a [u8] },
+    /// `UPDATE`, with its raw `clientReqId` and `patch.name`.
+    Update {
+        client_req_id: &'a [u8],
+        name: Option<&'a [u8]>,
+    },
+    /// Anything else (`HEARTBEAT`, `LEAVE`, unknown types).
+    Other,
+}
+
+/// Reads a client message (for the ceiling server).
+pub(crate) fn client_message(text: &[u8]) -> Result<ClientMessage<'_>> {
+    let (mut kind, mut payload) = (None, None);
+    fields(text, |key, value| {
+        match key {
+            b"type" => kind = Some(as_str(value)?),
+            b"payload" => payload = Some(value),
+            _ => {}
+        }
+        Ok(())
+    })?;
+    match (required(kind, "no type")?, payload) {
+        (b"JOIN", Some(payload)) => {
+            let mut id = None;
+            fields(payload, |key, value| {
+                if key == b"participantId" {
+                    id = Some(as_str(value)?);
+                }
+                Ok(())
+            })?;
+            Ok(ClientMessage::Join {
+                participant_id: required(id, "JOIN without participantId")?,
+            })
+        }
+        (b"UPDATE", Some(payload)) => update(payload),
+        _ => Ok(ClientMessage::Other),
+    }
+}
+
+fn update(payload: &[u8]) -> Result<ClientMessage<'_>> {
+    let (mut id, mut name) = (None, None);
+    fields(payload, |key, value| {
+        match key {
+            b"clientReqId" => id = Some(as_str(value)?),
+            b"patch" => fields(value, |key, value| {
+                if key == b"name" {
+                    name = Some(as_str(value)?);
+                }
+                Ok(())
+            })?,
+            _ => {}
+        }
+        Ok(())
+    })?;
+    Ok(ClientMessage::Update {
+        client_req_id: required(id, "UPDATE without clientReqId")?,
+        name,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DELTAS: &[u8] = br#"{"type":"SYNC.DELTAS","meta":{},"payload":{"fromRev":1,"toRev":3,"operations":[{"rev":2,"type":"participant.updated","payload":{"id":"u\"1","name":"a,]}\\"},"clientReqId":"req-1"},{"rev":3,"type":"participant.left","payload":{"id":"u2"}}]}}"#;
+
+    fn ops(array: &[u8]) -> Vec<(u64, Option<&[u8]>)> {
+        let mut out = Vec::new();
+        operations(array, |op| {
+            out.push((op.rev, op.client_req_id));
+            Ok(())
+        })
+        .unwrap();
+        out
+    }
+
+    #[test]
+    fn reads_deltas_and_their_operations() {
+        let message = message(DELTAS).unwrap();
+        assert_eq!(message.kind, Kind::Deltas);
+        let deltas = deltas(message.payload).unwrap();
+        assert_eq!((deltas.from, deltas.to), (1, 3));
+        assert_eq!(
+            ops(deltas.operations),
+            [(2, Some(&b"req-1"[..])), (3, None)]
+        );
+    }
+
+    #[test]
+    fn keys_match_in_any_order_and_only_at_their_own_level() {
+        // `rev` and `clientReqId` inside an operation's payload are not the operation's.
+        let text = br#" { "payload" : { "operations" : [ { "payload" : { "rev" : 99, "clientReqId" : "no" }, "rev" : 8 } ], "toRev" : 8, "fromRev" : 7 }, "type" : "SYNC.DELTAS" } "#;
+        let message = message(text).unwrap();
+        let deltas = deltas(message.payload).unwrap();
+        assert_eq!((deltas.from, deltas.to), (7, 8));
+        assert_eq!(ops(deltas.operations), [(8, None)]);
+    }
+
+    #[test]
+    fn reads_snapshots_gaps_and_errors() {
+        let snap = br#"{"type":"SYNC.SNAPSHOT","meta":{},"payload":{"rev":12,"epoch":"e-1","participants":{"x":{"rev":1}}}}"#;
+        let message = message(snap).unwrap();
+        assert_eq!(message.kind, Kind::Snapshot);
+        assert_eq!(
+            snapshot(message.payload).unwrap(),
+            Snapshot {
+                rev: 12,
+                epoch: Some(b"e-1")
+            }
+        );
+        let gap = br#"{"type":"REVISION_GAP","meta":{},"payload":{"expectedRev":1}}"#;
+        assert_eq!(super::message(gap).unwrap().kind, Kind::Gap);
+        let err = br#"{"type":"RPC_ERROR","meta":{},"payload":{"code":"RESOURCE_EXHAUSTED","message":"slow","details":{"clientReqId":"b1.0.5.7"},"retryable":true}}"#;
+        let message = super::message(err).unwrap();
+        assert_eq!(message.kind, Kind::Error);
+        assert_eq!(
+            error(message.payload).unwrap(),
+            ErrorInfo {
+                code: b"RESOURCE_EXHAUSTED",
+                client_req_id: Some(b"b1.0.5.7")
+            }
+        );
+        let other = br#"{"type":"PONG"}"#;
+        assert_eq!(
+            super::message(other).unwrap(),
+            Message {
+                kind: Kind::Other,
+                payload: b""
+            }
+        );
+    }
+
+    #[test]
+    fn refuses_what_is_not_one_whole_object() {
+        for bad in [
+            &b""[..],
+            b"[]",
+            br#"{"type":"SYNC.DELTAS""#,
+            br#"{"type":"SYNC.DELTAS"} x"#,
+            br#"{"type":SYNC}"#,
+            br#"{"type":"a
+b"}"#,
+            br#"{"payload":{}}"#,
+            br#"{"type":"X","payload":{"a":[1,2}}"#,
+        ] {
+            assert!(message(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
+        let payload = br#"{"fromRev":-1,"toRev":2,"operations":[]}"#;
+        assert!(deltas(payload).is_err());
+        // Skipped containers still end where their brackets say.
+        assert!(message(br#"{"type":"X","payload":{"a":"}"}}"#).is_ok());
+        assert!(message(br#"{"type":"X","payload":{"a":"\"}"}}"#).is_ok());
+        assert!(message(br#"{"type":"X","payload":{"a":["}"#).is_err());
+        assert!(message(br#"{"type":"X","payload":{"a":"\"#).is_err());
+        let payload = br#"{"fromRev":1,"toRev":2}"#;
+        assert_eq!(deltas(payload).unwrap_err().what, "no operations");
+        assert!(operations(br#"[{"type":"x"}]"#, |_| Ok(())).is_err());
+        assert!(as_u64(b"18446744073709551616").is_err());
+        assert_eq!(as_u64(b"18446744073709551615").unwrap(), u64::MAX);
+    }
+
+    #[test]
+    fn reads_client_joins_and_updates() {
+        let join = br#"{"type":"JOIN","payload":{"participantId":"c7","name":"c7"}}"#;
+        assert_eq!(
+            client_message(join).unwrap(),
+            ClientMessage::Join {
+                participant_id: b"c7"
+            }
+        );
+        let update = br#"{"type":"UPDATE","meta":{},"payload":{"patch":{"name":"xx\"y"},"clientReqId":"b1.0.0.0"}}"#;
+        assert_eq!(
+            client_message(update).unwrap(),
+            ClientMessage::Update {
+                client_req_id: b"b1.0.0.0",
+                name: Some(br#"xx\"y"#)
+            }
+        );
+        let beat = br#"{"type":"HEARTBEAT"}"#;
+        assert_eq!(client_message(beat).unwrap(), ClientMessage::Other);
+        assert!(client_message(br#"{"type":"UPDATE","payload":{}}"#).is_err());
+    }
+}

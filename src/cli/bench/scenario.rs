@@ -1,0 +1,554 @@
+//! The options of `deltasync bench`, checked together and turned into a [`Scenario`] in
+//! one step: every later stage reads only the scenario, and a bad combination is one
+//! clear message (exit 2) before anything starts.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+use deltasync::config::{Config, Loader, Overrides};
+
+use super::BenchArgs;
+
+/// Updates per second of all writers together, or as fast as acknowledgements allow.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Rate {
+    /// This many updates per second in all, spread evenly over the writers.
+    PerSecond(f64),
+    /// Each writer keeps `in_flight` updates unacknowledged, sending the next as soon as
+    /// one is acknowledged (a closed loop: latency is then measured from the actual send).
+    Unlimited,
+}
+
+/// Parses `--rate`: a positive number, or `unlimited`.
+pub(crate) fn parse_rate(text: &str) -> Result<Rate, String> {
+    if text == "unlimited" {
+        return Ok(Rate::Unlimited);
+    }
+    match text.parse::<f64>() {
+        Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(Rate::PerSecond(rate)),
+        _ => Err("expected a positive number of updates per second, or `unlimited`".into()),
+    }
+}
+
+/// Parses a duration in seconds (`10`, `0.5`), or with a unit (`500ms`, `2s`).
+pub(crate) fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let (number, scale) = match text.strip_suffix("ms") {
+        Some(ms) => (ms, 1e-3),
+        None => (text.strip_suffix('s').unwrap_or(text), 1.0),
+    };
+    match number.parse::<f64>() {
+        Ok(n) if n.is_finite() && n >= 0.0 && n * scale <= 86_400.0 => {
+            Ok(Duration::from_secs_f64(n * scale))
+        }
+        _ => Err("expected seconds (e.g. 10, 0.5, 500ms), at most one day".into()),
+    }
+}
+
+/// The dialect the generator's clients speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum DialectArg {
+    /// No subprotocol: the ws-kit dialect any ws-kit server speaks.
+    WsKit,
+    /// Subprotocol `deltasync.v1`: ours, with epochs.
+    Native,
+}
+
+/// What the run does once its clients are connected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Writers send updates for the warmup and the duration; everyone checks and measures.
+    Load,
+    /// Nobody sends: the clients stay connected for the duration (memory per connection).
+    Idle,
+    /// Every client but the writers drops its connection at once; the writers send
+    /// `missed` updates; then all reconnect at once and resume from their revision.
+    Reconnect { missed: u64 },
+}
+
+/// A `ws://` URL, resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct WsUrl {
+    /// `host:port` as written (the `Host` header).
+    pub(crate) host: String,
+    pub(crate) addr: SocketAddr,
+    /// The path, `/` when none was given.
+    pub(crate) path: String,
+    pub(crate) query: Option<String>,
+}
+
+impl WsUrl {
+    /// Parses and resolves `ws://host[:port][/path][?query]`.
+    pub(crate) fn parse(text: &str) -> Result<Self, String> {
+        if text.starts_with("wss://") {
+            return Err(format!("{text}: wss:// (TLS) is not supported; use ws://"));
+        }
+        let rest = text
+            .strip_prefix("ws://")
+            .ok_or_else(|| format!("{text}: expected a ws:// URL"))?;
+        let (authority, path_query) = match rest.find(['/', '?']) {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, "/"),
+        };
+        let (path, query) = match path_query.split_once('?') {
+            Some((path, query)) => (path, Some(query.to_owned())),
+            None => (path_query, None),
+        };
+        let host = if authority
+            .rsplit_once(':')
+            .is_some_and(|(_, p)| !p.contains(']'))
+        {
+            authority.to_owned()
+        } else {
+            format!("{authority}:80")
+        };
+        let addr = host
+            .to_socket_addrs()
+            .map_err(|e| format!("{text}: cannot resolve {host}: {e}"))?
+            .next()
+            .ok_or_else(|| format!("{text}: {host} resolves to no address"))?;
+        Ok(Self {
+            host,
+            addr,
+            path: if path.is_empty() { "/" } else { path }.to_owned(),
+            query,
+        })
+    }
+
+    /// The request target of room `room` of `rooms`: the URL's path when there is one
+    /// room, else `<path>/rooms/bench-<room>`.
+    pub(crate) fn room_target(&self, room: usize, rooms: usize) -> String {
+        let mut target = if rooms == 1 {
+            self.path.clone()
+        } else {
+            format!("{}/rooms/bench-{room}", self.path.trim_end_matches('/'))
+        };
+        if let Some(query) = &self.query {
+            target.push('?');
+            target.push_str(query);
+        }
+        target
+    }
+}
+
+/// Which server the load goes to.
+#[derive(Debug, Clone)]
+pub(crate) enum Target {
+    /// A server started in this process with this configuration.
+    InProcess(Box<Config>),
+    /// The built-in ceiling server in this process, with this many threads.
+    CeilingInProcess { shards: usize },
+    /// A server elsewhere; its process id, when given, is read for CPU time and memory.
+    Url { url: WsUrl, pid: Option<u32> },
+}
+
+/// What the generator does: sizes, rates, times.
+#[derive(Debug, Clone)]
+pub(crate) struct Load {
+    pub(crate) clients: usize,
+    pub(crate) rooms: usize,
+    pub(crate) writers: usize,
+    pub(crate) rate: Rate,
+    pub(crate) in_flight: usize,
+    pub(crate) payload_bytes: usize,
+    pub(crate) duration: Duration,
+    pub(crate) warmup: Duration,
+    pub(crate) connect_rate: Option<f64>,
+    pub(crate) connect_concurrency: usize,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) native: bool,
+    pub(crate) threads: usize,
+    pub(crate) drain_timeout: Duration,
+    pub(crate) heartbeat: Option<Duration>,
+    pub(crate) latency_every: usize,
+    pub(crate) mode: Mode,
+}
+
+impl Load {
+    /// The room of client `client`.
+    pub(crate) fn room_of(&self, client: usize) -> usize {
+        client % self.rooms
+    }
+
+    /// How many clients room `room` has.
+    pub(crate) fn clients_in(&self, room: usize) -> usize {
+        self.clients / self.rooms + usize::from(room < self.clients % self.rooms)
+    }
+
+    /// Whether client `client` is a writer (writers are clients `0..writers`).
+    pub(crate) fn is_writer(&self, client: usize) -> bool {
+        client < self.writers
+    }
+}
+
+/// A whole validated run.
+#[derive(Debug, Clone)]
+pub(crate) struct Scenario {
+    pub(crate) target: Target,
+    /// The ceiling to run the same load against afterwards, if asked.
+    pub(crate) ceiling: Option<Target>,
+    pub(crate) load: Load,
+    pub(crate) json: bool,
+    pub(crate) quiet: bool,
+}
+
+/// What `--serve-ceiling` runs.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CeilingServe {
+    pub(crate) listen: SocketAddr,
+    pub(crate) shards: usize,
+}
+
+fn check(ok: bool, message: impl FnOnce() -> String) -> Result<(), String> {
+    if ok { Ok(()) } else { Err(message()) }
+}
+
+impl Scenario {
+    /// Checks the options together.
+    ///
+    /// # Errors
+    ///
+    /// A message naming the option and the value at fault.
+    pub(crate) fn from_args(args: &BenchArgs) -> Result<Self, String> {
+        let load = load(args)?;
+        let target = match &args.url {
+            Some(url) => {
+                check(args.server_set.is_empty(), || {
+                    "--server-set configures the in-process server; it cannot be used with --url"
+                        .into()
+                })?;
+                Target::Url {
+                    url: WsUrl::parse(url)?,
+                    pid: args.server_pid,
+                }
+            }
+            None => {
+                check(args.server_pid.is_none(), || {
+                    "--server-pid names the process of a --url server; the in-process server \
+                     is this process"
+                        .into()
+                })?;
+                Target::InProcess(Box::new(server_config(args, &load)?))
+            }
+        };
+        let ceiling = ceiling(args, &load)?;
+        Ok(Self {
+            target,
+            ceiling,
+            load,
+            json: args.json,
+            quiet: args.quiet,
+        })
+    }
+}
+
+fn load(args: &BenchArgs) -> Result<Load, String> {
+    check(args.clients >= 1, || "--clients must be at least 1".into())?;
+    check((1..=args.clients).contains(&args.rooms), || {
+        format!(
+            "--rooms {} must be between 1 and --clients ({})",
+            args.rooms, args.clients
+        )
+    })?;
+    check(args.writers <= args.clients, || {
+        format!(
+            "--writers {} is more than --clients {}: writers are among the clients",
+            args.writers, args.clients
+        )
+    })?;
+    check(
+        (1..=16).contains(&args.threads) && args.threads <= args.clients,
+        || {
+            format!(
+                "--threads {} must be between 1 and 16 and at most --clients",
+                args.threads
+            )
+        },
+    )?;
+    check((1..=4096).contains(&args.payload_bytes), || {
+        format!(
+            "--payload-bytes {} must be between 1 and 4096 (the name field it pads)",
+            args.payload_bytes
+        )
+    })?;
+    check(!args.duration.is_zero(), || {
+        "--duration must be more than 0".into()
+    })?;
+    check(args.in_flight >= 1, || {
+        "--in-flight must be at least 1".into()
+    })?;
+    check(args.latency_every >= 1, || {
+        "--latency-every must be at least 1".into()
+    })?;
+    check(args.connect_concurrency >= 1, || {
+        "--connect-concurrency must be at least 1".into()
+    })?;
+    let mode = mode(args)?;
+    let writers = if mode == Mode::Idle { 0 } else { args.writers };
+    if let Mode::Reconnect { .. } = mode {
+        check(writers < args.clients, || {
+            "--reconnect needs clients that are not writers (they are the ones that reconnect)"
+                .into()
+        })?;
+    }
+    Ok(Load {
+        clients: args.clients,
+        rooms: args.rooms,
+        writers,
+        rate: args.rate,
+        in_flight: args.in_flight,
+        payload_bytes: args.payload_bytes,
+        duration: args.duration,
+        warmup: args.warmup,
+        connect_rate: (args.connect_rate > 0.0).then_some(args.connect_rate),
+        connect_concurrency: args.connect_concurrency,
+        connect_timeout: args.connect_timeout,
+        native: args.dialect == DialectArg::Native,
+        threads: args.threads,
+        drain_timeout: args.drain_timeout,
+        heartbeat: (!args.heartbeat.is_zero()).then_some(args.heartbeat),
+        latency_every: args.latency_every,
+        mode,
+    })
+}
+
+fn mode(args: &BenchArgs) -> Result<Mode, String> {
+    check(!(args.idle && args.ceiling), || {
+        "--idle measures the server's memory; --ceiling has nothing to compare there".into()
+    })?;
+    check(args.missed == 0 || args.reconnect, || {
+        "--missed is the number of updates made while --reconnect clients are away".into()
+    })?;
+    Ok(match (args.idle, args.reconnect) {
+        (true, _) => Mode::Idle,
+        (false, true) => Mode::Reconnect {
+            missed: args.missed,
+        },
+        (false, false) => Mode::Load,
+    })
+}
+
+fn ceiling(args: &BenchArgs, load: &Load) -> Result<Option<Target>, String> {
+    match (&args.ceiling_url, args.ceiling) {
+        (Some(_), false) => Err("--ceiling-url needs --ceiling".into()),
+        (Some(url), true) => Ok(Some(Target::Url {
+            url: WsUrl::parse(url)?,
+            pid: args.ceiling_pid,
+        })),
+        (None, true) => {
+            check(args.ceiling_pid.is_none(), || {
+                "--ceiling-pid names the process of a --ceiling-url server".into()
+            })?;
+            let config = server_config(args, load)?;
+            Ok(Some(Target::CeilingInProcess {
+                shards: shards(&config),
+            }))
+        }
+        (None, false) => Ok(None),
+    }
+}
+
+/// The in-process server's threads: `server.shards`, 0 meaning one per core.
+pub(crate) fn shards(config: &Config) -> usize {
+    match config.server.shards {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    }
+}
+
+/// What `--serve-ceiling` needs: its address and its threads (`--server-set server.shards`).
+pub(crate) fn ceiling_serve(args: &BenchArgs, listen: SocketAddr) -> Result<CeilingServe, String> {
+    let mut overrides = Overrides::new();
+    for arg in &args.server_set {
+        overrides.push_set(arg).map_err(|e| e.to_string())?;
+    }
+    let effective = Loader::new()
+        .overrides(overrides)
+        .load()
+        .map_err(|e| e.to_string())?;
+    Ok(CeilingServe {
+        listen,
+        shards: shards(effective.config()),
+    })
+}
+
+/// The adjustments the bench makes to the in-process server's defaults, so that the
+/// load is not refused by limits meant for the public: every key the user sets with
+/// `--server-set` wins over these.
+pub(crate) fn bench_defaults(load: &Load) -> Vec<(&'static str, String)> {
+    vec![
+        ("server.listen", "127.0.0.1:0".into()),
+        // A reconnect storm can briefly hold old and new connections of every client.
+        (
+            "limits.max_connections",
+            (2 * load.clients + 100).max(10_000).to_string(),
+        ),
+        ("limits.max_rooms", (load.rooms + 10).max(1_000).to_string()),
+        ("limits.messages_per_second", "1000000".into()),
+        ("limits.message_burst", "1000000".into()),
+        (
+            "presence.max_name_chars",
+            load.payload_bytes.max(64).to_string(),
+        ),
+    ]
+}
+
+/// The in-process server's configuration: its defaults, the bench's adjustments
+/// ([`bench_defaults`]) and `--server-set`. No file and no environment are read.
+fn server_config(args: &BenchArgs, load: &Load) -> Result<Config, String> {
+    let mut overrides = Overrides::new();
+    let given: Vec<&str> = args
+        .server_set
+        .iter()
+        .map(|arg| arg.split_once('=').map_or(arg.as_str(), |(key, _)| key))
+        .collect();
+    for (key, value) in bench_defaults(load) {
+        if !given.contains(&key) {
+            overrides.push(key, value, "deltasync bench");
+        }
+    }
+    for arg in &args.server_set {
+        overrides.push_set(arg).map_err(|e| e.to_string())?;
+    }
+    let effective = Loader::new()
+        .overrides(overrides)
+        .load()
+        .map_err(|e| e.to_string().replace("(from --set)", "(from --server-set)"))?;
+    Ok(effective.into_config())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        bench: BenchArgs,
+    }
+
+    fn scenario(args: &[&str]) -> Result<Scenario, String> {
+        let argv = std::iter::once("bench").chain(args.iter().copied());
+        let cli = Cli::try_parse_from(argv).map_err(|e| e.to_string())?;
+        Scenario::from_args(&cli.bench)
+    }
+
+    #[test]
+    fn the_defaults_are_the_documented_scenario() {
+        let s = scenario(&[]).unwrap();
+        let l = &s.load;
+        assert_eq!(
+            (l.clients, l.rooms, l.writers, l.rate, l.payload_bytes),
+            (1000, 1, 1, Rate::PerSecond(1000.0), 32)
+        );
+        assert_eq!(
+            (l.duration, l.warmup, l.threads, l.mode),
+            (
+                Duration::from_secs(10),
+                Duration::from_secs(2),
+                1,
+                Mode::Load
+            )
+        );
+        let Target::InProcess(config) = &s.target else {
+            panic!("in-process by default")
+        };
+        assert_eq!(config.limits.messages_per_second, 1_000_000);
+        assert_eq!(config.server.listen.port(), 0);
+        assert!(s.ceiling.is_none());
+    }
+
+    #[test]
+    fn bad_combinations_are_one_clear_message() {
+        let cases: [(&[&str], &str); 10] = [
+            (&["--clients", "0"], "--clients must be at least 1"),
+            (
+                &["--clients", "3", "--writers", "5"],
+                "--writers 5 is more than --clients 3: writers are among the clients",
+            ),
+            (
+                &["--clients", "3", "--rooms", "4"],
+                "--rooms 4 must be between 1 and --clients (3)",
+            ),
+            (&["--duration", "0"], "--duration must be more than 0"),
+            (
+                &["--payload-bytes", "5000"],
+                "--payload-bytes 5000 must be between 1 and 4096 (the name field it pads)",
+            ),
+            (
+                &["--url", "wss://example.test/"],
+                "wss://example.test/: wss:// (TLS) is not supported; use ws://",
+            ),
+            (
+                &["--url", "http://127.0.0.1:1/"],
+                "http://127.0.0.1:1/: expected a ws:// URL",
+            ),
+            (
+                &["--server-pid", "1"],
+                "--server-pid names the process of a --url server; the in-process server is this process",
+            ),
+            (
+                &["--server-set", "room.ring_capacity=0"],
+                "room.ring_capacity = 0 (from --server-set): must be between 1 and 16777216",
+            ),
+            (
+                &["--idle", "--ceiling"],
+                "--idle measures the server's memory; --ceiling has nothing to compare there",
+            ),
+        ];
+        for (args, message) in cases {
+            assert_eq!(scenario(args).unwrap_err(), message, "{args:?}");
+        }
+    }
+
+    #[test]
+    fn values_parse_with_clear_errors() {
+        assert_eq!(parse_rate("unlimited"), Ok(Rate::Unlimited));
+        assert_eq!(parse_rate("60"), Ok(Rate::PerSecond(60.0)));
+        assert!(parse_rate("0").is_err() && parse_rate("fast").is_err());
+        assert_eq!(parse_seconds("0.5"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_seconds("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_seconds("2s"), Ok(Duration::from_secs(2)));
+        assert!(parse_seconds("-1").is_err() && parse_seconds("soon").is_err());
+        let err = scenario(&["--rate", "fast"]).unwrap_err();
+        assert!(
+            err.contains("expected a positive number of updates per second"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn server_set_wins_over_the_bench_adjustments() {
+        let s = scenario(&["--server-set", "limits.messages_per_second=50"]).unwrap();
+        let Target::InProcess(config) = &s.target else {
+            panic!()
+        };
+        assert_eq!(config.limits.messages_per_second, 50);
+        assert_eq!(config.limits.message_burst, 1_000_000);
+    }
+
+    #[test]
+    fn urls_resolve_and_name_rooms() {
+        let url = WsUrl::parse("ws://127.0.0.1:7373").unwrap();
+        assert_eq!((url.path.as_str(), url.addr.port()), ("/", 7373));
+        assert_eq!(url.room_target(0, 1), "/");
+        assert_eq!(url.room_target(3, 100), "/rooms/bench-3");
+        let url = WsUrl::parse("ws://localhost:9/app/?token=t").unwrap();
+        assert_eq!(url.room_target(0, 1), "/app/?token=t");
+        assert_eq!(url.room_target(2, 5), "/app/rooms/bench-2?token=t");
+        assert_eq!(url.host, "localhost:9");
+    }
+
+    #[test]
+    fn rooms_share_the_clients_evenly() {
+        let s = scenario(&["--clients", "10", "--rooms", "3", "--writers", "3"]).unwrap();
+        let l = &s.load;
+        assert_eq!(
+            (0..3).map(|r| l.clients_in(r)).collect::<Vec<_>>(),
+            [4, 3, 3]
+        );
+        assert_eq!((0..10).filter(|&c| l.room_of(c) == 1).count(), 3);
+        assert!(l.is_writer(2) && !l.is_writer(3));
+    }
+}

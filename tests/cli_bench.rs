@@ -1,0 +1,107 @@
+//! `deltasync bench`, run as a user runs it: the real binary against its in-process
+//! server (and the ceiling), briefly, with a small load; the JSON it prints is checked
+//! for every figure and for exact delivery counts.
+
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+const CLIENTS: u64 = 50;
+
+fn bench(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_deltasync"))
+        .arg("bench")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn short_run(extra: &[&str]) -> (Output, Value) {
+    let clients = CLIENTS.to_string();
+    let mut args = vec![
+        "--clients",
+        &clients,
+        "--rate",
+        "200",
+        "--warmup",
+        "0.5",
+        "--duration",
+        "1.5",
+        "--json",
+        "--quiet",
+    ];
+    args.extend_from_slice(extra);
+    let output = bench(&args);
+    let json = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {}\nstderr: {}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    (output, json)
+}
+
+/// Every figure is there, nothing was lost, and every acknowledged update reached every
+/// client exactly once.
+fn assert_sound(figures: &Value) {
+    for key in [
+        "clients_connected",
+        "connect_s",
+        "ops_per_s",
+        "frames_per_s",
+        "bytes_per_s",
+        "server_cpu_s",
+        "generator_cpu_s",
+        "snapshots",
+        "revision_gaps",
+        "errors",
+        "violations",
+    ] {
+        assert!(!figures[key].is_null(), "{key} missing in {figures}");
+    }
+    for p in ["p50", "p90", "p99", "p999", "max"] {
+        assert!(figures["latency_us"][p].as_u64().is_some(), "latency {p}");
+    }
+    assert_eq!(figures["clients_connected"], CLIENTS);
+    assert_eq!(figures["violations"], 0, "{figures}");
+    let updates = &figures["updates"];
+    let acked = updates["acked"].as_u64().unwrap();
+    assert!(acked > 200, "{updates}");
+    assert_eq!(updates["lost"], 0);
+    assert_eq!(figures["ops_delivered"].as_u64(), Some(acked * CLIENTS));
+    assert_eq!(figures["ops_expected"].as_u64(), Some(acked * CLIENTS));
+    assert!(figures["ops_per_s"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn a_short_run_against_the_in_process_server_checks_out() {
+    let (output, json) = short_run(&[]);
+    assert!(output.status.success(), "{json}");
+    assert_eq!(json["scenario"]["clients"], CLIENTS);
+    assert!(json["machine"]["cpus"].as_u64().unwrap() >= 1);
+    assert_sound(&json["result"]);
+    assert!(json["ceiling"].is_null());
+    assert_eq!(json["violations"], 0);
+}
+
+#[test]
+fn the_ceiling_runs_the_same_load_and_gives_the_ratio() {
+    let (output, json) = short_run(&["--ceiling"]);
+    assert!(output.status.success(), "{json}");
+    assert_sound(&json["result"]);
+    assert_sound(&json["ceiling"]);
+    let ratio = json["vs_ceiling"]["ops_per_s"].as_f64().unwrap();
+    assert!(ratio > 0.0, "{json}");
+}
+
+#[test]
+fn bad_options_exit_2_with_one_clear_line() {
+    let output = bench(&["--clients", "3", "--writers", "5"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr),
+        "error: --writers 5 is more than --clients 3: writers are among the clients\n"
+    );
+    assert!(output.stdout.is_empty());
+}
