@@ -16,7 +16,7 @@ use crate::session::SessionConfig;
 
 /// tungstenite's own read buffer per connection: small, since the shard reads sockets
 /// into one buffer of its own and hands the bytes over.
-const WS_READ_BUFFER: usize = 512;
+const WS_READ_BUFFER: usize = 128;
 
 /// One shard's wake-up: a flag so that a burst of commits wakes it once.
 pub(super) struct ShardWake {
@@ -80,7 +80,7 @@ impl CommitListener for Wakers {
 pub(super) struct Shared<M: Model> {
     pub(super) registry: Registry<M>,
     pub(super) wakers: Arc<Wakers>,
-    pub(super) session: SessionConfig,
+    pub(super) session: Arc<SessionConfig>,
     pub(super) token: Option<String>,
     pub(super) max_request_bytes: usize,
     pub(super) max_rooms: usize,
@@ -94,7 +94,7 @@ pub(super) struct Shared<M: Model> {
 
 impl<M: Model> Shared<M> {
     pub(super) fn new(config: &Config, registry: Registry<M>, wakers: Arc<Wakers>) -> Self {
-        let session = SessionConfig {
+        let session = Arc::new(SessionConfig {
             decode: DecodeLimits {
                 max_client_req_id_bytes: config.limits.max_client_req_id_bytes,
                 max_participant_id_bytes: config.presence.max_id_bytes,
@@ -104,7 +104,7 @@ impl<M: Model> Shared<M> {
             message_burst: config.limits.message_burst,
             idle_timeout: config.timeouts.idle(),
             ..SessionConfig::default()
-        };
+        });
         Self {
             registry,
             wakers,

@@ -96,7 +96,8 @@ pub enum CloseReason {
 pub struct Session<M: Model> {
     room: Arc<Room<M>>,
     dialect: Dialect,
-    config: SessionConfig,
+    /// Shared by every session of a server: one copy, not one per connection.
+    config: Arc<SessionConfig>,
     participant: Option<String>,
     /// The revision the connection's stream has reached; `None` until the first `JOIN`.
     last_sent_rev: Option<u64>,
@@ -110,7 +111,13 @@ pub struct Session<M: Model> {
 
 impl<M: Model> Session<M> {
     /// A session for a new connection to `room`, speaking `dialect`.
-    pub fn new(room: Arc<Room<M>>, dialect: Dialect, config: SessionConfig, now: Instant) -> Self {
+    pub fn new(
+        room: Arc<Room<M>>,
+        dialect: Dialect,
+        config: impl Into<Arc<SessionConfig>>,
+        now: Instant,
+    ) -> Self {
+        let config = config.into();
         let rate = TokenBucket::new(config.messages_per_second, config.message_burst, now);
         let rejections_seen = room.rejection_seq();
         Self {
