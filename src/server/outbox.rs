@@ -112,9 +112,9 @@ impl Outbox {
                 Err(e) => return Err(e),
             }
         }
-        // An idle connection keeps no queue memory (a new one costs one allocation per
-        // flush, next to a write syscall).
-        self.frames = VecDeque::new();
+        // Keep room for the common flush (one frame) so that writing allocates nothing,
+        // but no more: an idle connection holds one slot, not the peak of a burst.
+        self.frames.shrink_to(1);
         Ok(Written::All)
     }
 
