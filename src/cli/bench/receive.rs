@@ -6,6 +6,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use super::check::{AckBook, Stream, Violations};
+use super::game::{Frame, TickTracker};
 use super::id::BenchId;
 use super::metrics::{self, Metrics};
 use super::scan::{self, Kind, ScanError};
@@ -24,6 +25,8 @@ pub(crate) struct Receiver {
     pub(crate) writer: Option<Box<Writer>>,
     /// Whether this client's latencies go into the histogram.
     pub(crate) samples_latency: bool,
+    /// `SYNC.DELTAS` frames received in the measured window.
+    pub(crate) window_deltas: u64,
 }
 
 /// A writer's own state: its index, its updates, its schedule.
@@ -72,6 +75,8 @@ pub(crate) struct Recorder {
     pub(crate) record_latency: bool,
     /// The highest revision seen per room by this thread.
     pub(crate) room_max: Vec<u64>,
+    /// The game scenario: frames timed and checked against the game's ticks.
+    pub(crate) ticks: Option<TickTracker>,
 }
 
 impl Recorder {
@@ -84,6 +89,7 @@ impl Recorder {
             measured_us: (0, 0),
             record_latency: false,
             room_max: vec![0; rooms],
+            ticks: None,
         }
     }
 
@@ -167,6 +173,18 @@ impl Recorder {
         self.stream_fault(rx, Stream::end_deltas);
         if in_window {
             self.metrics.window_ops += ops;
+            rx.window_deltas += 1;
+        }
+        if let Some(ticks) = &mut self.ticks {
+            let frame = Frame {
+                client: rx.client,
+                from: deltas.from,
+                to: deltas.to,
+                at: now,
+                in_window,
+                sampled: rx.samples_latency,
+            };
+            ticks.frame(frame, &mut self.violations);
         }
         self.seen(rx.room, deltas.to);
         Ok(Received::Nothing)
@@ -287,6 +305,7 @@ mod tests {
             epoch: None,
             writer,
             samples_latency: true,
+            window_deltas: 0,
         }
     }
 
