@@ -9,7 +9,7 @@ use super::check::{AckBook, Stream, Violations};
 use super::game::{Frame, TickTracker};
 use super::id::BenchId;
 use super::metrics::{self, Metrics};
-use super::scan::{self, Kind, ScanError};
+use super::scan::{self, DeltasEvent, Kind, Message, ScanError, Scanned};
 
 /// The protocol side of one client connection.
 #[derive(Debug)]
@@ -109,8 +109,38 @@ impl Recorder {
         if in_window {
             self.metrics.window_frames += 1;
         }
-        let outcome = scan::message(text).and_then(|message| match message.kind {
-            Kind::Deltas => self.deltas(rx, message.payload, now, in_window),
+        let mut ops = 0;
+        let read = scan::message(text, |event| {
+            match event {
+                DeltasEvent::Begin { from, to } => {
+                    self.stream_fault(rx, |s| s.begin_deltas(from, to));
+                }
+                DeltasEvent::Op(op) => {
+                    ops += 1;
+                    self.stream_fault(rx, |s| s.op(op.rev));
+                    if let Some(id) = op.client_req_id.and_then(BenchId::parse) {
+                        self.operation(rx, id, op.rev, now);
+                    }
+                }
+            }
+            Ok(())
+        });
+        let outcome = read.and_then(|scanned| match scanned {
+            Scanned::Deltas { from, to } => {
+                self.deltas(rx, (from, to, ops), now, in_window);
+                Ok(Received::Nothing)
+            }
+            Scanned::Other(message) => self.other(rx, message),
+        });
+        outcome.unwrap_or_else(|e| {
+            self.malformed(rx, text, e);
+            Received::Nothing
+        })
+    }
+
+    /// Any message but `SYNC.DELTAS`.
+    fn other(&mut self, rx: &mut Receiver, message: Message<'_>) -> Result<Received, ScanError> {
+        match message.kind {
             Kind::Snapshot => self.snapshot(rx, message.payload),
             Kind::Gap => {
                 self.metrics.gaps += 1;
@@ -121,15 +151,11 @@ impl Recorder {
                 self.error(rx, message.payload)?;
                 Ok(Received::Nothing)
             }
-            Kind::Other => {
+            Kind::Other | Kind::Deltas => {
                 self.stream_fault(rx, Stream::other);
                 Ok(Received::Nothing)
             }
-        });
-        outcome.unwrap_or_else(|e| {
-            self.malformed(rx, text, e);
-            Received::Nothing
-        })
+        }
     }
 
     fn stream_fault(
@@ -152,24 +178,15 @@ impl Recorder {
         });
     }
 
+    /// The end of a `SYNC.DELTAS` `from -> to` of `ops` operations (each one checked and
+    /// counted as it was read).
     fn deltas(
         &mut self,
         rx: &mut Receiver,
-        payload: &[u8],
+        (from, to, ops): (u64, u64, u64),
         now: Instant,
         in_window: bool,
-    ) -> Result<Received, ScanError> {
-        let deltas = scan::deltas(payload)?;
-        self.stream_fault(rx, |s| s.begin_deltas(deltas.from, deltas.to));
-        let mut ops = 0;
-        scan::operations(deltas.operations, |op| {
-            ops += 1;
-            self.stream_fault(rx, |s| s.op(op.rev));
-            if let Some(id) = op.client_req_id.and_then(BenchId::parse) {
-                self.operation(rx, id, op.rev, now);
-            }
-            Ok(())
-        })?;
+    ) {
         self.stream_fault(rx, Stream::end_deltas);
         if in_window {
             self.metrics.window_ops += ops;
@@ -178,16 +195,15 @@ impl Recorder {
         if let Some(ticks) = &mut self.ticks {
             let frame = Frame {
                 client: rx.client,
-                from: deltas.from,
-                to: deltas.to,
+                from,
+                to,
                 at: now,
                 in_window,
                 sampled: rx.samples_latency,
             };
             ticks.frame(frame, &mut self.violations);
         }
-        self.seen(rx.room, deltas.to);
-        Ok(Received::Nothing)
+        self.seen(rx.room, to);
     }
 
     fn seen(&mut self, room: usize, rev: u64) {
