@@ -74,6 +74,24 @@ pub(crate) fn spent(before: &Sample, after: &Sample, select: impl Fn(&str) -> bo
         .sum()
 }
 
+/// Time the threads `select` picks spent runnable but waiting for a CPU between two
+/// samples (zero where the kernel has no schedstat).
+pub(crate) fn waited(before: &Sample, after: &Sample, select: impl Fn(&str) -> bool) -> Duration {
+    after
+        .threads
+        .iter()
+        .filter(|(_, name, _, _)| select(name))
+        .map(|(tid, _, _, waited)| {
+            let earlier = before
+                .threads
+                .iter()
+                .find(|(t, _, _, _)| t == tid)
+                .map_or(Duration::ZERO, |(_, _, _, w)| *w);
+            waited.saturating_sub(earlier)
+        })
+        .sum()
+}
+
 /// The most time one of the threads `select` picks wanted a CPU between two samples:
 /// running on one or waiting for one.
 pub(crate) fn busiest(before: &Sample, after: &Sample, select: impl Fn(&str) -> bool) -> Duration {
@@ -178,6 +196,7 @@ mod tests {
             .unwrap();
         let (before, after, _) = busy.join().unwrap();
         let spent = spent(&before, &after, is_generator);
+        let _ = waited(&before, &after, is_generator);
         assert!(spent >= Duration::from_millis(20), "{spent:?}");
         assert!(rss(std::process::id()).unwrap() > 0);
         assert!(Machine::read().cpus >= 1);

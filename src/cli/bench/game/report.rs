@@ -93,23 +93,38 @@ impl Spread {
     }
 }
 
-/// CPU time of one group of threads over the window, and as a share of one core.
+/// CPU time of one group of threads over the window, as a share of one core, and per
+/// frame received by the clients.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub(crate) struct CpuUse {
     pub(crate) seconds: f64,
     /// Percent of one core (the machine has `machine.cpus` of them).
     pub(crate) percent: f64,
+    /// Percent of one core the threads spent runnable, waiting for a CPU (the machine
+    /// is shared): running plus waiting is what they wanted.
+    pub(crate) waited_percent: f64,
+    /// CPU time per `SYNC.DELTAS` frame the clients received in the window, µs.
+    pub(crate) us_per_frame: f64,
 }
 
 impl CpuUse {
-    fn of(cpu: Option<&(Sample, Sample)>, window: Duration, pick: impl Fn(&str) -> bool) -> Self {
+    fn of(
+        cpu: Option<&(Sample, Sample)>,
+        window: Duration,
+        frames: u64,
+        pick: impl Fn(&str) -> bool + Copy,
+    ) -> Self {
         let Some((before, after)) = cpu else {
             return Self::default();
         };
         let seconds = cpu::spent(before, after, pick).as_secs_f64();
+        let waited = cpu::waited(before, after, pick).as_secs_f64();
+        let secs = window.as_secs_f64();
         Self {
             seconds,
-            percent: ratio(seconds, window.as_secs_f64()) * 100.0,
+            percent: ratio(seconds, secs) * 100.0,
+            waited_percent: ratio(waited, secs) * 100.0,
+            us_per_frame: ratio(seconds * 1e6, frames as f64),
         }
     }
 }
@@ -242,9 +257,9 @@ impl GameFigures {
             errors: m.errors.clone(),
             connections_lost: m.closed,
             connect_failures: m.connect_failures.clone(),
-            server_cpu: CpuUse::of(cpu, window, |n| n.starts_with("deltasync-")),
-            game_loop_cpu: CpuUse::of(cpu, window, |n| n == GAME_THREAD),
-            generator_cpu: CpuUse::of(cpu, window, cpu::is_generator),
+            server_cpu: CpuUse::of(cpu, window, t.frames, |n| n.starts_with("deltasync-")),
+            game_loop_cpu: CpuUse::of(cpu, window, t.frames, |n| n == GAME_THREAD),
+            generator_cpu: CpuUse::of(cpu, window, t.frames, cpu::is_generator),
             generator_load,
             generator_saturated: generator_load > GENERATOR_SATURATED,
             flushes_recorded: game.flushes.0,
@@ -275,7 +290,10 @@ fn latencies(p: &Percentiles) -> String {
 }
 
 fn cpu_cell(c: &CpuUse) -> String {
-    format!("{:.2} s ({:.0}% of a core)", c.seconds, c.percent)
+    format!(
+        "{:.2} s ({:.0}% of a core, {:.1} µs per frame; waited for a CPU {:.0}%)",
+        c.seconds, c.percent, c.us_per_frame, c.waited_percent
+    )
 }
 
 impl GameReport {
@@ -389,7 +407,7 @@ impl GameReport {
             (
                 "generator CPU",
                 format!(
-                    "{} (busiest thread wanted a CPU {:.0}%{})",
+                    "{} (its busiest thread wanted one {:.0}%{})",
                     cpu_cell(&f.generator_cpu),
                     f.generator_load * 100.0,
                     if f.generator_saturated {
