@@ -221,6 +221,10 @@ impl Run<'_> {
         let start = now();
         let _ = self.control.start.set(start);
         self.control.set_phase(Phase::Load);
+        // The game scenario: the game starts ticking once every client has joined.
+        if let Some(game) = &self.control.game {
+            game.set_ticking(true);
+        }
         let from = start + self.load.warmup;
         let to = from + self.load.duration;
         self.progress_until(from, "warmup")?;
@@ -288,7 +292,7 @@ impl Run<'_> {
                 // Every move is answered: the game may stop, so that its clients can
                 // reach a head that stays put.
                 if let Some(game) = &self.control.game {
-                    game.freeze();
+                    game.set_ticking(false);
                 }
                 if self.control.all_current() {
                     return Ok(());

@@ -14,8 +14,12 @@
 //! the clients); the game applies them on its next tick, and each must come back to its
 //! sender in the stream exactly once (the bench's acknowledgement checks).
 //!
-//! At the end of the window the driver drains: once every move is answered it freezes
-//! the loop (no more ticks), every client reaches the head, and the checks run.
+//! The loop starts ticking when the load starts, once every client has joined (the
+//! warmup then begins): what is measured is the steady state of N clients, not a join
+//! storm into a running game (at 10,000 clients that storm alone overran the machine:
+//! clients behind the ring got snapshots of the whole arena, which put more behind). At
+//! the end of the window the driver drains: once every move is answered it stops the
+//! loop, every client reaches the head, and the checks run.
 //!
 //! | module | holds |
 //! |---|---|

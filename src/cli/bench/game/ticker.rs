@@ -3,7 +3,9 @@
 //! moves, one step of every bot, `room.flush()`), takes the clock just after, and records
 //! the published revision with that instant in the [`TickLog`]. A late tick does not shift
 //! the ones after it: tick `k` is due at `start + k·period`, and a loop that fell behind
-//! runs the ticks due back to back.
+//! runs the ticks due back to back. The loop ticks only while the log says so
+//! ([`TickLog::set_ticking`]): from the start of the load (every client joined) until
+//! the drain.
 
 use std::io;
 use std::sync::Arc;
@@ -22,8 +24,8 @@ use super::ticks::TickLog;
 /// The game loop thread's name (as `/proc` shows it: at most 15 bytes).
 pub(crate) const GAME_THREAD: &str = "game-loop";
 
-/// How long a frozen loop sleeps between looks at its stop flag.
-const FROZEN_NAP: Duration = Duration::from_millis(5);
+/// How long a stopped loop sleeps between looks at its flags.
+const IDLE_NAP: Duration = Duration::from_millis(1);
 
 /// The running loop.
 pub(crate) struct Ticker {
@@ -57,26 +59,29 @@ impl Ticker {
 
 fn run(mut game: Game, log: &TickLog, period: Duration, stop: &AtomicBool) -> Histogram<u64> {
     let mut work = metrics::histogram();
-    let mut due = now();
+    // When the next tick is due; `None` while the loop is stopped (it starts afresh).
+    let mut due = None;
     // Relaxed: see `Ticker::stop`.
     while !stop.load(Ordering::Relaxed) {
-        if log.is_frozen() {
-            std::thread::sleep(FROZEN_NAP);
+        if !log.is_ticking() {
+            due = None;
+            std::thread::sleep(IDLE_NAP);
             continue;
         }
         let began = now();
+        let scheduled = *due.get_or_insert(began);
         let report = game.tick();
         let flushed = now();
         log.published(report.rev, flushed);
-        let late = began > due + period;
+        let late = began > scheduled + period;
         log.tick(report.operations, report.applied, report.rejected, late);
         if log.measuring() {
             metrics::record(&mut work, flushed - began);
         }
-        due += period;
+        let due = due.insert(scheduled + period);
         let after = now();
-        if due > after {
-            std::thread::sleep(due - after);
+        if *due > after {
+            std::thread::sleep(*due - after);
         }
     }
     work

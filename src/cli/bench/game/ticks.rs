@@ -13,8 +13,9 @@
 //!
 //! The log also holds the counters the driver samples at the edges of the measured
 //! window (ticks run, operations committed, late ticks, players' moves applied and
-//! rejected) and two flags: `measuring` (the window is open) and `frozen` (the driver
-//! asks the loop to stop ticking, so that the room's head stops and the drain can end).
+//! rejected) and two flags: `measuring` (the window is open) and `ticking` (the driver
+//! starts the loop once every client has joined, and stops it when every move is
+//! answered, so that the room's head stays put and the drain can end).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -123,7 +124,7 @@ pub(crate) struct TickLog {
     applied: AtomicU64,
     rejected: AtomicU64,
     measuring: AtomicBool,
-    frozen: AtomicBool,
+    ticking: AtomicBool,
 }
 
 impl TickLog {
@@ -142,7 +143,7 @@ impl TickLog {
             applied: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
             measuring: AtomicBool::new(false),
-            frozen: AtomicBool::new(false),
+            ticking: AtomicBool::new(false),
         }
     }
 
@@ -223,15 +224,15 @@ impl TickLog {
         self.measuring.load(Ordering::Relaxed)
     }
 
-    /// Asks the loop to stop ticking (the room's head then stays where it is).
-    pub(crate) fn freeze(&self) {
-        // Relaxed: a flag polled once per tick.
-        self.frozen.store(true, Ordering::Relaxed);
+    /// Starts or stops the loop's ticks (stopped, the room's head stays where it is).
+    pub(crate) fn set_ticking(&self, on: bool) {
+        // Relaxed: a flag polled once per tick, or every millisecond while stopped.
+        self.ticking.store(on, Ordering::Relaxed);
     }
 
-    pub(crate) fn is_frozen(&self) -> bool {
-        // Relaxed: see `freeze`.
-        self.frozen.load(Ordering::Relaxed)
+    pub(crate) fn is_ticking(&self) -> bool {
+        // Relaxed: see `set_ticking`.
+        self.ticking.load(Ordering::Relaxed)
     }
 }
 
