@@ -111,6 +111,27 @@ pub(crate) fn busiest(before: &Sample, after: &Sample, select: impl Fn(&str) -> 
         .unwrap_or_default()
 }
 
+/// CPU time the whole machine spent busy so far (every core; `/proc/stat`'s first line:
+/// user, nice, system, irq, softirq and steal, in `USER_HZ` ticks of 1/100 s).
+pub(crate) fn machine_busy() -> Option<Duration> {
+    let stat = fs::read_to_string("/proc/stat").ok()?;
+    machine_busy_of(stat.lines().next()?)
+}
+
+fn machine_busy_of(line: &str) -> Option<Duration> {
+    let fields: Vec<u64> = line
+        .strip_prefix("cpu ")?
+        .split_whitespace()
+        .map(|f| f.parse().ok())
+        .collect::<Option<_>>()?;
+    // user nice system idle iowait irq softirq steal: all but idle and iowait.
+    let busy = [0, 1, 2, 5, 6, 7]
+        .iter()
+        .filter_map(|&i| fields.get(i))
+        .sum::<u64>();
+    Some(Duration::from_millis(busy * 10))
+}
+
 /// Whether a thread is one of the generator's.
 pub(crate) fn is_generator(name: &str) -> bool {
     name.starts_with(GENERATOR_THREAD)
@@ -197,6 +218,11 @@ mod tests {
         let (before, after, _) = busy.join().unwrap();
         let spent = spent(&before, &after, is_generator);
         let _ = waited(&before, &after, is_generator);
+        assert!(machine_busy().is_some());
+        assert_eq!(
+            machine_busy_of("cpu  100 20 30 999 5 1 4 2 0 0"),
+            Some(Duration::from_millis(1570))
+        );
         assert!(spent >= Duration::from_millis(20), "{spent:?}");
         assert!(rss(std::process::id()).unwrap() > 0);
         assert!(Machine::read().cpus >= 1);

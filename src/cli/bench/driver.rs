@@ -53,6 +53,8 @@ pub(crate) struct RunResult {
     pub(crate) own_cpu: Option<(Sample, Sample)>,
     /// The game loop's counters at the window's edges (`--game`).
     pub(crate) game: Option<(Counters, Counters)>,
+    /// CPU time the whole machine (every process) spent busy in the window.
+    pub(crate) machine_busy: Option<Duration>,
 }
 
 /// The run, then the threads' reports.
@@ -107,6 +109,7 @@ struct Window {
     span: Duration,
     cpu: Option<((Sample, Sample), (Sample, Sample))>,
     game: Option<(Counters, Counters)>,
+    machine_busy: Option<Duration>,
     rss: Option<(u64, u64)>,
     reconnect: Option<Duration>,
 }
@@ -233,9 +236,12 @@ impl Run<'_> {
             g.set_measuring(true);
             g.counters()
         });
-        let before = self.sample();
+        let (busy_before, before) = (cpu::machine_busy(), self.sample());
         self.progress_until(to, "load")?;
-        let after = self.sample();
+        let (busy_after, after) = (cpu::machine_busy(), self.sample());
+        window.machine_busy = busy_before
+            .zip(busy_after)
+            .map(|(b, a)| a.saturating_sub(b));
         let game_after = game.map(|g| {
             g.set_measuring(false);
             g.counters()
@@ -436,6 +442,7 @@ impl Run<'_> {
             aborted,
             own_cpu: window.cpu.map(|(before, after)| (before.1, after.1)),
             game: window.game,
+            machine_busy: window.machine_busy,
         }
     }
 }

@@ -127,7 +127,7 @@ impl Recorder {
         });
         let outcome = read.and_then(|scanned| match scanned {
             Scanned::Deltas { from, to } => {
-                self.deltas(rx, (from, to, ops), now, in_window);
+                self.deltas(rx, from, to, ops, now, in_window);
                 Ok(Received::Nothing)
             }
             Scanned::Other(message) => self.other(rx, message),
@@ -183,7 +183,9 @@ impl Recorder {
     fn deltas(
         &mut self,
         rx: &mut Receiver,
-        (from, to, ops): (u64, u64, u64),
+        from: u64,
+        to: u64,
+        ops: u64,
         now: Instant,
         in_window: bool,
     ) {

@@ -194,6 +194,9 @@ pub(crate) struct GameFigures {
     /// runnable and waiting for a core).
     pub(crate) generator_load: f64,
     pub(crate) generator_saturated: bool,
+    /// CPU time of every process but this one in the window, percent of one core (the
+    /// machine is shared: what the others took, this run could not have).
+    pub(crate) others_cpu_percent: Option<f64>,
     /// Flushes the game loop recorded, and whether its log ran out of room.
     pub(crate) flushes_recorded: usize,
     pub(crate) tick_log_full: bool,
@@ -224,6 +227,11 @@ impl GameFigures {
         } = counters;
         let generator_load = ratio(run.generator_busiest.as_secs_f64(), secs);
         let cpu = run.own_cpu.as_ref();
+        let ours = cpu.map(|(before, after)| cpu::spent(before, after, |_| true));
+        let others_cpu_percent = run
+            .machine_busy
+            .zip(ours)
+            .map(|(all, ours)| ratio(all.saturating_sub(ours).as_secs_f64(), secs) * 100.0);
         Self {
             server: "deltasync arena (in-process)".into(),
             clients_connected: run.connected,
@@ -262,6 +270,7 @@ impl GameFigures {
             generator_cpu: CpuUse::of(cpu, window, t.frames, cpu::is_generator),
             generator_load,
             generator_saturated: generator_load > GENERATOR_SATURATED,
+            others_cpu_percent,
             flushes_recorded: game.flushes.0,
             tick_log_full: game.flushes.1,
             violations: run.violations.total(),
@@ -416,6 +425,11 @@ impl GameReport {
                         ""
                     }
                 ),
+            ),
+            (
+                "other processes' CPU",
+                f.others_cpu_percent
+                    .map_or("-".into(), |p| format!("{p:.0}% of a core")),
             ),
             (
                 "snapshots / gaps",
