@@ -27,8 +27,9 @@ enum Command {
     /// Load a server with many clients, measure fan-out and check every delivery.
     #[command(
         after_help = "With no arguments: 1,000 clients in one room of an in-process server, \
-        one writer at 1,000 updates/s, 10 s measured after 2 s of warmup. Exit 0 when every \
-        check passed, 1 on a violation (lost, duplicated or reordered data), 2 on bad options. \
+        one writer at 1,000 updates/s, 10 s measured after 2 s of warmup. With --game: the \
+        clients in the arena room of an in-process game server ticking at --tick-hz (60), \
+        frames timed from each tick's flush. Exit 0 when every check passed, 1 on a violation (lost, duplicated or reordered data), 2 on bad options. \
         docs/benchmarks.md has the method and the results."
     )]
     Bench(cli::bench::BenchArgs),

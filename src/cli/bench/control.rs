@@ -2,9 +2,11 @@
 //! origin, and the few counters the driver watches (all atomics; nothing on the hot path
 //! takes a lock).
 
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
+
+use super::game::TickLog;
 
 /// The phase of a run, set by the driver and read by the threads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -78,6 +80,8 @@ pub(crate) struct Control {
     /// A thread stopped on an error of its own (its poller failed).
     pub(crate) broken: AtomicBool,
     pub(crate) progress: Progress,
+    /// The game scenario's record of its ticks (`--game`), which receivers time frames by.
+    pub(crate) game: Option<Arc<TickLog>>,
 }
 
 impl Control {
@@ -97,7 +101,14 @@ impl Control {
             caught_up: AtomicUsize::new(0),
             broken: AtomicBool::new(false),
             progress: Progress::default(),
+            game: None,
         }
+    }
+
+    /// The same, for the game scenario whose ticks `log` records.
+    pub(crate) fn with_game(mut self, log: Option<Arc<TickLog>>) -> Self {
+        self.game = log;
+        self
     }
 
     pub(crate) fn phase(&self) -> Phase {

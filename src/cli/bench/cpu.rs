@@ -74,6 +74,24 @@ pub(crate) fn spent(before: &Sample, after: &Sample, select: impl Fn(&str) -> bo
         .sum()
 }
 
+/// Time the threads `select` picks spent runnable but waiting for a CPU between two
+/// samples (zero where the kernel has no schedstat).
+pub(crate) fn waited(before: &Sample, after: &Sample, select: impl Fn(&str) -> bool) -> Duration {
+    after
+        .threads
+        .iter()
+        .filter(|(_, name, _, _)| select(name))
+        .map(|(tid, _, _, waited)| {
+            let earlier = before
+                .threads
+                .iter()
+                .find(|(t, _, _, _)| t == tid)
+                .map_or(Duration::ZERO, |(_, _, _, w)| *w);
+            waited.saturating_sub(earlier)
+        })
+        .sum()
+}
+
 /// The most time one of the threads `select` picks wanted a CPU between two samples:
 /// running on one or waiting for one.
 pub(crate) fn busiest(before: &Sample, after: &Sample, select: impl Fn(&str) -> bool) -> Duration {
@@ -91,6 +109,27 @@ pub(crate) fn busiest(before: &Sample, after: &Sample, select: impl Fn(&str) -> 
         })
         .max()
         .unwrap_or_default()
+}
+
+/// CPU time the whole machine spent busy so far (every core; `/proc/stat`'s first line:
+/// user, nice, system, irq, softirq and steal, in `USER_HZ` ticks of 1/100 s).
+pub(crate) fn machine_busy() -> Option<Duration> {
+    let stat = fs::read_to_string("/proc/stat").ok()?;
+    machine_busy_of(stat.lines().next()?)
+}
+
+fn machine_busy_of(line: &str) -> Option<Duration> {
+    let fields: Vec<u64> = line
+        .strip_prefix("cpu ")?
+        .split_whitespace()
+        .map(|f| f.parse().ok())
+        .collect::<Option<_>>()?;
+    // user nice system idle iowait irq softirq steal: all but idle and iowait.
+    let busy = [0, 1, 2, 5, 6, 7]
+        .iter()
+        .filter_map(|&i| fields.get(i))
+        .sum::<u64>();
+    Some(Duration::from_millis(busy * 10))
 }
 
 /// Whether a thread is one of the generator's.
@@ -178,6 +217,12 @@ mod tests {
             .unwrap();
         let (before, after, _) = busy.join().unwrap();
         let spent = spent(&before, &after, is_generator);
+        let _ = waited(&before, &after, is_generator);
+        assert!(machine_busy().is_some());
+        assert_eq!(
+            machine_busy_of("cpu  100 20 30 999 5 1 4 2 0 0"),
+            Some(Duration::from_millis(1570))
+        );
         assert!(spent >= Duration::from_millis(20), "{spent:?}");
         assert!(rss(std::process::id()).unwrap() > 0);
         assert!(Machine::read().cpus >= 1);

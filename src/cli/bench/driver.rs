@@ -11,6 +11,7 @@ use super::check::{AckCounts, Violations};
 use super::client::{Endpoint, Generator, ThreadReport};
 use super::control::{Control, Phase, UNUSED, now};
 use super::cpu::{self, GENERATOR_THREAD, Sample};
+use super::game::{Counters, TickLog};
 use super::metrics::Metrics;
 use super::scenario::{Load, Mode};
 
@@ -48,6 +49,12 @@ pub(crate) struct RunResult {
     pub(crate) reconnect_time: Option<Duration>,
     /// Why the run ended early, if it did.
     pub(crate) aborted: Option<String>,
+    /// This process's threads at the window's edges (each thread's CPU time by name).
+    pub(crate) own_cpu: Option<(Sample, Sample)>,
+    /// The game loop's counters at the window's edges (`--game`).
+    pub(crate) game: Option<(Counters, Counters)>,
+    /// CPU time the whole machine (every process) spent busy in the window.
+    pub(crate) machine_busy: Option<Duration>,
 }
 
 /// The run, then the threads' reports.
@@ -60,14 +67,16 @@ struct Run<'a> {
     started: Instant,
 }
 
-/// Runs `load` against `endpoint`.
+/// Runs `load` against `endpoint`; `game` is the record of the game loop's ticks when
+/// the server is the game scenario's.
 pub(crate) fn run(
     load: &Load,
     endpoint: Endpoint,
     server: ServerProcess,
+    game: Option<Arc<TickLog>>,
     quiet: bool,
 ) -> RunResult {
-    let control = Arc::new(Control::new(load.rooms, load.threads + 1));
+    let control = Arc::new(Control::new(load.rooms, load.threads + 1).with_game(game));
     let rss_before = pid(server).and_then(cpu::rss);
     let mut run = Run {
         load,
@@ -99,6 +108,8 @@ pub(crate) fn run(
 struct Window {
     span: Duration,
     cpu: Option<((Sample, Sample), (Sample, Sample))>,
+    game: Option<(Counters, Counters)>,
+    machine_busy: Option<Duration>,
     rss: Option<(u64, u64)>,
     reconnect: Option<Duration>,
 }
@@ -113,11 +124,16 @@ fn pid(server: ServerProcess) -> Option<u32> {
 impl Run<'_> {
     /// Starts the receivers' threads (clients dealt round-robin, writers excepted) and,
     /// when there are writers, one thread of their own, so that no receiving work can
-    /// delay a scheduled update.
+    /// delay a scheduled update. In the game scenario every client may be a writer (of
+    /// moves): they are all dealt round-robin.
     fn spawn(&mut self, endpoint: Arc<Endpoint>) -> std::io::Result<()> {
         let run_id = run_id();
         let load = Arc::new(self.load.clone());
-        let (writers, threads) = (self.load.writers, self.load.threads);
+        let threads = self.load.threads;
+        let writers = match self.load.game {
+            Some(_) => 0,
+            None => self.load.writers,
+        };
         let mut groups: Vec<(String, Vec<usize>)> = (0..threads)
             .map(|index| {
                 let clients = (writers + index..self.load.clients)
@@ -208,14 +224,31 @@ impl Run<'_> {
         let start = now();
         let _ = self.control.start.set(start);
         self.control.set_phase(Phase::Load);
+        // The game scenario: the game starts ticking once every client has joined.
+        if let Some(game) = &self.control.game {
+            game.set_ticking(true);
+        }
         let from = start + self.load.warmup;
         let to = from + self.load.duration;
         self.progress_until(from, "warmup")?;
-        let before = self.sample();
+        let game = self.control.game.as_deref();
+        let game_before = game.map(|g| {
+            g.set_measuring(true);
+            g.counters()
+        });
+        let (busy_before, before) = (cpu::machine_busy(), self.sample());
         self.progress_until(to, "load")?;
-        let after = self.sample();
+        let (busy_after, after) = (cpu::machine_busy(), self.sample());
+        window.machine_busy = busy_before
+            .zip(busy_after)
+            .map(|(b, a)| a.saturating_sub(b));
+        let game_after = game.map(|g| {
+            g.set_measuring(false);
+            g.counters()
+        });
         window.span = self.load.duration;
         window.cpu = Some((before, after));
+        window.game = game_before.zip(game_after);
         self.control.set_phase(Phase::Drain);
         self.drain(self.load.writers)
     }
@@ -261,8 +294,15 @@ impl Run<'_> {
         let mut moved = start;
         loop {
             let settled = self.control.writers_settled.load(Ordering::Relaxed);
-            if settled >= writers && self.control.all_current() {
-                return Ok(());
+            if settled >= writers {
+                // Every move is answered: the game may stop, so that its clients can
+                // reach a head that stays put.
+                if let Some(game) = &self.control.game {
+                    game.set_ticking(false);
+                }
+                if self.control.all_current() {
+                    return Ok(());
+                }
             }
             self.check_broken()?;
             let at = now();
@@ -400,6 +440,9 @@ impl Run<'_> {
             rss: window.rss,
             reconnect_time: window.reconnect,
             aborted,
+            own_cpu: window.cpu.map(|(before, after)| (before.1, after.1)),
+            game: window.game,
+            machine_busy: window.machine_busy,
         }
     }
 }

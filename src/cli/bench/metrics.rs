@@ -5,6 +5,8 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
+use super::game::TickMetrics;
+
 /// A latency histogram in microseconds, 3 significant figures, growing as needed.
 pub(crate) fn histogram() -> Histogram<u64> {
     // 1 µs to 1 s to start with; `auto` grows it for longer stalls.
@@ -45,6 +47,8 @@ pub(crate) struct Metrics {
     pub(crate) connect_failures: BTreeMap<String, u64>,
     /// When the last client of this thread got its first snapshot.
     pub(crate) last_ready: Option<Instant>,
+    /// The game scenario's frames, timed by the game's ticks.
+    pub(crate) ticks: TickMetrics,
 }
 
 impl Default for Metrics {
@@ -63,6 +67,7 @@ impl Default for Metrics {
             closed: 0,
             connect_failures: BTreeMap::new(),
             last_ready: None,
+            ticks: TickMetrics::default(),
         }
     }
 }
@@ -95,6 +100,7 @@ impl Metrics {
             *self.connect_failures.entry(reason.clone()).or_default() += n;
         }
         self.last_ready = self.last_ready.max(other.last_ready);
+        self.ticks.merge(&other.ticks);
     }
 
     /// Counts an `ERROR` with this code.

@@ -6,6 +6,9 @@
 //! server that speaks the ws-kit dialect (ours or another); `--ceiling` runs it again
 //! against a minimal built-in server that only writes frames of the same sizes (the
 //! physical limit of the machine for that work) and reports ours as a fraction of it.
+//! `--game` runs the clients against an in-process game server instead: an arena room
+//! flushed once per tick by a game loop at `--tick-hz`, each frame timed from its tick's
+//! flush and checked to end at a tick boundary (see `game`).
 //!
 //! While it measures it checks: every client's deltas are contiguous, every update is
 //! acknowledged exactly once (or rejected by an `ERROR` naming it), every client ends at
@@ -22,6 +25,7 @@
 //! | `check` | the invariants checked, stream by stream and writer by writer |
 //! | `metrics`, `cpu` | counters and histograms; `/proc` readings, the open-file limit |
 //! | `ceiling` | the minimal fan-out server |
+//! | `game` | `--game`: an arena server on its tick, its game loop, frames timed by ticks |
 //! | `report` | the table and the JSON object |
 
 mod ceiling;
@@ -31,6 +35,7 @@ mod control;
 mod cpu;
 mod driver;
 mod frame;
+mod game;
 mod id;
 mod metrics;
 mod receive;
@@ -44,6 +49,7 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use deltasync::config::Config;
 use deltasync::server::Server;
 
 use ceiling::Ceiling;
@@ -139,6 +145,45 @@ pub(crate) struct BenchArgs {
     /// Only run the ceiling server on ADDR until interrupted (for --ceiling-url)
     #[arg(long, value_name = "ADDR", conflicts_with_all = ["url", "ceiling", "idle", "reconnect", "json"])]
     serve_ceiling: Option<SocketAddr>,
+    /// The game scenario: an arena room on the game's tick (`FlushPolicy::Tick`), a game
+    /// loop at --tick-hz moving --bots bots, and every client in /rooms/arena
+    #[arg(
+        long,
+        help_heading = "Game",
+        conflicts_with_all = [
+            "url", "server_pid", "rooms", "writers", "rate", "in_flight", "payload_bytes",
+            "idle", "reconnect", "missed", "ceiling", "ceiling_url", "ceiling_pid", "serve_ceiling",
+        ]
+    )]
+    game: bool,
+    /// With --game: ticks per second of the game loop
+    #[arg(
+        long,
+        value_name = "HZ",
+        default_value_t = 60.0,
+        requires = "game",
+        help_heading = "Game"
+    )]
+    tick_hz: f64,
+    /// With --game: bots the game moves one step every tick (the entity moves per tick)
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 100,
+        requires = "game",
+        help_heading = "Game"
+    )]
+    bots: usize,
+    /// With --game: every client sends a move every N ticks (0: spectators only, the
+    /// figures are then pure fan-out)
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 0,
+        requires = "game",
+        help_heading = "Game"
+    )]
+    players_move: u64,
     /// Print one JSON object with every figure instead of the table
     #[arg(long)]
     json: bool,
@@ -164,6 +209,9 @@ pub(crate) fn run(args: &BenchArgs) -> ExitCode {
     let needed = (scenario.load.clients * per_client + 256) as u64;
     if let Err(message) = cpu::raise_open_files(needed, &describe_need(&scenario, per_client)) {
         return usage(&message);
+    }
+    if let (Some(spec), Target::InProcess(config)) = (scenario.load.game, &scenario.target) {
+        return run_game(&scenario, spec, config);
     }
     let ours = match run_against(&scenario, &scenario.target) {
         Ok(figures) => figures,
@@ -214,14 +262,36 @@ fn failure(message: &str) -> ExitCode {
 }
 
 fn print(report: &Report, json: bool) {
-    let mut stdout = std::io::stdout().lock();
     let text = if json {
         serde_json::to_string(report).unwrap_or_default() + "\n"
     } else {
         report.table()
     };
+    emit(&text);
+}
+
+fn emit(text: &str) {
+    let mut stdout = std::io::stdout().lock();
     let _ = stdout.write_all(text.as_bytes());
     let _ = stdout.flush();
+}
+
+/// `--game`: the game scenario against its in-process server.
+fn run_game(scenario: &Scenario, spec: scenario::GameSpec, config: &Config) -> ExitCode {
+    let report = match game::run(scenario, spec, config) {
+        Ok(report) => report,
+        Err(message) => return failure(&message),
+    };
+    emit(&if scenario.json {
+        serde_json::to_string(&report).unwrap_or_default() + "\n"
+    } else {
+        report.table()
+    });
+    if report.result.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 /// Runs the scenario's load against one target and turns the result into figures.
@@ -234,7 +304,7 @@ fn run_against(scenario: &Scenario, target: &Target) -> Result<Figures, String> 
                 .start()
                 .map_err(|e| format!("cannot start the in-process server: {e}"))?;
             let endpoint = endpoint(&local_url(server.local_addr()), load);
-            let result = driver::run(load, endpoint, ServerProcess::InProcess, quiet);
+            let result = driver::run(load, endpoint, ServerProcess::InProcess, None, quiet);
             server.shutdown();
             Ok(figures("deltasync (in-process)", load, result))
         }
@@ -242,13 +312,13 @@ fn run_against(scenario: &Scenario, target: &Target) -> Result<Figures, String> 
             let ceiling = Ceiling::start(([127, 0, 0, 1], 0).into(), *shards)
                 .map_err(|e| format!("cannot start the ceiling server: {e}"))?;
             let endpoint = endpoint(&local_url(ceiling.local_addr()), load);
-            let result = driver::run(load, endpoint, ServerProcess::InProcess, quiet);
+            let result = driver::run(load, endpoint, ServerProcess::InProcess, None, quiet);
             ceiling.shutdown();
             Ok(figures("ceiling (in-process)", load, result))
         }
         Target::Url { url, pid } => {
             let server = pid.map_or(ServerProcess::Unknown, ServerProcess::Pid);
-            let result = driver::run(load, endpoint(url, load), server, quiet);
+            let result = driver::run(load, endpoint(url, load), server, None, quiet);
             let name = format!("ws://{}{}", url.host, url.path);
             Ok(figures(&name, load, result))
         }

@@ -6,9 +6,10 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use super::check::{AckBook, Stream, Violations};
+use super::game::{Frame, TickTracker};
 use super::id::BenchId;
 use super::metrics::{self, Metrics};
-use super::scan::{self, Kind, ScanError};
+use super::scan::{self, DeltasEvent, Kind, Message, ScanError, Scanned};
 
 /// The protocol side of one client connection.
 #[derive(Debug)]
@@ -24,6 +25,8 @@ pub(crate) struct Receiver {
     pub(crate) writer: Option<Box<Writer>>,
     /// Whether this client's latencies go into the histogram.
     pub(crate) samples_latency: bool,
+    /// `SYNC.DELTAS` frames received in the measured window.
+    pub(crate) window_deltas: u64,
 }
 
 /// A writer's own state: its index, its updates, its schedule.
@@ -72,6 +75,8 @@ pub(crate) struct Recorder {
     pub(crate) record_latency: bool,
     /// The highest revision seen per room by this thread.
     pub(crate) room_max: Vec<u64>,
+    /// The game scenario: frames timed and checked against the game's ticks.
+    pub(crate) ticks: Option<TickTracker>,
 }
 
 impl Recorder {
@@ -84,6 +89,7 @@ impl Recorder {
             measured_us: (0, 0),
             record_latency: false,
             room_max: vec![0; rooms],
+            ticks: None,
         }
     }
 
@@ -103,8 +109,38 @@ impl Recorder {
         if in_window {
             self.metrics.window_frames += 1;
         }
-        let outcome = scan::message(text).and_then(|message| match message.kind {
-            Kind::Deltas => self.deltas(rx, message.payload, now, in_window),
+        let mut ops = 0;
+        let read = scan::message(text, |event| {
+            match event {
+                DeltasEvent::Begin { from, to } => {
+                    self.stream_fault(rx, |s| s.begin_deltas(from, to));
+                }
+                DeltasEvent::Op(op) => {
+                    ops += 1;
+                    self.stream_fault(rx, |s| s.op(op.rev));
+                    if let Some(id) = op.client_req_id.and_then(BenchId::parse) {
+                        self.operation(rx, id, op.rev, now);
+                    }
+                }
+            }
+            Ok(())
+        });
+        let outcome = read.and_then(|scanned| match scanned {
+            Scanned::Deltas { from, to } => {
+                self.deltas(rx, from, to, ops, now, in_window);
+                Ok(Received::Nothing)
+            }
+            Scanned::Other(message) => self.other(rx, message),
+        });
+        outcome.unwrap_or_else(|e| {
+            self.malformed(rx, text, e);
+            Received::Nothing
+        })
+    }
+
+    /// Any message but `SYNC.DELTAS`.
+    fn other(&mut self, rx: &mut Receiver, message: Message<'_>) -> Result<Received, ScanError> {
+        match message.kind {
             Kind::Snapshot => self.snapshot(rx, message.payload),
             Kind::Gap => {
                 self.metrics.gaps += 1;
@@ -115,15 +151,11 @@ impl Recorder {
                 self.error(rx, message.payload)?;
                 Ok(Received::Nothing)
             }
-            Kind::Other => {
+            Kind::Other | Kind::Deltas => {
                 self.stream_fault(rx, Stream::other);
                 Ok(Received::Nothing)
             }
-        });
-        outcome.unwrap_or_else(|e| {
-            self.malformed(rx, text, e);
-            Received::Nothing
-        })
+        }
     }
 
     fn stream_fault(
@@ -146,30 +178,34 @@ impl Recorder {
         });
     }
 
+    /// The end of a `SYNC.DELTAS` `from -> to` of `ops` operations (each one checked and
+    /// counted as it was read).
     fn deltas(
         &mut self,
         rx: &mut Receiver,
-        payload: &[u8],
+        from: u64,
+        to: u64,
+        ops: u64,
         now: Instant,
         in_window: bool,
-    ) -> Result<Received, ScanError> {
-        let deltas = scan::deltas(payload)?;
-        self.stream_fault(rx, |s| s.begin_deltas(deltas.from, deltas.to));
-        let mut ops = 0;
-        scan::operations(deltas.operations, |op| {
-            ops += 1;
-            self.stream_fault(rx, |s| s.op(op.rev));
-            if let Some(id) = op.client_req_id.and_then(BenchId::parse) {
-                self.operation(rx, id, op.rev, now);
-            }
-            Ok(())
-        })?;
+    ) {
         self.stream_fault(rx, Stream::end_deltas);
         if in_window {
             self.metrics.window_ops += ops;
+            rx.window_deltas += 1;
         }
-        self.seen(rx.room, deltas.to);
-        Ok(Received::Nothing)
+        if let Some(ticks) = &mut self.ticks {
+            let frame = Frame {
+                client: rx.client,
+                from,
+                to,
+                at: now,
+                in_window,
+                sampled: rx.samples_latency,
+            };
+            ticks.frame(frame, &mut self.violations);
+        }
+        self.seen(rx.room, to);
     }
 
     fn seen(&mut self, room: usize, rev: u64) {
@@ -287,6 +323,7 @@ mod tests {
             epoch: None,
             writer,
             samples_latency: true,
+            window_deltas: 0,
         }
     }
 

@@ -253,7 +253,7 @@ fn opt(value: Option<f64>, unit: &str, decimals: usize) -> String {
     value.map_or_else(|| "-".into(), |v| format!("{v:.decimals$}{unit}"))
 }
 
-fn ms(us: u64, count: u64) -> String {
+pub(crate) fn ms(us: u64, count: u64) -> String {
     if count == 0 {
         "-".into()
     } else {
@@ -261,7 +261,7 @@ fn ms(us: u64, count: u64) -> String {
     }
 }
 
-fn count(n: f64) -> String {
+pub(crate) fn count(n: f64) -> String {
     let n = n.round() as u64;
     let digits = n.to_string();
     let mut out = String::new();

@@ -141,6 +141,31 @@ pub(crate) enum Target {
     Url { url: WsUrl, pid: Option<u32> },
 }
 
+/// The game scenario's parameters (`--game`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct GameSpec {
+    pub(crate) tick_hz: f64,
+    pub(crate) bots: usize,
+    /// Every client moves every this many ticks; 0 for spectators only.
+    pub(crate) players_move: u64,
+}
+
+impl GameSpec {
+    /// The time between two ticks.
+    pub(crate) fn period(&self) -> Duration {
+        Duration::from_secs_f64(1.0 / self.tick_hz)
+    }
+
+    /// Operations the room commits per second at full speed.
+    pub(crate) fn ops_per_second(&self, clients: usize) -> f64 {
+        let moves = match self.players_move {
+            0 => 0.0,
+            n => clients as f64 / n as f64,
+        };
+        (self.bots as f64 + moves) * self.tick_hz
+    }
+}
+
 /// What the generator does: sizes, rates, times.
 #[derive(Debug, Clone)]
 pub(crate) struct Load {
@@ -161,6 +186,9 @@ pub(crate) struct Load {
     pub(crate) heartbeat: Option<Duration>,
     pub(crate) latency_every: usize,
     pub(crate) mode: Mode,
+    /// The game scenario, when `--game` is given: one room (`/rooms/arena`) and, with
+    /// `--players-move`, every client a writer of moves.
+    pub(crate) game: Option<GameSpec>,
 }
 
 impl Load {
@@ -283,7 +311,19 @@ fn load(args: &BenchArgs) -> Result<Load, String> {
         "--connect-concurrency must be at least 1".into()
     })?;
     let mode = mode(args)?;
-    let writers = if mode == Mode::Idle { 0 } else { args.writers };
+    let game = game(args)?;
+    let writers = match (mode, game) {
+        (Mode::Idle, _) => 0,
+        (_, Some(game)) if game.players_move > 0 => args.clients,
+        (_, Some(_)) => 0,
+        _ => args.writers,
+    };
+    let rate = match game {
+        Some(game) if game.players_move > 0 => {
+            Rate::PerSecond(args.clients as f64 * game.tick_hz / game.players_move as f64)
+        }
+        _ => args.rate,
+    };
     if let Mode::Reconnect { .. } = mode {
         check(writers < args.clients, || {
             "--reconnect needs clients that are not writers (they are the ones that reconnect)"
@@ -294,7 +334,7 @@ fn load(args: &BenchArgs) -> Result<Load, String> {
         clients: args.clients,
         rooms: args.rooms,
         writers,
-        rate: args.rate,
+        rate,
         in_flight: args.in_flight,
         payload_bytes: args.payload_bytes,
         duration: args.duration,
@@ -308,7 +348,33 @@ fn load(args: &BenchArgs) -> Result<Load, String> {
         heartbeat: (!args.heartbeat.is_zero()).then_some(args.heartbeat),
         latency_every: args.latency_every,
         mode,
+        game,
     })
+}
+
+/// The game scenario's parameters, checked (`None` without `--game`).
+fn game(args: &BenchArgs) -> Result<Option<GameSpec>, String> {
+    if !args.game {
+        return Ok(None);
+    }
+    check(
+        args.tick_hz.is_finite() && (1.0..=1000.0).contains(&args.tick_hz),
+        || format!("--tick-hz {} must be between 1 and 1000", args.tick_hz),
+    )?;
+    check(args.bots <= 100_000, || {
+        format!("--bots {} must be at most 100000", args.bots)
+    })?;
+    check(args.players_move <= 1_000_000, || {
+        format!(
+            "--players-move {} must be at most 1000000 ticks",
+            args.players_move
+        )
+    })?;
+    Ok(Some(GameSpec {
+        tick_hz: args.tick_hz,
+        bots: args.bots,
+        players_move: args.players_move,
+    }))
 }
 
 fn mode(args: &BenchArgs) -> Result<Mode, String> {
@@ -375,7 +441,7 @@ pub(crate) fn ceiling_serve(args: &BenchArgs, listen: SocketAddr) -> Result<Ceil
 /// load is not refused by limits meant for the public: every key the user sets with
 /// `--server-set` wins over these.
 pub(crate) fn bench_defaults(load: &Load) -> Vec<(&'static str, String)> {
-    vec![
+    let mut defaults = vec![
         ("server.listen", "127.0.0.1:0".into()),
         // A reconnect storm can briefly hold old and new connections of every client.
         (
@@ -389,7 +455,23 @@ pub(crate) fn bench_defaults(load: &Load) -> Vec<(&'static str, String)> {
             "presence.max_name_chars",
             load.payload_bytes.max(64).to_string(),
         ),
-    ]
+    ];
+    if let Some(game) = load.game {
+        defaults.push((
+            "room.ring_capacity",
+            game_ring(game, load.clients).to_string(),
+        ));
+    }
+    defaults
+}
+
+/// The game room's ring: about two seconds of its operations and one spawn per client (a
+/// client away longer resumes with a snapshot), a power of two from 16,384 up.
+fn game_ring(game: GameSpec, clients: usize) -> usize {
+    let wanted = 2.0 * game.ops_per_second(clients) + clients as f64;
+    (wanted.min(16_777_216.0) as usize)
+        .next_power_of_two()
+        .clamp(16_384, 16_777_216)
 }
 
 /// The in-process server's configuration: its defaults, the bench's adjustments
@@ -538,6 +620,39 @@ mod tests {
         assert_eq!(url.room_target(0, 1), "/app/?token=t");
         assert_eq!(url.room_target(2, 5), "/app/rooms/bench-2?token=t");
         assert_eq!(url.host, "localhost:9");
+    }
+
+    #[test]
+    fn the_game_scenario_is_one_room_of_movers_or_spectators() {
+        let s = scenario(&["--game", "--clients", "10"]).unwrap();
+        let game = s.load.game.unwrap();
+        assert_eq!((game.tick_hz, game.bots, game.players_move), (60.0, 100, 0));
+        assert_eq!((s.load.rooms, s.load.writers), (1, 0));
+        let Target::InProcess(config) = &s.target else {
+            panic!("in-process")
+        };
+        assert_eq!(config.room.ring_capacity.get(), 16_384);
+        let s = scenario(&["--game", "--clients", "10", "--players-move", "3"]).unwrap();
+        // Every client moves every 3 ticks: 10 × 60 / 3 moves per second in all.
+        assert_eq!((s.load.writers, s.load.rate), (10, Rate::PerSecond(200.0)));
+        // 10,000 clients moving every tick: 2 × (100 + 10,000) × 60 + 10,000 operations.
+        let s = scenario(&["--game", "--clients", "10000", "--players-move", "1"]).unwrap();
+        let Target::InProcess(config) = &s.target else {
+            panic!("in-process")
+        };
+        assert_eq!(config.room.ring_capacity.get(), 2_097_152);
+        assert_eq!(
+            scenario(&["--game", "--tick-hz", "0"]).unwrap_err(),
+            "--tick-hz 0 must be between 1 and 1000"
+        );
+        for bad in [
+            &["--game", "--rooms", "2"][..],
+            &["--game", "--rate", "5"],
+            &["--game", "--url", "ws://127.0.0.1:1/"],
+            &["--bots", "5"],
+        ] {
+            assert!(scenario(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -43,9 +43,20 @@ pub(crate) fn new_writer(load: &Load, client: usize) -> Box<Writer> {
     })
 }
 
+/// What an `UPDATE` carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Body {
+    /// A presence patch setting the writer's (padded) name.
+    Name,
+    /// An arena move of the writer's avatar, one step along x, back and forth.
+    Move,
+}
+
 /// What sending an update needs besides the writer.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Plan {
+    /// What each update carries.
+    pub(crate) body: Body,
     pub(crate) run: u32,
     pub(crate) start: Instant,
     /// No update is scheduled at or after this.
@@ -146,9 +157,22 @@ impl Plan {
         }
         .write(&mut id);
         scratch.clear();
-        scratch.extend_from_slice(br#"{"type":"UPDATE","meta":{},"payload":{"patch":{"name":""#);
-        scratch.extend_from_slice(writer.name.as_bytes());
-        scratch.extend_from_slice(br#""},"clientReqId":""#);
+        match self.body {
+            Body::Name => {
+                scratch.extend_from_slice(
+                    br#"{"type":"UPDATE","meta":{},"payload":{"patch":{"name":""#,
+                );
+                scratch.extend_from_slice(writer.name.as_bytes());
+                scratch.extend_from_slice(br#""},"clientReqId":""#);
+            }
+            Body::Move => {
+                let dx: &[u8] = if seq % 2 == 0 { b"1" } else { b"-1" };
+                scratch
+                    .extend_from_slice(br#"{"type":"UPDATE","meta":{},"payload":{"move":{"dx":"#);
+                scratch.extend_from_slice(dx);
+                scratch.extend_from_slice(br#","dy":0},"clientReqId":""#);
+            }
+        }
         scratch.extend_from_slice(id.as_bytes());
         scratch.extend_from_slice(br#""}}"#);
     }
@@ -162,6 +186,7 @@ mod tests {
 
     fn plan(rate: Rate, start: Instant) -> Plan {
         Plan {
+            body: Body::Name,
             run: 1,
             start,
             end: start + Duration::from_secs(1),
@@ -221,6 +246,32 @@ mod tests {
         assert!(plan.done_sending(&writer, start));
         let (all, measured, _) = writer.book.finish(0);
         assert_eq!((all.sent, measured.sent), (10, 5));
+    }
+
+    #[test]
+    fn game_moves_go_back_and_forth() {
+        let start = now();
+        let plan = Plan {
+            body: Body::Move,
+            ..plan(Rate::PerSecond(10.0), start)
+        };
+        let mut writer = Writer {
+            interval: 0.1,
+            offset: 0.0,
+            ..*new_writer_for_test()
+        };
+        let (mut out, mut scratch) = (Vec::new(), Vec::new());
+        let at = start + Duration::from_millis(150);
+        assert_eq!(
+            plan.send_due(&mut writer, 0, at, &mut out, || [0; 4], &mut scratch),
+            2
+        );
+        let texts = texts(&out);
+        assert_eq!(
+            String::from_utf8_lossy(&texts[1]),
+            r#"{"type":"UPDATE","meta":{},"payload":{"move":{"dx":-1,"dy":0},"clientReqId":"b1.0.1.100000"}}"#
+        );
+        assert!(String::from_utf8_lossy(&texts[0]).contains(r#""dx":1,"#));
     }
 
     #[test]

@@ -25,6 +25,7 @@ use super::check::Stream;
 use super::check::{AckCounts, Violations};
 use super::control::{Control, Phase, now};
 use super::frame::{self, Upgraded};
+use super::game::TickTracker;
 use super::metrics::{self, Metrics};
 use super::receive::{Received, Receiver, Recorder};
 use super::scenario::{Load, Mode, Rate};
@@ -152,7 +153,7 @@ impl Generator {
             connect_credit: 1.0,
             credit_at: at,
             read_buf: vec![0; READ_BUFFER],
-            rec: recorder(run, &load),
+            rec: recorder(run, &load, &control),
             scratch: Vec::with_capacity(256),
             rng: u64::from(run) << 16 | index as u64 | 1,
             window: None,
@@ -588,9 +589,11 @@ impl Generator {
     }
 }
 
-/// The recorder of a thread: which updates are measured follows from the scenario alone.
-fn recorder(run: u32, load: &Load) -> Recorder {
+/// The recorder of a thread: which updates are measured follows from the scenario alone;
+/// in the game scenario it also times frames by the game's ticks.
+fn recorder(run: u32, load: &Load, control: &Control) -> Recorder {
     let mut rec = Recorder::new(run, load.rooms);
+    rec.ticks = control.game.clone().map(TickTracker::new);
     match load.mode {
         Mode::Load => {
             let from = load.warmup.as_micros() as u64;
@@ -636,6 +639,7 @@ fn new_conn(load: &Load, client: usize, at: Instant) -> Conn {
             epoch: None,
             writer,
             samples_latency: client % load.latency_every == 0 && load.mode == Mode::Load,
+            window_deltas: 0,
         },
     }
 }

@@ -4,10 +4,14 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use super::super::control::Phase;
+use super::super::control::{Phase, now};
 use super::super::scenario::{Mode, Rate};
-use super::super::writer::Plan;
+use super::super::writer::{Body, Plan};
 use super::{Generator, State, ThreadReport, WriterReport, next_mask};
+
+/// How long a thread waits at the end for the game loop to record the flushes of frames
+/// it has received.
+const TICK_GRACE: Duration = Duration::from_secs(1);
 
 impl Generator {
     pub(super) fn enter(&mut self, phase: Phase, at: Instant) {
@@ -55,6 +59,10 @@ impl Generator {
 
     fn plan_from(&self, start: Instant, end: Instant, quota_mode: bool) -> Plan {
         Plan {
+            body: match self.load.game {
+                Some(_) => Body::Move,
+                None => Body::Name,
+            },
             run: self.rec.run,
             start,
             end,
@@ -147,6 +155,9 @@ impl Generator {
     }
 
     pub(super) fn housekeeping(&mut self, at: Instant, phase: Phase) {
+        if let Some(ticks) = self.rec.ticks.as_mut().filter(|t| t.is_waiting()) {
+            ticks.retry(&mut self.rec.violations);
+        }
         for (room, &max) in self.rec.room_max.iter().enumerate() {
             self.control.room_max[room].fetch_max(max, Ordering::Relaxed);
         }
@@ -224,7 +235,24 @@ impl Generator {
         self.control.current_at[self.index].store(value, Ordering::Relaxed);
     }
 
+    /// The game scenario: the frames still waiting for their flush get a grace period
+    /// (the game loop records a flush just after it), then the thread's figures are kept.
+    fn finish_ticks(&mut self) {
+        let Some(mut ticks) = self.rec.ticks.take() else {
+            return;
+        };
+        let deadline = now() + TICK_GRACE;
+        while ticks.is_waiting() && now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+            ticks.retry(&mut self.rec.violations);
+        }
+        ticks.give_up(&mut self.rec.violations);
+        ticks.metrics.client_frames = self.conns.iter().map(|c| c.rx.window_deltas).collect();
+        self.rec.metrics.ticks = ticks.metrics;
+    }
+
     pub(super) fn finish(mut self) -> ThreadReport {
+        self.finish_ticks();
         let mut writers = Vec::new();
         for conn in &self.conns {
             if let Some(writer) = &conn.rx.writer {
