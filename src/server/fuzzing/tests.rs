@@ -1,0 +1,76 @@
+use super::*;
+
+/// A client frame with the zero mask (so the payload reads as it is).
+fn text(payload: &str) -> Vec<u8> {
+    let mut out = vec![0x81];
+    match payload.len() {
+        n if n < 126 => out.push(0x80 | n as u8),
+        n => {
+            out.push(0x80 | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(&[0, 0, 0, 0]);
+    out.extend_from_slice(payload.as_bytes());
+    out
+}
+
+const UPGRADE: &str = "GET /rooms/a HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+
+#[test]
+fn an_upgrade_and_a_join_get_101_and_the_snapshot_whatever_the_chunking() {
+    let mut input = UPGRADE.as_bytes().to_vec();
+    input.extend(text(
+        r#"{"type":"JOIN","payload":{"participantId":"u","name":"U"}}"#,
+    ));
+    for (chunk, write_budget) in [(4096, usize::MAX), (1, 1), (7, 3)] {
+        let options = Options {
+            chunk,
+            write_budget,
+            ..Options::default()
+        };
+        let transcript = connection(&input, &options).unwrap();
+        assert_eq!(transcript.status, Some(101));
+        assert_eq!(
+            transcript.texts,
+            [br#"{"type":"SYNC.SNAPSHOT","meta":{},"payload":{"rev":1,"participants":{"u":{"id":"u","name":"U","status":"online","lastActive":1000}}}}"#.to_vec()],
+            "chunk {chunk}, budget {write_budget}"
+        );
+        // The client went without a close frame: the server just drops the connection.
+        assert_eq!(transcript.close, None);
+    }
+}
+
+#[test]
+fn garbage_gets_one_plain_refusal() {
+    let transcript = connection(b"\x00\x01garbage\r\n\r\n", &Options::default()).unwrap();
+    assert_eq!(transcript.status, Some(400));
+    assert!(transcript.texts.is_empty());
+    assert_eq!(
+        handshake(UPGRADE.as_bytes(), Some("secret")),
+        HandshakeOutcome::Refused {
+            status: 401,
+            response: b"HTTP/1.1 401 Unauthorized\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 25\r\nConnection: close\r\n\r\nmissing or invalid token\n".to_vec(),
+        }
+    );
+}
+
+#[test]
+fn the_transcript_parser_refuses_what_a_server_must_not_write() {
+    let ok = b"HTTP/1.1 101 Switching Protocols\r\n\r\n\x81\x02hi\x8a\x00\x88\x02\x03\xe8";
+    let parsed = Transcript::parse(ok).unwrap();
+    assert_eq!(
+        (parsed.texts, parsed.pongs, parsed.close),
+        (vec![b"hi".to_vec()], 1, Some(1000))
+    );
+    let bad: [&[u8]; 5] = [
+        b"HTTP/1.1 101 Switching Protocols\r\n\r\n\x01\x02hi",
+        b"HTTP/1.1 101 Switching Protocols\r\n\r\n\x81\x82\0\0\0\0hi",
+        b"HTTP/1.1 101 Switching Protocols\r\n\r\n\x88\x00\x81\x00",
+        b"HTTP/1.1 101 Switching Protocols\r\n\r\n\x81\x05hi",
+        b"HTTP/1.1 400 Bad Request\r\nContent-Length: 2\r\n\r\nabc",
+    ];
+    for bytes in bad {
+        assert!(Transcript::parse(bytes).is_err(), "{bytes:?}");
+    }
+}
