@@ -22,6 +22,9 @@ enum Command {
     Serve(cli::serve::ServeArgs),
     /// Run every conformance fixture of a directory against the in-process engine.
     Conformance(cli::conformance::ConformanceArgs),
+    /// Hostile conditions against a real server (faults, reconnects, slow readers), then
+    /// a check that nothing was lost.
+    Soak(cli::soak::SoakArgs),
     /// Print the version.
     Version,
     /// Print the effective configuration as TOML, each key with its source.
@@ -43,5 +46,6 @@ fn main() -> ExitCode {
         Command::Config(args) => cli::config::run(&args),
         Command::Serve(args) => cli::serve::run(&args),
         Command::Conformance(args) => cli::conformance::run(&args),
+        Command::Soak(args) => cli::soak::run(&args),
     }
 }

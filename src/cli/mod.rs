@@ -5,3 +5,4 @@
 pub(crate) mod config;
 pub(crate) mod conformance;
 pub(crate) mod serve;
+pub(crate) mod soak;
