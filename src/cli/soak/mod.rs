@@ -7,6 +7,9 @@
 //!   room's, every update was answered exactly once, no delivery invariant broke, and the
 //!   server's memory stayed within a stated bound. `--secs` (or `DELTASYNC_SOAK_SECS`)
 //!   sets its length.
+//! - `--storm` is the reconnect storm (see `storm.rs`): 10,000 clients of one room drop
+//!   and reconnect at once, half within the ring and half beyond it; one snapshot
+//!   encoding, every client current, and the latency of a client of another room.
 //!
 //! Exit status: 0 when there was no violation, 1 when there was, 2 for bad options.
 
@@ -16,7 +19,10 @@
 mod client;
 mod faults;
 mod fleet;
+mod nofile;
 mod process;
+mod storm;
+mod storm_fleet;
 mod wire;
 
 use std::process::ExitCode;
@@ -27,9 +33,18 @@ pub(crate) struct SoakArgs {
     /// Seconds of faults after the warm-up (default 5, or DELTASYNC_SOAK_SECS)
     #[arg(long, value_name = "SECS")]
     secs: Option<u64>,
-    /// Simulated clients
-    #[arg(long, default_value_t = 60)]
-    clients: usize,
+    /// Simulated clients (default 60; with --storm, 10000)
+    #[arg(long)]
+    clients: Option<usize>,
+    /// The reconnect storm instead of the soak
+    #[arg(long)]
+    storm: bool,
+    /// Participants the storm's clients join as (several clients share one)
+    #[arg(long, default_value_t = 50)]
+    participants: usize,
+    /// Internal: run the storm's clients against ADDR, driven by stdin
+    #[arg(long, value_name = "ADDR", hide = true)]
+    storm_fleet: Option<std::net::SocketAddr>,
     /// Rooms the clients are spread over
     #[arg(long, default_value_t = 3)]
     rooms: usize,
@@ -49,6 +64,19 @@ pub(crate) struct SoakArgs {
 
 /// Runs the soak; prints its report.
 pub(crate) fn run(args: &SoakArgs) -> ExitCode {
+    if let Some(addr) = args.storm_fleet {
+        let clients = args.clients.unwrap_or(10_000);
+        return match storm_fleet::run(addr, clients, args.participants) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: the storm's clients failed: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    if args.storm {
+        return run_storm(args);
+    }
     let secs = match args.secs {
         Some(secs) => secs,
         None => match std::env::var("DELTASYNC_SOAK_SECS") {
@@ -64,13 +92,14 @@ pub(crate) fn run(args: &SoakArgs) -> ExitCode {
             Err(_) => 5,
         },
     };
-    if args.clients == 0 || args.rooms == 0 || args.rooms > args.clients {
+    let clients = args.clients.unwrap_or(60);
+    if clients == 0 || args.rooms == 0 || args.rooms > clients {
         eprintln!("error: --clients and --rooms must be positive, with no more rooms than clients");
         return ExitCode::from(2);
     }
     let plan = faults::Plan {
         secs,
-        clients: args.clients,
+        clients,
         rooms: args.rooms,
         ring_capacity: args.ring_capacity,
         write_hz: args.write_hz,
@@ -89,6 +118,28 @@ pub(crate) fn run(args: &SoakArgs) -> ExitCode {
         }
         Err(e) => {
             eprintln!("error: the soak could not run: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_storm(args: &SoakArgs) -> ExitCode {
+    let plan = storm::Plan {
+        clients: args.clients.unwrap_or(10_000).max(2),
+        participants: args.participants.max(1),
+        ring_capacity: args.ring_capacity,
+    };
+    match storm::run(&plan) {
+        Ok(figures) => {
+            print!("{}", storm::report(&plan, &figures));
+            if figures.violations.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("error: the storm could not run: {e}");
             ExitCode::FAILURE
         }
     }
