@@ -10,16 +10,21 @@
 //! - `--storm` is the reconnect storm (see `storm.rs`): 10,000 clients of one room drop
 //!   and reconnect at once, half within the ring and half beyond it; one snapshot
 //!   encoding, every client current, and the latency of a client of another room.
+//! - `--bad-actors` measures how much slowloris connections, 1 GiB frame headers, frames
+//!   sent a byte at a time and update floods slow a well-behaved client down (see
+//!   `bad_actors.rs`); `--secs` is then the length of each phase.
 //!
 //! Exit status: 0 when there was no violation, 1 when there was, 2 for bad options.
 
 // The soak is an I/O shell around real sockets: its schedule runs on real time.
 #![allow(clippy::disallowed_methods)]
 
+mod bad_actors;
 mod client;
 mod faults;
 mod fleet;
 mod nofile;
+mod probe;
 mod process;
 mod storm;
 mod storm_fleet;
@@ -39,6 +44,12 @@ pub(crate) struct SoakArgs {
     /// The reconnect storm instead of the soak
     #[arg(long)]
     storm: bool,
+    /// Bad actors beside a well-behaved client, measured phase by phase
+    #[arg(long, conflicts_with = "storm")]
+    bad_actors: bool,
+    /// With --bad-actors: the server's handshake timeout
+    #[arg(long, default_value_t = 5000)]
+    handshake_ms: u64,
     /// Participants the storm's clients join as (several clients share one)
     #[arg(long, default_value_t = 50)]
     participants: usize,
@@ -77,21 +88,13 @@ pub(crate) fn run(args: &SoakArgs) -> ExitCode {
     if args.storm {
         return run_storm(args);
     }
-    let secs = match args.secs {
-        Some(secs) => secs,
-        None => match std::env::var("DELTASYNC_SOAK_SECS") {
-            Ok(value) => match value.parse() {
-                Ok(secs) => secs,
-                Err(_) => {
-                    eprintln!(
-                        "error: DELTASYNC_SOAK_SECS = {value:?}: must be a number of seconds"
-                    );
-                    return ExitCode::from(2);
-                }
-            },
-            Err(_) => 5,
-        },
+    let secs = match secs(args) {
+        Ok(secs) => secs,
+        Err(code) => return code,
     };
+    if args.bad_actors {
+        return run_bad_actors(args, secs);
+    }
     let clients = args.clients.unwrap_or(60);
     if clients == 0 || args.rooms == 0 || args.rooms > clients {
         eprintln!("error: --clients and --rooms must be positive, with no more rooms than clients");
@@ -140,6 +143,46 @@ fn run_storm(args: &SoakArgs) -> ExitCode {
         }
         Err(e) => {
             eprintln!("error: the storm could not run: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `--secs`, else `DELTASYNC_SOAK_SECS`, else 5.
+fn secs(args: &SoakArgs) -> Result<u64, ExitCode> {
+    match args.secs {
+        Some(secs) => Ok(secs),
+        None => match std::env::var("DELTASYNC_SOAK_SECS") {
+            Ok(value) => match value.parse() {
+                Ok(secs) => Ok(secs),
+                Err(_) => {
+                    eprintln!(
+                        "error: DELTASYNC_SOAK_SECS = {value:?}: must be a number of seconds"
+                    );
+                    Err(ExitCode::from(2))
+                }
+            },
+            Err(_) => Ok(5),
+        },
+    }
+}
+
+fn run_bad_actors(args: &SoakArgs, secs: u64) -> ExitCode {
+    let plan = bad_actors::Plan {
+        secs,
+        handshake_ms: args.handshake_ms,
+    };
+    match bad_actors::run(&plan) {
+        Ok(figures) => {
+            print!("{}", bad_actors::report(&plan, &figures));
+            if figures.probe_errors == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("error: the bad actors could not run: {e}");
             ExitCode::FAILURE
         }
     }

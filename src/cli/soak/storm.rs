@@ -15,15 +15,14 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{ChildStdin, Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use deltasync::client::{Connector, ReplicaEvent};
 use deltasync::config::Config;
-use deltasync::model::presence::{Patch, Presence, PresenceInput, Status};
+use deltasync::model::presence::Presence;
 use deltasync::room::{Origin, Room};
 use deltasync::server::Server;
+
+use super::probe::{Latencies, Probe};
 
 /// What one storm does.
 #[derive(Debug, Clone)]
@@ -46,33 +45,6 @@ pub(crate) struct Figures {
     pub(crate) storm: Latencies,
     pub(crate) probe_errors: u64,
     pub(crate) violations: Vec<String>,
-}
-
-/// Ack latencies of the probe in one window.
-#[derive(Debug, Default, Clone)]
-pub(crate) struct Latencies {
-    samples: Vec<Duration>,
-}
-
-impl Latencies {
-    fn percentile(&self, p: f64) -> Duration {
-        let mut sorted = self.samples.clone();
-        sorted.sort();
-        let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-        sorted.get(index).copied().unwrap_or_default()
-    }
-
-    /// `n, p50, p99, max` in milliseconds.
-    pub(crate) fn summary(&self) -> String {
-        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-        format!(
-            "{} acks, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
-            self.samples.len(),
-            ms(self.percentile(0.5)),
-            ms(self.percentile(0.99)),
-            ms(self.percentile(1.0))
-        )
-    }
 }
 
 /// Runs the storm.
@@ -121,8 +93,8 @@ pub(crate) fn run(plan: &Plan) -> std::io::Result<Figures> {
     }
     let (samples, errors) = probe.stop();
     figures.probe_errors = errors;
-    figures.quiet.samples = window(&samples, quiet_end - Duration::from_secs(2), quiet_end);
-    figures.storm.samples = window(&samples, storm_start, storm_end);
+    figures.quiet = Latencies::window(&samples, quiet_end - Duration::from_secs(2), quiet_end);
+    figures.storm = Latencies::window(&samples, storm_start, storm_end);
     figures.fleet_stats = fleet.quit()?;
     check(plan, &mut figures);
     server.shutdown();
@@ -156,14 +128,6 @@ fn wait_for(mut condition: impl FnMut() -> bool) {
     while !condition() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
     }
-}
-
-fn window(samples: &[(Instant, Duration)], from: Instant, to: Instant) -> Vec<Duration> {
-    samples
-        .iter()
-        .filter(|(at, _)| *at >= from && *at <= to)
-        .map(|(_, latency)| *latency)
-        .collect()
 }
 
 fn check(plan: &Plan, figures: &mut Figures) {
@@ -307,71 +271,4 @@ impl Fleet {
             format!("{stats}\n{rest}")
         })
     }
-}
-
-/// A client of another room that updates and waits for each ack, all along.
-struct Probe {
-    stop: Arc<AtomicBool>,
-    thread: std::thread::JoinHandle<(Vec<(Instant, Duration)>, u64)>,
-}
-
-impl Probe {
-    fn start(url: &str) -> std::io::Result<Self> {
-        let mut client =
-            Connector::<Presence>::connect(url, "probe", "Probe").map_err(std::io::Error::other)?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&stop);
-        let thread = std::thread::spawn(move || {
-            let mut out = Vec::new();
-            let mut errors = 0;
-            let mut away = false;
-            while !flag.load(Ordering::Relaxed) {
-                away = !away;
-                let status = if away { Status::Away } else { Status::Online };
-                let input = PresenceInput {
-                    patch: Patch {
-                        status: Some(status),
-                        ..Patch::default()
-                    },
-                };
-                let sent = Instant::now();
-                let Ok(id) = client.update(input) else {
-                    errors += 1;
-                    break;
-                };
-                match ack(&mut client, &id) {
-                    Ok(true) => out.push((sent, sent.elapsed())),
-                    Ok(false) | Err(_) => errors += 1,
-                }
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            (out, errors)
-        });
-        Ok(Self { stop, thread })
-    }
-
-    fn stop(self) -> (Vec<(Instant, Duration)>, u64) {
-        self.stop.store(true, Ordering::Relaxed);
-        self.thread.join().unwrap_or_default()
-    }
-}
-
-/// Polls until `id` is acknowledged (true) or rejected / refused (false).
-fn ack(
-    client: &mut Connector<Presence>,
-    id: &str,
-) -> Result<bool, deltasync::client::ConnectorError> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        for event in client.poll(Duration::from_millis(100))? {
-            match event {
-                ReplicaEvent::Acked { client_req_id, .. } if client_req_id == id => {
-                    return Ok(true);
-                }
-                ReplicaEvent::Rejected { .. } | ReplicaEvent::Error { .. } => return Ok(false),
-                _ => {}
-            }
-        }
-    }
-    Ok(false)
 }
