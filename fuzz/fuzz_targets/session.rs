@@ -237,6 +237,9 @@ struct Slot {
     connection: Option<Connection>,
     /// The client's copy of the room: it outlives connections, as a client's does.
     replica: Replica<Presence>,
+    /// The replica refused the answer to a resume from elsewhere and has not resumed
+    /// since: it may refuse the stream's next messages too.
+    desynced: bool,
     resend: Vec<Bytes>,
 }
 
@@ -291,6 +294,7 @@ impl Harness {
                 },
                 connection: None,
                 replica: Replica::with_id_suffix("observer", "fuzz"),
+                desynced: false,
                 resend: Vec::new(),
             })
             .collect();
@@ -703,20 +707,26 @@ impl Harness {
             }
             other => panic!("a server message the target does not know: {other:?}"),
         }
-        let replica = &mut self.slots[s].replica;
-        let replica_rev = replica.server_rev();
-        if let Err(error) = replica.handle_text(bytes, 0) {
-            // Only the answer to a resume from elsewhere than the replica's revision may
-            // be refused; the replica then resumes (see `poll`).
-            let from = match &message {
-                ServerMessage::Deltas { from, .. } => Some(*from),
-                _ => None,
-            };
-            assert!(
-                reset && from != Some(replica_rev),
-                "the replica refused {}: {error}",
-                String::from_utf8_lossy(bytes)
-            );
+        let slot = &mut self.slots[s];
+        let replica_rev = slot.replica.server_rev();
+        match slot.replica.handle_text(bytes, 0) {
+            Ok(_) => slot.desynced = slot.replica.needs_resume(),
+            Err(error) => {
+                // Only the answer to a resume from elsewhere than the replica's revision
+                // may be refused; the replica then resumes (see `poll`), and until that
+                // resume is answered (it may be refused by the rate limit) the stream is
+                // ahead of the replica, which refuses what follows too.
+                let from = match &message {
+                    ServerMessage::Deltas { from, .. } => Some(*from),
+                    _ => None,
+                };
+                assert!(
+                    slot.desynced || reset && from != Some(replica_rev),
+                    "the replica refused {}: {error}",
+                    String::from_utf8_lossy(bytes)
+                );
+                slot.desynced = true;
+            }
         }
     }
 
@@ -724,6 +734,9 @@ impl Harness {
     /// every connection is at the head with its replica equal to the room.
     fn finish(&mut self) {
         for _ in 0..16 {
+            // Time passes between rounds, as it would for a client told to retry later: a
+            // resume refused by the rate limit goes through in a later round.
+            self.elapsed += Duration::from_secs(2);
             for s in 0..self.slots.len() {
                 self.poll(s);
             }
