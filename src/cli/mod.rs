@@ -4,5 +4,6 @@
 
 pub(crate) mod config;
 pub(crate) mod conformance;
+pub(crate) mod nofile;
 pub(crate) mod serve;
 pub(crate) mod soak;

@@ -23,7 +23,6 @@ mod bad_actors;
 mod client;
 mod faults;
 mod fleet;
-mod nofile;
 mod probe;
 mod process;
 mod storm;

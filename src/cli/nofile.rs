@@ -1,5 +1,5 @@
-//! The open-file limit: a process that opens ten thousand sockets raises its soft limit
-//! to the hard one first.
+//! The open-file limit: a process that opens thousands of sockets (the server, the
+//! soak's clients) raises its soft limit to the hard one first.
 
 /// Raises the soft `RLIMIT_NOFILE` to the hard limit; returns `(soft, hard)` as they are
 /// afterwards.
