@@ -147,6 +147,7 @@ fn connect_all(fleet: &mut Fleet, figures: &mut Figures) -> std::io::Result<()> 
 /// The load: writers at a steady rate, heartbeats, faults at random, reconnects due.
 struct Load {
     rng: Rng,
+    rooms: usize,
     write_period: Duration,
     fault_rate: f64,
     faults: bool,
@@ -165,6 +166,7 @@ impl Load {
             .collect();
         Self {
             rng,
+            rooms: plan.rooms,
             write_period,
             fault_rate: plan.fault_rate,
             faults: false,
@@ -172,6 +174,11 @@ impl Load {
             reconnect_at: vec![None; clients],
             next_heartbeat: now + Duration::from_secs(20),
         }
+    }
+
+    /// Every fourth client of each room writes (client `i` is in room `i % rooms`).
+    fn is_writer(&self, i: usize) -> bool {
+        (i / self.rooms) % 4 == 0
     }
 
     fn run(&mut self, fleet: &mut Fleet, duration: Duration, figures: &mut Figures) {
@@ -206,7 +213,7 @@ impl Load {
                 // The server closed it (or a connect failed): come back soon.
                 self.reconnect_at[i] = Some(now + Duration::from_millis(100));
             }
-            if i % 4 == 0 && now >= self.next_write[i] {
+            if self.is_writer(i) && now >= self.next_write[i] {
                 self.next_write[i] += self.write_period;
                 figures.updates += 1;
                 fleet.clients[i].update(now_ms);
@@ -349,7 +356,9 @@ pub(crate) fn report(plan: &Plan, figures: &Figures) -> String {
     out += &format!(
         "load: {} updates made ({} writers at {} Hz), room heads {:?}\n",
         figures.updates,
-        plan.clients.div_ceil(4),
+        (0..plan.clients)
+            .filter(|i| (i / plan.rooms) % 4 == 0)
+            .count(),
         plan.write_hz,
         figures.head_revs
     );

@@ -61,7 +61,7 @@ pub(crate) struct SoakArgs {
     /// The server's ring capacity (small, so that clients fall behind it)
     #[arg(long, default_value_t = 64)]
     ring_capacity: usize,
-    /// Updates per second of each writer (every fourth client writes)
+    /// Updates per second of each writer (every fourth client of each room writes)
     #[arg(long, default_value_t = 4.0)]
     write_hz: f64,
     /// Faults per client per second
