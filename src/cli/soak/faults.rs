@@ -99,7 +99,7 @@ fn server_args(plan: &Plan) -> Vec<String> {
         "--ring-capacity".to_owned(),
         plan.ring_capacity.to_string(),
         "--max-connections".to_owned(),
-        "20000".to_owned(),
+        "10000".to_owned(),
         "--set".to_owned(),
         format!("room.dedup_window={}", plan.dedup_window),
         // A resend storm after a reconnect is not a flood.
