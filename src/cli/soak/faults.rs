@@ -51,6 +51,8 @@ pub(crate) struct Figures {
     pub(crate) rejected: u64,
     pub(crate) head_revs: Vec<u64>,
     pub(crate) rss_before: u64,
+    /// The server's memory after each tenth of the run.
+    pub(crate) rss_samples: Vec<u64>,
     pub(crate) rss_after: u64,
     pub(crate) rss_bound: u64,
     pub(crate) violations: Vec<String>,
@@ -78,7 +80,12 @@ pub(crate) fn run(plan: &Plan) -> std::io::Result<Figures> {
     load.run(&mut fleet, warm_up, &mut figures);
     figures.rss_before = server.rss_bytes()?;
     load.faults = true;
-    load.run(&mut fleet, Duration::from_secs(plan.secs), &mut figures);
+    // A tenth at a time, with the server's memory read after each.
+    let tenth = Duration::from_secs(plan.secs).div_f64(10.0);
+    for _ in 0..10 {
+        load.run(&mut fleet, tenth, &mut figures);
+        figures.rss_samples.push(server.rss_bytes()?);
+    }
     settle(&mut fleet, &mut figures);
     check_rooms(&mut fleet, plan, &mut figures);
     figures.rss_after = server.rss_bytes()?;
@@ -381,6 +388,15 @@ pub(crate) fn report(plan: &Plan, figures: &Figures) -> String {
         mib(figures.rss_after),
         figures.rss_after as f64 / figures.rss_before.max(1) as f64,
         mib(figures.rss_bound)
+    );
+    let samples: Vec<String> = figures
+        .rss_samples
+        .iter()
+        .map(|b| format!("{:.1}", mib(*b)))
+        .collect();
+    out += &format!(
+        "server memory after each tenth of the run (MiB): {}\n",
+        samples.join(" ")
     );
     out += &format!("elapsed: {:.1} s\n", figures.elapsed.as_secs_f64());
     for violation in figures.violations.iter().take(20) {

@@ -70,6 +70,10 @@ pub(crate) struct SoakArgs {
     /// Seed of the fault schedule
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// The rooms' deduplication window (it fills during the run; the memory bound allows
+    /// for it)
+    #[arg(long, default_value_t = 8192)]
+    dedup_window: usize,
 }
 
 /// Runs the soak; prints its report.
@@ -107,7 +111,7 @@ pub(crate) fn run(args: &SoakArgs) -> ExitCode {
         write_hz: args.write_hz,
         fault_rate: args.fault_rate,
         seed: args.seed,
-        dedup_window: 8192,
+        dedup_window: args.dedup_window,
     };
     match faults::run(&plan) {
         Ok(figures) => {
