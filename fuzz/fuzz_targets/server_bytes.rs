@@ -10,7 +10,9 @@
 //! Asserted: nothing panics; an upgrade decided on a whole request is decided the same on
 //! exactly its bytes, and every shorter prefix is still partial (a request split across
 //! reads is never refused for it); what the server writes is one HTTP response and, after
-//! a `101`, only whole server frames with the close frame last; every text message decodes
+//! a `101`, only whole server frames with the close frame last (the last one may be cut
+//! short only when the server gave up on the peer before its end of stream, e.g. at the
+//! close linger after too many unread replies); every text message decodes
 //! as a server message; operations in a `SYNC.DELTAS` are exactly `fromRev+1..=toRev`, and
 //! `REVISION_GAP` is followed by `SYNC.SNAPSHOT`.
 #![no_main]
@@ -145,5 +147,9 @@ fn check_messages(transcript: &Transcript) {
             _ => {}
         }
     }
-    assert!(!awaiting_snapshot, "the stream ends on a REVISION_GAP");
+    // (Unless the server gave up on a peer too slow to read and cut the rest off.)
+    assert!(
+        !awaiting_snapshot || transcript.cut,
+        "the stream ends on a REVISION_GAP"
+    );
 }

@@ -308,6 +308,7 @@ pub fn connection(input: &[u8], options: &Options) -> Result<Transcript, String>
         bench.tick(Duration::from_millis(1));
     }
     // The client reads everything, then goes; deadlines pass.
+    let server_ended = bench.dropped;
     bench.writable(usize::MAX);
     bench.connection.stream_mut().eof = true;
     bench.connection.stream_mut().readable = usize::MAX;
@@ -316,7 +317,13 @@ pub fn connection(input: &[u8], options: &Options) -> Result<Transcript, String>
     bench.tick(Duration::from_secs(10));
     bench.connection.release();
     let output = std::mem::take(&mut bench.connection.stream_mut().output);
-    Transcript::parse(&output)
+    let transcript = Transcript::parse(&output)?;
+    if transcript.cut && !server_ended {
+        return Err(
+            "the output ends in the middle of a frame, and the server had not given up".into(),
+        );
+    }
+    Ok(transcript)
 }
 
 /// What a server wrote on one connection, parsed and checked.
@@ -330,12 +337,17 @@ pub struct Transcript {
     pub pongs: usize,
     /// The close frame's code (1005 for a close frame without one), if one was written.
     pub close: Option<u16>,
+    /// The output ends in the middle of a response head or a frame: the server dropped
+    /// the connection before all of it was written (a peer too slow to read what was
+    /// due before a deadline: the close linger, after a close for too many unread replies).
+    pub cut: bool,
 }
 
 impl Transcript {
     /// Parses a server's bytes: nothing, or one HTTP response head; after a `101`, only
     /// WebSocket frames (whole, unmasked, final, text / pong / close, the close last);
-    /// after any other status, a body of its `Content-Length` and nothing more.
+    /// after any other status, a body of its `Content-Length` and nothing more. The last
+    /// head, frame or body may be cut short ([`Transcript::cut`]).
     ///
     /// # Errors
     ///
@@ -345,7 +357,10 @@ impl Transcript {
         if output.is_empty() {
             return Ok(transcript);
         }
-        let head_end = find(output, b"\r\n\r\n").ok_or("an HTTP head without its end")? + 4;
+        let Some(head_end) = find(output, b"\r\n\r\n").map(|at| at + 4) else {
+            transcript.cut = true;
+            return Ok(transcript);
+        };
         let head = std::str::from_utf8(&output[..head_end]).map_err(|e| e.to_string())?;
         let status = head
             .strip_prefix("HTTP/1.1 ")
@@ -360,12 +375,13 @@ impl Transcript {
                 .find_map(|line| line.strip_prefix("Content-Length: "))
                 .and_then(|n| n.trim().parse::<usize>().ok())
                 .ok_or_else(|| format!("a refusal without Content-Length: {head:?}"))?;
-            if rest.len() != length {
+            if rest.len() > length {
                 return Err(format!(
                     "a body of {} bytes after a Content-Length of {length}",
                     rest.len()
                 ));
             }
+            transcript.cut = rest.len() < length;
             return Ok(transcript);
         }
         transcript.frames(rest)?;
@@ -377,7 +393,15 @@ impl Transcript {
             if self.close.is_some() {
                 return Err(format!("{} bytes after the close frame", rest.len()));
             }
-            let (opcode, payload, len) = frame(rest)?;
+            let Some(Frame {
+                opcode,
+                payload,
+                len,
+            }) = frame(rest)?
+            else {
+                self.cut = true;
+                return Ok(());
+            };
             match opcode {
                 0x1 => {
                     std::str::from_utf8(payload).map_err(|e| format!("a text frame: {e}"))?;
@@ -395,12 +419,19 @@ impl Transcript {
     }
 }
 
-/// The first whole frame of `bytes`: opcode, payload, length with its header.
-fn frame(bytes: &[u8]) -> Result<(u8, &[u8], usize), String> {
-    let (&first, &second) = bytes
-        .first()
-        .zip(bytes.get(1))
-        .ok_or("a frame cut in its header")?;
+/// One whole server frame.
+struct Frame<'a> {
+    opcode: u8,
+    payload: &'a [u8],
+    /// Its length with its header.
+    len: usize,
+}
+
+/// The first whole frame of `bytes`; `None` when it is cut short.
+fn frame(bytes: &[u8]) -> Result<Option<Frame<'_>>, String> {
+    let (Some(&first), Some(&second)) = (bytes.first(), bytes.get(1)) else {
+        return Ok(None);
+    };
     if first & 0xf0 != 0x80 {
         return Err(format!("a fragmented frame or reserved bits: {first:#x}"));
     }
@@ -409,7 +440,9 @@ fn frame(bytes: &[u8]) -> Result<(u8, &[u8], usize), String> {
     }
     let (len, header) = match second & 0x7f {
         126 => {
-            let ext = bytes.get(2..4).ok_or("a frame cut in its length")?;
+            let Some(ext) = bytes.get(2..4) else {
+                return Ok(None);
+            };
             let len = usize::from(u16::from_be_bytes([ext[0], ext[1]]));
             if len < 126 {
                 return Err("a length not in its shortest form".to_owned());
@@ -417,7 +450,9 @@ fn frame(bytes: &[u8]) -> Result<(u8, &[u8], usize), String> {
             (len, 4)
         }
         127 => {
-            let ext = bytes.get(2..10).ok_or("a frame cut in its length")?;
+            let Some(ext) = bytes.get(2..10) else {
+                return Ok(None);
+            };
             let mut be = [0u8; 8];
             be.copy_from_slice(ext);
             let len = usize::try_from(u64::from_be_bytes(be)).map_err(|e| e.to_string())?;
@@ -432,10 +467,14 @@ fn frame(bytes: &[u8]) -> Result<(u8, &[u8], usize), String> {
     if opcode >= 0x8 && len > 125 {
         return Err(format!("a control frame of {len} bytes"));
     }
-    let payload = bytes
-        .get(header..header + len)
-        .ok_or_else(|| format!("a frame cut in its payload ({len} bytes announced)"))?;
-    Ok((opcode, payload, header + len))
+    let Some(payload) = bytes.get(header..header + len) else {
+        return Ok(None);
+    };
+    Ok(Some(Frame {
+        opcode,
+        payload,
+        len: header + len,
+    }))
 }
 
 /// The code of a close frame's payload: empty (1005), or a code and a UTF-8 reason.
