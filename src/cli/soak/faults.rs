@@ -27,7 +27,7 @@ pub(crate) struct Plan {
     pub(crate) clients: usize,
     pub(crate) rooms: usize,
     pub(crate) ring_capacity: usize,
-    /// Updates per second of each writer (a quarter of the clients write).
+    /// Updates per second of each writer (every fourth client of each room writes).
     pub(crate) write_hz: f64,
     /// Faults per client per second.
     pub(crate) fault_rate: f64,
