@@ -486,7 +486,9 @@ fn close_code(payload: &[u8]) -> Result<u16, String> {
             std::str::from_utf8(reason).map_err(|e| format!("a close reason: {e}"))?;
             let code = u16::from_be_bytes([*high, *low]);
             match code {
-                1000..=1003 | 1007..=1011 | 3000..=4999 => Ok(code),
+                // The codes of the IANA registry an endpoint may send (1012 to 1014 too:
+                // tungstenite echoes the peer's code when it answers a close).
+                1000..=1003 | 1007..=1014 | 3000..=4999 => Ok(code),
                 other => Err(format!("a close code a server may not send: {other}")),
             }
         }

@@ -72,6 +72,12 @@ fn the_transcript_parser_refuses_what_a_server_must_not_write() {
     for bytes in bad {
         assert!(Transcript::parse(bytes).is_err(), "{bytes:?}");
     }
+    // regression (of the fuzz harness, found by server_bytes): a server answering a
+    // client's close 1012 (service restart) echoes it, which is allowed.
+    let echoed = b"HTTP/1.1 101 Switching Protocols\r\n\r\n\x88\x02\x03\xf4";
+    assert_eq!(Transcript::parse(echoed).unwrap().close, Some(1012));
+    let reserved = b"HTTP/1.1 101 Switching Protocols\r\n\r\n\x88\x02\x03\xf7";
+    assert!(Transcript::parse(reserved).is_err(), "1015 is reserved");
     // Cut short: only a server that gave up on its peer may leave it so.
     let cut: [&[u8]; 3] = [
         b"HTTP/1.1 101 Switching Protocols\r\n\r\n\x81\x05hi",
