@@ -22,6 +22,9 @@ enum Command {
     Serve(cli::serve::ServeArgs),
     /// Run every conformance fixture of a directory against the in-process engine.
     Conformance(cli::conformance::ConformanceArgs),
+    /// Hostile conditions against a real server (faults, reconnects, slow readers), then
+    /// a check that nothing was lost.
+    Soak(cli::soak::SoakArgs),
     /// Print the version.
     Version,
     /// Load a server with many clients, measure fan-out and check every delivery.
@@ -53,5 +56,6 @@ fn main() -> ExitCode {
         Command::Serve(args) => cli::serve::run(&args),
         Command::Conformance(args) => cli::conformance::run(&args),
         Command::Bench(args) => cli::bench::run(&args),
+        Command::Soak(args) => cli::soak::run(&args),
     }
 }

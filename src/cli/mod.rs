@@ -5,4 +5,6 @@
 pub(crate) mod bench;
 pub(crate) mod config;
 pub(crate) mod conformance;
+pub(crate) mod nofile;
 pub(crate) mod serve;
+pub(crate) mod soak;

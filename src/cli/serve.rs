@@ -35,6 +35,7 @@ pub(crate) fn run(args: &ServeArgs) -> ExitCode {
         }
     };
     init_logging();
+    raise_file_limit(config.limits.max_connections);
     let listen = config.server.listen;
     let mut builder = Server::presence(config);
     if let Some(ms) = args.test_clock {
@@ -71,6 +72,23 @@ pub(crate) fn run(args: &ServeArgs) -> ExitCode {
     server.join();
     tracing::info!("stopped");
     ExitCode::SUCCESS
+}
+
+/// Raises the soft open-file limit to the hard one, and warns when even that is below
+/// `limits.max_connections` (connections beyond it wait in the listen backlog until
+/// descriptors are freed).
+fn raise_file_limit(max_connections: usize) {
+    match super::nofile::raise() {
+        Ok((soft, _)) if !super::nofile::fits(max_connections as u64, soft) => {
+            tracing::warn!(
+                open_files = soft,
+                max_connections,
+                "the open-file limit is below limits.max_connections; connections beyond it wait"
+            );
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot read or raise the open-file limit"),
+    }
 }
 
 /// Logs to stderr at the level `RUST_LOG` asks (default `info`).

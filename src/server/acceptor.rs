@@ -18,6 +18,10 @@ const LISTENER: Token = Token(0);
 /// The token of the acceptor's waker.
 pub(super) const WAKER: Token = Token(1);
 const HOUSEKEEPING: Duration = Duration::from_secs(1);
+/// How soon accepting is tried again after it failed (out of file descriptors, most
+/// likely): connections still wait in the backlog, and the listener, edge-triggered,
+/// says nothing more about them.
+const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 
 /// The accepting side of a server.
 pub(super) struct Acceptor<M: Model> {
@@ -41,8 +45,14 @@ impl<M: Model> Acceptor<M> {
         let mut next_shard = 0;
         #[allow(clippy::disallowed_methods)]
         let mut next_housekeeping = Instant::now() + HOUSEKEEPING;
+        let mut backlog_left = false;
         loop {
-            if let Err(e) = self.poll.poll(&mut events, Some(HOUSEKEEPING)) {
+            let timeout = if backlog_left {
+                ACCEPT_RETRY
+            } else {
+                HOUSEKEEPING
+            };
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
                 if e.kind() != io::ErrorKind::Interrupted {
                     tracing::error!(error = %e, "acceptor poll failed; no new connections");
                     return;
@@ -51,8 +61,8 @@ impl<M: Model> Acceptor<M> {
             if self.shared.wakers.is_shutting_down() {
                 return;
             }
-            if events.iter().any(|e| e.token() == LISTENER) {
-                self.accept_all(&mut next_shard);
+            if backlog_left || events.iter().any(|e| e.token() == LISTENER) {
+                backlog_left = !self.accept_all(&mut next_shard);
             }
             #[allow(clippy::disallowed_methods)]
             let now = Instant::now();
@@ -65,7 +75,9 @@ impl<M: Model> Acceptor<M> {
         }
     }
 
-    fn accept_all(&mut self, next_shard: &mut usize) {
+    /// Accepts every connection waiting; returns false when accepting failed with some
+    /// still waiting.
+    fn accept_all(&mut self, next_shard: &mut usize) -> bool {
         loop {
             match self.listener.accept() {
                 Ok((stream, peer)) => {
@@ -83,12 +95,12 @@ impl<M: Model> Acceptor<M> {
                     }
                     self.shared.wakers.shards[shard].wake();
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
-                    // Out of file descriptors, most likely: say so and try again later.
+                    // Out of file descriptors, most likely: say so and try again soon.
                     tracing::warn!(error = %e, "accept failed");
-                    return;
+                    return false;
                 }
             }
         }

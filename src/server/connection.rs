@@ -5,8 +5,11 @@
 //! [`Outbox`] with one vectored write per flush. A connection never holds a queue of
 //! operations: when its socket can take bytes and its outbox is empty, it asks its session
 //! for everything due, which the session builds from shared buffers.
+//!
+//! The socket is a [`Transport`]: a mio `TcpStream` on the shards, an in-memory stream when
+//! the fuzz target drives a connection without sockets (`server::fuzzing`).
 
-use std::io::{self, Read};
+use std::io;
 use std::net::Shutdown;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -51,9 +54,22 @@ pub(super) struct Work {
     pub(super) cache: DeltaCache,
 }
 
+/// The byte stream a connection reads and writes: non-blocking (`WouldBlock` when it has
+/// nothing to give or can take nothing more).
+pub(super) trait Transport: io::Read + io::Write {
+    /// Ends our side of the stream (TCP `shutdown(Write)`), after the last bytes.
+    fn shutdown_write(&self) -> io::Result<()>;
+}
+
+impl Transport for TcpStream {
+    fn shutdown_write(&self) -> io::Result<()> {
+        self.shutdown(Shutdown::Write)
+    }
+}
+
 /// One connection.
-pub(super) struct Connection<M: Model> {
-    stream: TcpStream,
+pub(super) struct Connection<M: Model, S = TcpStream> {
+    stream: S,
     phase: Phase<M>,
     outbox: Outbox,
     /// The last write hit `WouldBlock`: nothing more is written before `WRITABLE`.
@@ -98,8 +114,8 @@ pub(super) enum Next {
     Drop,
 }
 
-impl<M: Model> Connection<M> {
-    pub(super) fn new(stream: TcpStream, now: Instant, handshake_timeout: Duration) -> Self {
+impl<M: Model, S: Transport> Connection<M, S> {
+    pub(super) fn new(stream: S, now: Instant, handshake_timeout: Duration) -> Self {
         Self {
             stream,
             phase: Phase::Handshake {
@@ -111,7 +127,7 @@ impl<M: Model> Connection<M> {
         }
     }
 
-    pub(super) fn stream_mut(&mut self) -> &mut TcpStream {
+    pub(super) fn stream_mut(&mut self) -> &mut S {
         &mut self.stream
     }
 
@@ -384,7 +400,7 @@ impl<M: Model> Connection<M> {
                     Phase::Closing { shut, .. } => {
                         if !*shut {
                             *shut = true;
-                            let _ = self.stream.shutdown(Shutdown::Write);
+                            let _ = self.stream.shutdown_write();
                         }
                         return Next::Keep;
                     }

@@ -29,6 +29,9 @@
 
 mod acceptor;
 mod connection;
+#[cfg(any(fuzzing, test))]
+#[doc(hidden)]
+pub mod fuzzing;
 mod handshake;
 mod outbox;
 mod registry;

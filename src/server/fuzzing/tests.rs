@@ -1,0 +1,113 @@
+use super::*;
+
+/// A client frame with the zero mask (so the payload reads as it is).
+fn text(payload: &str) -> Vec<u8> {
+    let mut out = vec![0x81];
+    match payload.len() {
+        n if n < 126 => out.push(0x80 | n as u8),
+        n => {
+            out.push(0x80 | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(&[0, 0, 0, 0]);
+    out.extend_from_slice(payload.as_bytes());
+    out
+}
+
+const UPGRADE: &str = "GET /rooms/a HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+
+#[test]
+fn an_upgrade_and_a_join_get_101_and_the_snapshot_whatever_the_chunking() {
+    let mut input = UPGRADE.as_bytes().to_vec();
+    input.extend(text(
+        r#"{"type":"JOIN","payload":{"participantId":"u","name":"U"}}"#,
+    ));
+    for (chunk, write_budget) in [(4096, usize::MAX), (1, 1), (7, 3)] {
+        let options = Options {
+            chunk,
+            write_budget,
+            ..Options::default()
+        };
+        let transcript = connection(&input, &options).unwrap();
+        assert_eq!(transcript.status, Some(101));
+        assert_eq!(
+            transcript.texts,
+            [br#"{"type":"SYNC.SNAPSHOT","meta":{},"payload":{"rev":1,"participants":{"u":{"id":"u","name":"U","status":"online","lastActive":1000}}}}"#.to_vec()],
+            "chunk {chunk}, budget {write_budget}"
+        );
+        // The client went without a close frame: the server just drops the connection.
+        assert_eq!(transcript.close, None);
+    }
+}
+
+#[test]
+fn garbage_gets_one_plain_refusal() {
+    let transcript = connection(b"\x00\x01garbage\r\n\r\n", &Options::default()).unwrap();
+    assert_eq!(transcript.status, Some(400));
+    assert!(transcript.texts.is_empty());
+    assert_eq!(
+        handshake(UPGRADE.as_bytes(), Some("secret")),
+        HandshakeOutcome::Refused {
+            status: 401,
+            response: b"HTTP/1.1 401 Unauthorized\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 25\r\nConnection: close\r\n\r\nmissing or invalid token\n".to_vec(),
+        }
+    );
+}
+
+#[test]
+fn the_transcript_parser_refuses_what_a_server_must_not_write() {
+    let ok = b"HTTP/1.1 101 Switching Protocols\r\n\r\n\x81\x02hi\x8a\x00\x88\x02\x03\xe8";
+    let parsed = Transcript::parse(ok).unwrap();
+    assert_eq!(
+        (parsed.texts, parsed.pongs, parsed.close),
+        (vec![b"hi".to_vec()], 1, Some(1000))
+    );
+    let bad: [&[u8]; 4] = [
+        b"HTTP/1.1 101 Switching Protocols\r\n\r\n\x01\x02hi",
+        b"HTTP/1.1 101 Switching Protocols\r\n\r\n\x81\x82\0\0\0\0hi",
+        b"HTTP/1.1 101 Switching Protocols\r\n\r\n\x88\x00\x81\x00",
+        b"HTTP/1.1 400 Bad Request\r\nContent-Length: 2\r\n\r\nabc",
+    ];
+    for bytes in bad {
+        assert!(Transcript::parse(bytes).is_err(), "{bytes:?}");
+    }
+    // regression (of the fuzz harness, found by server_bytes): a server answering a
+    // client's close 1012 (service restart) echoes it, which is allowed.
+    let echoed = b"HTTP/1.1 101 Switching Protocols\r\n\r\n\x88\x02\x03\xf4";
+    assert_eq!(Transcript::parse(echoed).unwrap().close, Some(1012));
+    let reserved = b"HTTP/1.1 101 Switching Protocols\r\n\r\n\x88\x02\x03\xf7";
+    assert!(Transcript::parse(reserved).is_err(), "1015 is reserved");
+    // Cut short: only a server that gave up on its peer may leave it so.
+    let cut: [&[u8]; 3] = [
+        b"HTTP/1.1 101 Switching Protocols\r\n\r\n\x81\x05hi",
+        b"HTTP/1.1 101 Switch",
+        b"HTTP/1.1 400 Bad Request\r\nContent-Length: 4\r\n\r\nab",
+    ];
+    for bytes in cut {
+        assert!(Transcript::parse(bytes).unwrap().cut, "{bytes:?}");
+    }
+}
+
+#[test]
+fn a_peer_too_slow_for_its_unread_replies_is_cut_off_after_the_close_linger() {
+    // regression (of the fuzz harness, found by server_bytes): a client reading a byte a
+    // millisecond while sending bad messages is closed for too many unread replies (1008)
+    // and dropped when the close linger (2 s) ends, its outbox half written. That is the
+    // server giving up on it, not a framing error.
+    let mut input = UPGRADE.as_bytes().to_vec();
+    for _ in 0..100 {
+        input.extend(text("x"));
+    }
+    input.extend(std::iter::repeat_n(0u8, 2500));
+    let options = Options {
+        chunk: 1,
+        write_budget: 1,
+        ..Options::default()
+    };
+    let transcript = connection(&input, &options).unwrap();
+    assert_eq!(transcript.status, Some(101));
+    assert!(transcript.cut, "{transcript:?}");
+    assert_eq!(transcript.close, None, "the close frame was still queued");
+    assert!(!transcript.texts.is_empty() && transcript.texts.len() < 100);
+}
