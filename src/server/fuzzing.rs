@@ -23,12 +23,12 @@ use mio::{Poll, Token, Waker};
 
 use super::connection::{Connection, Next, Scratch, Transport, Work};
 use super::handshake::{self, Outcome, Policy};
-use super::registry::Registry;
+use super::registry::{Registry, RoomSetup};
 use super::shared::{Shared, Wakers};
 use crate::clock::ManualClock;
 use crate::config::Config;
 use crate::model::presence::Presence;
-use crate::room::{Origin, RoomConfig};
+use crate::room::{FlushPolicy, InputPolicy, Origin, RoomConfig};
 use crate::session::DeltaCache;
 
 /// What the upgrade parser made of a request.
@@ -195,11 +195,16 @@ impl Bench {
         config.limits.max_message_bytes = options.max_message_bytes;
         let room = RoomConfig::with_ring_capacity(options.ring_capacity.clamp(1, 1024))
             .map_err(io::Error::other)?;
+        let setup = RoomSetup {
+            config: room,
+            factory: Arc::new(|_: &str| Presence::default()),
+            clock: Arc::new(ManualClock::new(1000)),
+            flush: FlushPolicy::Immediate,
+            inputs: InputPolicy::Decide,
+        };
         let registry = Registry::new(
             4,
-            room,
-            Arc::new(|_: &str| Presence::default()),
-            Arc::new(ManualClock::new(1000)),
+            setup,
             Arc::clone(&wakers) as Arc<dyn crate::room::CommitListener>,
         );
         let shared = Shared::new(&config, registry, wakers);
