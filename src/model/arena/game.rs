@@ -115,7 +115,8 @@ impl Game {
     }
 }
 
-#[cfg(test)]
+// The ring uses loom atomics under `cfg(loom)`; only the loom models run there.
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
     use crate::model::arena::Step;
