@@ -2,6 +2,8 @@
 //! server (and the ceiling), briefly, with a small load; the JSON it prints is checked
 //! for every figure and for exact delivery counts.
 
+mod common;
+
 use std::process::{Command, Output};
 
 use serde_json::Value;
@@ -31,15 +33,8 @@ fn short_run(extra: &[&str]) -> (Output, Value) {
         "--quiet",
     ];
     args.extend_from_slice(extra);
-    let output = bench(&args);
-    let json = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
-        panic!(
-            "not JSON ({e}): {}\nstderr: {}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        )
-    });
-    (output, json)
+    args.insert(0, "bench");
+    common::run_json(&args)
 }
 
 /// Every figure is there, nothing was lost, and every acknowledged update reached every

@@ -3,6 +3,8 @@
 //! tick scenario's properties: no violation, one frame per client per tick at most, every
 //! frame carrying at least the bots' moves, every player's move answered once.
 
+mod common;
+
 use std::process::{Command, Output};
 
 use serde_json::Value;
@@ -24,18 +26,7 @@ fn game(extra: &[&str]) -> (Output, Value) {
         "--quiet",
     ];
     args.extend_from_slice(extra);
-    let output = Command::new(env!("CARGO_BIN_EXE_deltasync"))
-        .args(&args)
-        .output()
-        .unwrap();
-    let json = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
-        panic!(
-            "not JSON ({e}): {}\nstderr: {}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        )
-    });
-    (output, json)
+    common::run_json(&args)
 }
 
 /// Passed, every client in, frames at (never above) the tick rate, whole ticks each.
