@@ -17,6 +17,7 @@
 //! | [`session`] | one connection's protocol state, without I/O |
 //! | [`client`] | a client's replica of a room: server state, pending updates, visible state |
 //! | [`conformance`] | the fixture runner: protocol scenarios as data, executed |
+//! | [`frame`] | the WebSocket frame codec: headers, masking, frames found in place |
 //! | [`server`] | the WebSocket server: mio acceptor and shards, sharded zero-copy fan-out |
 //! | [`clock`], [`epoch`] | injected wall time; history identifiers |
 //! | [`config`] | the server's typed configuration: defaults, TOML file, environment, flags |
@@ -31,6 +32,7 @@ pub mod clock;
 pub mod config;
 pub mod conformance;
 pub mod epoch;
+pub mod frame;
 pub mod model;
 pub mod protocol;
 pub mod ring;

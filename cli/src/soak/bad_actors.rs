@@ -70,7 +70,7 @@ const ACTORS: [(&str, Actor); 4] = [
 /// Runs every phase.
 pub(crate) fn run(plan: &Plan) -> std::io::Result<Figures> {
     let mut figures = Figures {
-        nofile: crate::cli::nofile::raise()?,
+        nofile: crate::nofile::raise()?,
         ..Figures::default()
     };
     let mut config = Config::default();

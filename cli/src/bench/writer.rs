@@ -14,10 +14,10 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use super::check::AckBook;
-use super::frame;
 use super::id::BenchId;
 use super::receive::Writer;
 use super::scenario::{Load, Rate};
+use deltasync::frame;
 
 /// A writer for client `client` (writers are clients `0..writers`).
 pub(crate) fn new_writer(load: &Load, client: usize) -> Box<Writer> {
@@ -137,7 +137,7 @@ impl Plan {
                 }
             };
             self.update(writer, scheduled, scratch);
-            frame::put_client_frame(out, frame::TEXT, scratch, mask());
+            frame::put_frame(out, frame::TEXT, scratch, Some(mask()));
             sent += 1;
         }
         sent
@@ -181,8 +181,8 @@ impl Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::bench::control::now;
-    use crate::cli::bench::scan;
+    use crate::bench::control::now;
+    use crate::bench::scan;
 
     fn plan(rate: Rate, start: Instant) -> Plan {
         Plan {

@@ -298,7 +298,7 @@ impl Recorder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::bench::control::now;
+    use crate::bench::control::now;
 
     fn writer(index: u32) -> Box<Writer> {
         Box::new(Writer {

@@ -239,7 +239,7 @@ impl TickLog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::bench::control::now;
+    use crate::bench::control::now;
 
     const REVS: [u64; 4] = [100, 201, 305, 410];
 

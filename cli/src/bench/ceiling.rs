@@ -33,8 +33,9 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use parking_lot::Mutex;
 use slab::Slab;
 
-use super::frame;
 use super::scan::{self, ClientMessage};
+use super::upgrade;
+use deltasync::frame;
 
 const WAKER: Token = Token(usize::MAX);
 const LISTENER: Token = Token(0);
@@ -406,7 +407,7 @@ impl Shard {
         let conn = self.conns.get_mut(key).ok_or(())?;
         if let Some(request) = conn.request.as_mut() {
             request.extend_from_slice(data);
-            let Some((upgrade, used)) = frame::parse_request(request).map_err(|_| ())? else {
+            let Some((upgrade, used)) = upgrade::parse_request(request).map_err(|_| ())? else {
                 return Ok(());
             };
             let rest = request.split_off(used);
@@ -531,7 +532,7 @@ fn write_queue(conn: &mut Conn) -> io::Result<()> {
 
 fn server_frame(body: &[u8]) -> Bytes {
     let mut out = Vec::with_capacity(body.len() + 10);
-    frame::put_header(&mut out, frame::TEXT, body.len(), None);
+    out.extend_from_slice(frame::Header::new(frame::TEXT, body.len(), None).as_bytes());
     out.extend_from_slice(body);
     Bytes::from(out)
 }

@@ -21,7 +21,7 @@ use super::fleet::Fleet;
 
 /// Runs the fleet until `quit` or the end of stdin.
 pub(crate) fn run(addr: SocketAddr, clients: usize, participants: usize) -> std::io::Result<()> {
-    let (soft, hard) = crate::cli::nofile::raise()?;
+    let (soft, hard) = crate::nofile::raise()?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "nofile {soft} {hard}")?;
     let mut fleet = Fleet::new(addr)?;

@@ -179,7 +179,7 @@ fn not_at_boundary(frame: &Frame, violations: &mut Violations, why: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::bench::control::now;
+    use crate::bench::control::now;
 
     fn frame(from: u64, to: u64, at: Instant) -> Frame {
         Frame {

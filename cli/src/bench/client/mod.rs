@@ -24,11 +24,12 @@ use super::writer::Plan;
 use super::check::Stream;
 use super::check::{AckCounts, Violations};
 use super::control::{Control, Phase, now};
-use super::frame::{self, Upgraded};
 use super::game::TickTracker;
 use super::metrics::{self, Metrics};
 use super::receive::{Received, Receiver, Recorder};
 use super::scenario::{Load, Mode, Rate};
+use super::upgrade::{self, Upgraded};
+use deltasync::frame;
 
 /// The largest message a generator client accepts (a snapshot of many participants).
 const MAX_MESSAGE: usize = 64 << 20;
@@ -312,7 +313,7 @@ impl Generator {
         conn.key = tungstenite::handshake::client::generate_key();
         let target = &self.endpoint.targets[conn.rx.room];
         let protocol = self.load.native.then_some("deltasync.v1");
-        let request = frame::upgrade_request(&self.endpoint.host, target, &conn.key, protocol);
+        let request = upgrade::upgrade_request(&self.endpoint.host, target, &conn.key, protocol);
         conn.outbuf.extend_from_slice(request.as_bytes());
         conn.state = State::Upgrading;
         self.flush(key);
@@ -429,7 +430,7 @@ impl Generator {
     fn consume(&mut self, key: usize, data: &[u8], at: Instant, in_window: bool) -> usize {
         let mut used = 0;
         if self.conns[key].state == State::Upgrading {
-            match frame::upgrade_response(data, &self.conns[key].key) {
+            match upgrade::upgrade_response(data, &self.conns[key].key) {
                 Upgraded::Partial => return 0,
                 Upgraded::Refused(reason) => {
                     self.connect_failed(key, &reason);
@@ -447,8 +448,8 @@ impl Generator {
             let frame = match frame::parse(&data[used..], MAX_MESSAGE) {
                 Ok(Some(frame)) => frame,
                 Ok(None) => break,
-                Err(too_large) => {
-                    self.closed(key, &format!("frame of {} bytes", too_large.0));
+                Err(error) => {
+                    self.closed(key, &error.to_string());
                     return data.len();
                 }
             };
@@ -484,7 +485,7 @@ impl Generator {
             (frame::PING, _) => {
                 let mask = self.mask();
                 let conn = &mut self.conns[key];
-                frame::put_client_frame(&mut conn.outbuf, 0xA, payload, mask);
+                frame::put_frame(&mut conn.outbuf, frame::PONG, payload, Some(mask));
             }
             (frame::CLOSE, _) => {
                 let code = payload
@@ -529,7 +530,7 @@ impl Generator {
     fn queue_scratch(&mut self, key: usize) {
         let mask = self.mask();
         let conn = &mut self.conns[key];
-        frame::put_client_frame(&mut conn.outbuf, frame::TEXT, &self.scratch, mask);
+        frame::put_frame(&mut conn.outbuf, frame::TEXT, &self.scratch, Some(mask));
         conn.last_sent = now();
     }
 

@@ -1,10 +1,19 @@
 //! The `deltasync` command: parses the command line and dispatches to a subcommand.
+//!
+//! Each subcommand is a module of its own that owns its options (clap derive) and a `run`
+//! returning the process's exit code. They use only the library's public API: the binary
+//! is the library's first embedder.
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-mod cli;
+mod bench;
+mod config;
+mod conformance;
+mod nofile;
+mod serve;
+mod soak;
 
 /// deltasync: a delta-sync engine and WebSocket server.
 #[derive(Debug, Parser)]
@@ -19,12 +28,12 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the WebSocket server (on 127.0.0.1:7373 unless configured otherwise).
-    Serve(cli::serve::ServeArgs),
+    Serve(serve::ServeArgs),
     /// Run every conformance fixture of a directory against the in-process engine.
-    Conformance(cli::conformance::ConformanceArgs),
+    Conformance(conformance::ConformanceArgs),
     /// Hostile conditions against a real server (faults, reconnects, slow readers), then
     /// a check that nothing was lost.
-    Soak(cli::soak::SoakArgs),
+    Soak(soak::SoakArgs),
     /// Print the version.
     Version,
     /// Load a server with many clients, measure fan-out and check every delivery.
@@ -35,14 +44,14 @@ enum Command {
         frames timed from each tick's flush. Exit 0 when every check passed, 1 on a violation (lost, duplicated or reordered data), 2 on bad options. \
         docs/benchmarks.md has the method and the results."
     )]
-    Bench(cli::bench::BenchArgs),
+    Bench(bench::BenchArgs),
     /// Print the effective configuration as TOML, each key with its source.
     #[command(
         after_help = "Precedence: flag > environment > file > default. Every key has an \
         environment variable DELTASYNC_<SECTION>_<KEY>, e.g. DELTASYNC_ROOM_RING_CAPACITY=4096; \
         the keys are listed in docs/configuration.md."
     )]
-    Config(cli::config::ConfigArgs),
+    Config(config::ConfigArgs),
 }
 
 fn main() -> ExitCode {
@@ -52,10 +61,10 @@ fn main() -> ExitCode {
             println!("deltasync {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
-        Command::Config(args) => cli::config::run(&args),
-        Command::Serve(args) => cli::serve::run(&args),
-        Command::Conformance(args) => cli::conformance::run(&args),
-        Command::Bench(args) => cli::bench::run(&args),
-        Command::Soak(args) => cli::soak::run(&args),
+        Command::Config(args) => config::run(&args),
+        Command::Serve(args) => serve::run(&args),
+        Command::Conformance(args) => conformance::run(&args),
+        Command::Bench(args) => bench::run(&args),
+        Command::Soak(args) => soak::run(&args),
     }
 }

@@ -50,10 +50,10 @@ pub(crate) struct Figures {
 /// Runs the storm.
 pub(crate) fn run(plan: &Plan) -> std::io::Result<Figures> {
     let mut figures = Figures {
-        nofile: crate::cli::nofile::raise()?,
+        nofile: crate::nofile::raise()?,
         ..Figures::default()
     };
-    if !crate::cli::nofile::fits(plan.clients as u64, figures.nofile.0) {
+    if !crate::nofile::fits(plan.clients as u64, figures.nofile.0) {
         figures.violations.push(format!(
             "the open-file limit ({} soft, {} hard) is too low for {} server sockets",
             figures.nofile.0, figures.nofile.1, plan.clients

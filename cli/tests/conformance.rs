@@ -9,7 +9,7 @@ use deltasync::model::presence::Presence;
 use serde_json::{Value, json};
 
 fn fixtures_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures")
 }
 
 fn deltasync(args: &[&str]) -> (i32, String, String) {

@@ -1,6 +1,9 @@
 //! The client side of the wire, by hand: the upgrade request, masked client frames, and
 //! an incremental reader of the server's response and frames. The soak drives thousands
-//! of non-blocking sockets from one thread, and must be able to write half a frame.
+//! of non-blocking sockets from one thread, and must be able to write half a frame. The
+//! frames go through the library's codec (`deltasync::frame`).
+
+use deltasync::frame;
 
 /// The upgrade request for `path` on `host`, asking for the native dialect.
 pub(crate) fn upgrade_request(host: &str, path: &str) -> Vec<u8> {
@@ -12,29 +15,14 @@ pub(crate) fn upgrade_request(host: &str, path: &str) -> Vec<u8> {
     .into_bytes()
 }
 
-/// A masked client frame of `opcode` carrying `payload` (RFC 6455 §5.2).
+/// A masked client frame of `opcode` carrying `payload`.
 pub(crate) fn client_frame(opcode: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(payload.len() + 14);
-    out.push(0x80 | opcode);
-    match payload.len() {
-        n if n < 126 => out.push(0x80 | n as u8),
-        n if n <= usize::from(u16::MAX) => {
-            out.push(0x80 | 126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(0x80 | 127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    out.extend_from_slice(&mask);
-    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    out
+    frame::encode(opcode, payload, Some(mask))
 }
 
 /// A masked text frame.
 pub(crate) fn text_frame(payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
-    client_frame(0x1, payload, mask)
+    client_frame(frame::TEXT, payload, mask)
 }
 
 /// One frame from the server.
@@ -81,55 +69,25 @@ impl Reader {
             self.buf.drain(..end + 4);
             self.upgraded = true;
         }
-        let Some((opcode, start, len)) = header(&self.buf)? else {
+        let Some(found) = frame::parse(&self.buf, usize::MAX).map_err(|e| e.to_string())? else {
             return Ok(None);
         };
-        let payload = self.buf[start..start + len].to_vec();
-        self.buf.drain(..start + len);
+        found
+            .check_from_server()
+            .map_err(|e| format!("a frame a server must not send: {e}"))?;
+        let payload = found.payload(&self.buf).to_vec();
+        self.buf.drain(..found.len());
         if self.buf.is_empty() && self.buf.capacity() > 64 * 1024 {
             // A big snapshot went through: give its buffer back.
             self.buf = Vec::new();
         }
-        Ok(Some(match opcode {
-            0x1 => Frame::Text(payload),
-            0x9 => Frame::Ping(payload),
-            0x8 => Frame::Close(match payload.as_slice() {
-                [high, low, ..] => u16::from_be_bytes([*high, *low]),
-                _ => 1005,
-            }),
+        Ok(Some(match found.opcode {
+            frame::TEXT => Frame::Text(payload),
+            frame::PING => Frame::Ping(payload),
+            frame::CLOSE => Frame::Close(frame::close_code(&payload).map_err(|e| e.to_string())?),
             _ => Frame::Other,
         }))
     }
-}
-
-/// The opcode, payload offset and payload length of the frame at the start of `buf`, once
-/// it is all there.
-fn header(buf: &[u8]) -> Result<Option<(u8, usize, usize)>, String> {
-    let (Some(&first), Some(&second)) = (buf.first(), buf.get(1)) else {
-        return Ok(None);
-    };
-    if first & 0xf0 != 0x80 || second & 0x80 != 0 {
-        return Err(format!(
-            "a frame a server must not send: {first:#x} {second:#x}"
-        ));
-    }
-    let (len, start) = match second & 0x7f {
-        126 => match buf.get(2..4) {
-            Some(ext) => (usize::from(u16::from_be_bytes([ext[0], ext[1]])), 4),
-            None => return Ok(None),
-        },
-        127 => match buf.get(2..10) {
-            Some(ext) => {
-                let mut be = [0u8; 8];
-                be.copy_from_slice(ext);
-                let len = usize::try_from(u64::from_be_bytes(be)).map_err(|e| e.to_string())?;
-                (len, 10)
-            }
-            None => return Ok(None),
-        },
-        n => (usize::from(n), 2),
-    };
-    Ok((buf.len() >= start + len).then_some((first & 0x0f, start, len)))
 }
 
 #[cfg(test)]

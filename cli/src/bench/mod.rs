@@ -34,7 +34,6 @@ mod client;
 mod control;
 mod cpu;
 mod driver;
-mod frame;
 mod game;
 mod id;
 mod metrics;
@@ -42,6 +41,7 @@ mod receive;
 mod report;
 mod scan;
 mod scenario;
+mod upgrade;
 mod writer;
 
 use std::io::Write;

@@ -10,7 +10,7 @@ use deltasync::conformance::{self, Outcome};
 use deltasync::server::Server;
 
 fn fixtures_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures")
 }
 
 /// Our server with the fixtures' frozen clock.
