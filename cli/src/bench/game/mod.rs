@@ -37,7 +37,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use deltasync::config::Config;
-use deltasync::model::arena::{Arena, Game};
+use deltasync::game::Game;
+use deltasync::model::arena::Arena;
 use deltasync::room::{FlushPolicy, InputPolicy};
 use deltasync::server::{Server, ServerBuilder};
 

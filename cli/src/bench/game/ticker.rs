@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
-use deltasync::model::arena::Game;
+use deltasync::game::Game;
 
 use super::super::control::now;
 use super::super::metrics;

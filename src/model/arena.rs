@@ -22,15 +22,11 @@
 //! );
 //! ```
 
-mod game;
-
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
 use super::{Model, Rejection};
-
-pub use game::{Game, TickReport};
 
 /// The farthest an entity may be from the origin on each axis.
 pub const BOUND: i32 = 1000;

@@ -1,6 +1,9 @@
-//! The game side of an arena: what a server-authoritative game does each tick.
+//! A game loop for the arena model: what a server-authoritative game does each tick.
 //!
-//! A [`Game`] owns the bots of one arena [`Room`] (run with
+//! The loop drives a room; it is not part of the model. It is the demo shared by
+//! `examples/game_server.rs`, `deltasync bench --game` and the tests, and the shape of
+//! what a game embedding deltasync writes: a [`Game`] owns the bots of one
+//! [arena](crate::model::arena) [`Room`] (run with
 //! [`InputPolicy::Forward`](crate::room::InputPolicy) and
 //! [`FlushPolicy::Tick`](crate::room::FlushPolicy)). Each [`Game::tick`] applies the
 //! players' queued moves by the arena's rules (committing each with its sender's
@@ -9,8 +12,8 @@
 
 use std::sync::Arc;
 
-use super::{Arena, ArenaInput, ArenaOp, BOUND};
 use crate::model::Model;
+use crate::model::arena::{Arena, ArenaInput, ArenaOp, BOUND};
 use crate::room::{ClientInput, Origin, Room};
 
 /// What one tick did.
