@@ -52,7 +52,7 @@ use crate::protocol::{Dialect, ErrorCode};
 use crate::room::{ClientInput, Room};
 
 pub use delta_cache::DeltaCache;
-use rate::TokenBucket;
+use rate::{TokenBucket, retry_after_ms};
 
 /// The per-connection limits a session enforces.
 #[derive(Debug, Clone, PartialEq)]
@@ -156,7 +156,12 @@ impl<M: Model> Session<M> {
         self.last_sent_rev = Some(rev);
     }
 
-    /// Handles one text message from the client.
+    /// Handles one text message from the client, read at `now`.
+    ///
+    /// A message over the rate limit is refused with a `retryAfterMs` counted from `now`
+    /// and rounded up: the client that waits that long after the refusal reaches it is
+    /// admitted, as long as `now` is no later than the moment the refusal is sent (the
+    /// shell passes the time it read the socket).
     pub fn handle_message(&mut self, text: &[u8], now: Instant) {
         self.last_heard = now;
         let decoded = decode_client::<M::Input>(text, &self.config.decode);
@@ -175,7 +180,7 @@ impl<M: Model> Session<M> {
                 ErrorCode::ResourceExhausted,
                 "message rate limit exceeded; slow down",
             );
-            error.retry_after_ms = Some(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX));
+            error.retry_after_ms = Some(retry_after_ms(wait));
             let (client_req_id, correlation_id) = (
                 client_req_id.map(str::to_owned),
                 correlation_id.map(str::to_owned),
