@@ -92,6 +92,8 @@ messages_per_second = 50  # from --rate
 message_burst = 200  # default
 # longest `clientReqId`, in bytes (1 to 4096)
 max_client_req_id_bytes = 128  # default
+# longest `meta.correlationId`, in bytes (1 to 4096)
+max_correlation_id_bytes = 128  # default
 
 [timeouts]
 # time a new connection has to complete the WebSocket upgrade (1 to 86400000)

@@ -107,9 +107,10 @@ fn nothing_given_loads_the_defaults() {
             limits.max_connections,
             limits.max_rooms,
             limits.max_message_bytes,
-            limits.max_client_req_id_bytes
+            limits.max_client_req_id_bytes,
+            limits.max_correlation_id_bytes
         ],
-        [10_000, 1_000, 65_536, 128]
+        [10_000, 1_000, 65_536, 128, 128]
     );
     assert_eq!(
         (limits.messages_per_second, limits.message_burst),
@@ -443,6 +444,7 @@ fn everything_changed() -> (Effective, TempFile) {
         &[
             ("limits.message_burst", "9", "--set"),
             ("limits.max_client_req_id_bytes", "4096", "--set"),
+            ("limits.max_correlation_id_bytes", "4095", "--set"),
             ("timeouts.room_idle_ms", "10", "--set"),
             ("presence.max_name_chars", "11", "--set"),
             ("presence.max_id_bytes", "12", "--set"),

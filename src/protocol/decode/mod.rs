@@ -58,6 +58,11 @@ pub use client::{ClientEnvelope, ClientMessage, decode_client};
 pub use server::{OperationRecord, ServerMessage, decode_server};
 
 /// Bounds on the strings a client may send, in bytes.
+///
+/// A server derives them from its configuration with
+/// [`Config::decode_limits`](crate::config::Config::decode_limits), so that they follow
+/// the model's limits (a name the model accepts is never refused here); the `Default` is
+/// for a decoder used on its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DecodeLimits {
     /// Longest `JOIN` `participantId` (default 128).
