@@ -166,25 +166,22 @@ impl<M: Model> Session<M> {
         self.last_heard = now;
         let decoded = decode_client::<M::Input>(text, &self.config.decode);
         if let Err(wait) = self.rate.take(now) {
-            let (client_req_id, correlation_id) = match &decoded {
+            // A message that does not decode names its update as its decode error would
+            // (a marked prefix of an over-long `clientReqId`).
+            let (client_req_id, details, correlation_id) = match &decoded {
                 Ok(envelope) => (
-                    client_req_id(&envelope.message),
-                    envelope.correlation_id.as_deref(),
+                    client_req_id(&envelope.message).map(str::to_owned),
+                    None,
+                    envelope.correlation_id.clone(),
                 ),
-                Err(error) => (
-                    error.client_req_id.as_deref(),
-                    error.correlation_id.as_deref(),
-                ),
+                Err(error) => (None, error.details(), error.correlation_id.clone()),
             };
             let mut error = ErrorMessage::new(
                 ErrorCode::ResourceExhausted,
                 "message rate limit exceeded; slow down",
             );
             error.retry_after_ms = Some(retry_after_ms(wait));
-            let (client_req_id, correlation_id) = (
-                client_req_id.map(str::to_owned),
-                correlation_id.map(str::to_owned),
-            );
+            error.details = details.as_ref();
             return self.reply(error, client_req_id.as_deref(), correlation_id.as_deref());
         }
         let envelope = match decoded {
@@ -380,12 +377,15 @@ impl<M: Model> Session<M> {
         self.participant = participant;
     }
 
+    /// Answers a message that does not decode, naming its update when it can (whole, or
+    /// by a marked prefix: [`DecodeError::details`]).
     fn reply_decode_error(&mut self, error: &DecodeError) {
-        self.reply(
-            ErrorMessage::new(ErrorCode::InvalidArgument, &error.message),
-            error.client_req_id.as_deref(),
-            error.correlation_id.as_deref(),
-        );
+        let details = error.details();
+        let message = ErrorMessage {
+            details: details.as_ref(),
+            ..ErrorMessage::new(error.code(), &error.message)
+        };
+        self.reply(message, None, error.correlation_id.as_deref());
     }
 
     /// Queues an `ERROR`, adding `clientReqId` to its details when the request had one.
