@@ -143,8 +143,10 @@ fn join_accepts_every_name_the_configured_limits_allow() {
     );
     // UPDATE accepts it too, and a name of 2,000 four-byte characters still decodes.
     let widest = "\u{1F600}".repeat(2000);
-    alice.send(json!({"type": "UPDATE", "meta": {"correlationId": "c".repeat(300)},
-        "payload": {"patch": {"name": widest}, "clientReqId": "a-1"}}));
+    alice.send(
+        json!({"type": "UPDATE", "meta": {"correlationId": "c".repeat(300)},
+        "payload": {"patch": {"name": widest}, "clientReqId": "a-1"}}),
+    );
     let acked = alice.recv_until_rev(2).pop().unwrap();
     assert_eq!(acked["payload"]["operations"][0]["payload"]["name"], widest);
     let mut bob = Ws::connect(&server.url("/"));

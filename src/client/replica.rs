@@ -536,9 +536,9 @@ impl<M: Model + PartialEq> Replica<M> {
     /// one an error naming the marked prefix of an over-long id is about (the server
     /// answers in the order the updates were sent).
     fn pending_index_by_prefix(&self, prefix: &str) -> Option<usize> {
-        self.pending
-            .iter()
-            .position(|p| p.client_req_id.len() > prefix.len() && p.client_req_id.starts_with(prefix))
+        self.pending.iter().position(|p| {
+            p.client_req_id.len() > prefix.len() && p.client_req_id.starts_with(prefix)
+        })
     }
 
     fn on_gap(&mut self, info: GapInfo) -> Vec<ReplicaEvent> {

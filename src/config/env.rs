@@ -149,8 +149,14 @@ mod tests {
     #[test]
     fn an_unknown_variable_names_the_nearest_known_one() {
         let cases = [
-            ("DELTASYNC_ROOM_RING_CAPACTY", "DELTASYNC_ROOM_RING_CAPACITY"),
-            ("DELTASYNC_LIMITS_MAX_CONECTIONS", "DELTASYNC_LIMITS_MAX_CONNECTIONS"),
+            (
+                "DELTASYNC_ROOM_RING_CAPACTY",
+                "DELTASYNC_ROOM_RING_CAPACITY",
+            ),
+            (
+                "DELTASYNC_LIMITS_MAX_CONECTIONS",
+                "DELTASYNC_LIMITS_MAX_CONNECTIONS",
+            ),
             ("DELTASYNC_CONFG", "DELTASYNC_CONFIG"),
             ("DELTASYNC_BIN", "DELTASYNC_LOG"),
             ("DELTASYNC_SERVER_TOKN", "DELTASYNC_SERVER_TOKEN"),

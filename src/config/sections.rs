@@ -228,9 +228,10 @@ mod tests {
         let name = "\u{1F600}".repeat(2000);
         let join = serde_json::json!({"type": "JOIN",
             "payload": {"participantId": "u1", "name": name}});
-        let decoded = crate::protocol::decode::decode_client::<
-            crate::model::presence::PresenceInput,
-        >(join.to_string().as_bytes(), &config.decode_limits());
+        let decoded = crate::protocol::decode::decode_client::<crate::model::presence::PresenceInput>(
+            join.to_string().as_bytes(),
+            &config.decode_limits(),
+        );
         assert!(decoded.is_ok(), "{decoded:?}");
     }
 

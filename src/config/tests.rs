@@ -389,7 +389,9 @@ fn unknown_env_variables_are_warnings_whatever_the_environments_order() {
         assert_eq!(effective.config(), &Config::default());
     }
     // Known variables give no warning.
-    let quiet = load(None, &[("DELTASYNC_ROOM_RING_CAPACITY", "8")], &[]).0.unwrap();
+    let quiet = load(None, &[("DELTASYNC_ROOM_RING_CAPACITY", "8")], &[])
+        .0
+        .unwrap();
     assert_eq!(quiet.warnings(), []);
 }
 

@@ -384,7 +384,10 @@ mod tests {
                 y,
                 owner: None,
             });
-            assert_eq!(arena.check(&spawned).unwrap_err().code, ErrorCode::InvalidArgument);
+            assert_eq!(
+                arena.check(&spawned).unwrap_err().code,
+                ErrorCode::InvalidArgument
+            );
         }
         let corner = |x, y| Some(ArenaOp::Moved(Moved { id: 1, x, y }));
         assert_eq!(arena.step(1, i32::MAX, i32::MIN), corner(BOUND, -BOUND));

@@ -365,7 +365,8 @@ fn an_over_long_client_req_id_is_named_by_a_marked_prefix() {
         (Some(""), true)
     );
     // A whole id is not marked.
-    let text = json!({"type": "UPDATE", "payload": {"patch": {}, "clientReqId": "r".repeat(128), "x": 1}});
+    let text =
+        json!({"type": "UPDATE", "payload": {"patch": {}, "clientReqId": "r".repeat(128), "x": 1}});
     let err = decode(&text.to_string()).unwrap_err();
     assert_eq!(
         (err.client_req_id, err.client_req_id_truncated),
