@@ -91,9 +91,16 @@ impl ConfigArgs {
     /// # Errors
     ///
     /// [`LoadError`] naming the key, the value and its source.
+    ///
+    /// What the library ignored (an unknown `DELTASYNC_*` variable) is printed on stderr
+    /// as `warning: ...`, one line each, and loading goes on.
     pub(crate) fn load(&self) -> Result<Effective, LoadError> {
         let env = process_env()?;
-        Ok(self.load_with_env(env)?)
+        let effective = self.load_with_env(env)?;
+        for warning in effective.warnings() {
+            eprintln!("warning: {warning}");
+        }
+        Ok(effective)
     }
 
     /// The effective configuration from these flags, the environment `env` and the file.

@@ -7,6 +7,16 @@
 //! at most [`MAX_STEP`] in each direction; a player's avatar spawns when it joins and
 //! despawns when it leaves. Bots are entities without an owner that the game moves.
 //!
+//! # Arithmetic on client numbers
+//!
+//! Every number in an input comes from a remote client, so no arithmetic on it may
+//! overflow: a panic kills the thread that runs the room, and a wrapped value passes the
+//! checks it was meant to fail. The bounds are checked with ranges, never `abs` (which
+//! overflows on `i32::MIN`), positions are summed with `saturating_add` before they are
+//! clamped, and ids never overflow. Any input is either rejected with a [`Rejection`] or
+//! applied within the rules: every entity inside the bounds, at most one avatar per player.
+//! `fuzz/fuzz_targets/models.rs` checks this with arbitrary inputs.
+//!
 //! ```
 //! use deltasync::model::Model;
 //! use deltasync::model::arena::{Arena, ArenaInput, Step};
@@ -129,9 +139,25 @@ impl Arena {
             .find(|e| e.owner.as_deref() == Some(player))
     }
 
-    /// The id the next spawned entity gets.
+    /// The id the next spawned entity gets: one past the highest, or, once the highest is
+    /// `u32::MAX`, the lowest free id from 1 (an arena cannot hold 2^32 entities).
     pub fn next_id(&self) -> u32 {
-        self.entities.keys().next_back().map_or(1, |id| id + 1)
+        let Some(&last) = self.entities.keys().next_back() else {
+            return 1;
+        };
+        last.checked_add(1).unwrap_or_else(|| self.lowest_free_id())
+    }
+
+    /// The lowest id from 1 that no entity has.
+    fn lowest_free_id(&self) -> u32 {
+        let mut candidate: u32 = 1;
+        for &id in self.entities.keys().skip_while(|&&id| id < 1) {
+            if id != candidate {
+                break;
+            }
+            candidate = candidate.saturating_add(1);
+        }
+        candidate
     }
 
     /// A bot (no owner) at `(x, y)`, with the next id.
@@ -145,19 +171,30 @@ impl Arena {
     }
 
     /// Moves entity `id` by `(dx, dy)`, held inside the bounds (a game's own move, with no
-    /// limit on the step).
+    /// limit on the step: any `i32` is fine, the sum saturates before it is clamped).
     pub fn step(&self, id: u32, dx: i32, dy: i32) -> Option<ArenaOp> {
         let entity = self.entities.get(&id)?;
         Some(ArenaOp::Moved(Moved {
             id,
-            x: (entity.x + dx).clamp(-BOUND, BOUND),
-            y: (entity.y + dy).clamp(-BOUND, BOUND),
+            x: entity.x.saturating_add(dx).clamp(-BOUND, BOUND),
+            y: entity.y.saturating_add(dy).clamp(-BOUND, BOUND),
         }))
     }
 }
 
+/// Whether `v` is a coordinate inside the arena. A range check, not `abs`, which
+/// overflows on `i32::MIN` (a panic in debug builds, a negative number in release).
+fn inside(v: i32) -> bool {
+    (-BOUND..=BOUND).contains(&v)
+}
+
+/// Whether `d` is a step a client may ask for on one axis (same reason: no `abs`).
+fn short_step(d: i32) -> bool {
+    (-MAX_STEP..=MAX_STEP).contains(&d)
+}
+
 fn within(x: i32, y: i32) -> Result<(), Rejection> {
-    if x.abs() > BOUND || y.abs() > BOUND {
+    if !inside(x) || !inside(y) {
         return Err(Rejection::invalid(format!(
             "({x}, {y}) is outside the arena (-{BOUND}..={BOUND} on each axis)"
         )));
@@ -171,7 +208,7 @@ impl Model for Arena {
 
     fn decide(&self, actor: &str, input: &ArenaInput, _now_ms: u64) -> Result<ArenaOp, Rejection> {
         let Step { dx, dy } = input.step;
-        if dx.abs() > MAX_STEP || dy.abs() > MAX_STEP {
+        if !short_step(dx) || !short_step(dy) {
             return Err(Rejection::invalid(format!(
                 "a move is at most {MAX_STEP} in each direction, not ({dx}, {dy})"
             )));
@@ -191,6 +228,13 @@ impl Model for Arena {
                         "entity {} already exists",
                         entity.id
                     )));
+                }
+                if let Some(owner) = &entity.owner {
+                    if self.avatar(owner).is_some() {
+                        return Err(Rejection::precondition(format!(
+                            "{owner:?} already has an avatar"
+                        )));
+                    }
                 }
                 within(entity.x, entity.y)
             }
@@ -285,6 +329,107 @@ mod tests {
         arena.apply(&gone);
         assert!(arena.avatar("p1").is_none());
         assert_eq!(arena.entities().len(), 1);
+    }
+
+    fn input(dx: i32, dy: i32) -> ArenaInput {
+        ArenaInput {
+            step: Step { dx, dy },
+        }
+    }
+
+    /// `i32::abs(i32::MIN)` overflows: it panicked in debug builds and, in release, wrapped
+    /// to a negative number that passed the step check and teleported the avatar.
+    #[test]
+    fn extreme_moves_are_rejected_whole() {
+        let arena = joined();
+        for (dx, dy) in [
+            (i32::MIN, 0),
+            (0, i32::MIN),
+            (i32::MIN, i32::MIN),
+            (i32::MAX, 0),
+            (0, i32::MAX),
+            (-5, 0),
+        ] {
+            assert_eq!(
+                arena.decide("p1", &input(dx, dy), 0),
+                Err(Rejection::invalid(format!(
+                    "a move is at most 4 in each direction, not ({dx}, {dy})"
+                )))
+            );
+        }
+        assert_eq!(
+            arena.decide("p1", &input(-4, 4), 0),
+            Ok(ArenaOp::Moved(Moved { id: 2, x: -4, y: 4 }))
+        );
+    }
+
+    #[test]
+    fn extreme_positions_are_rejected_and_extreme_game_steps_held_inside() {
+        let arena = joined();
+        for (x, y) in [(i32::MIN, 0), (0, i32::MIN), (i32::MAX, i32::MAX)] {
+            let moved = ArenaOp::Moved(Moved { id: 1, x, y });
+            assert_eq!(
+                arena.check(&moved),
+                Err(Rejection::invalid(format!(
+                    "({x}, {y}) is outside the arena (-1000..=1000 on each axis)"
+                )))
+            );
+            let spawned = ArenaOp::Spawned(Entity {
+                id: 9,
+                x,
+                y,
+                owner: None,
+            });
+            assert_eq!(
+                arena.check(&spawned).unwrap_err().code,
+                ErrorCode::InvalidArgument
+            );
+        }
+        let corner = |x, y| Some(ArenaOp::Moved(Moved { id: 1, x, y }));
+        assert_eq!(arena.step(1, i32::MAX, i32::MIN), corner(BOUND, -BOUND));
+        assert_eq!(arena.step(1, i32::MIN, i32::MAX), corner(-BOUND, BOUND));
+        // An entity restored outside the bounds is brought back inside by its next step.
+        let stray = Arena::from_entities([Entity {
+            id: 1,
+            x: i32::MAX,
+            y: i32::MIN,
+            owner: None,
+        }]);
+        assert_eq!(stray.step(1, i32::MAX, i32::MIN), corner(BOUND, -BOUND));
+    }
+
+    #[test]
+    fn ids_do_not_overflow_and_each_player_has_one_avatar() {
+        let mut arena = Arena::from_entities([
+            Entity {
+                id: 1,
+                x: 0,
+                y: 0,
+                owner: None,
+            },
+            Entity {
+                id: u32::MAX,
+                x: 0,
+                y: 0,
+                owner: None,
+            },
+        ]);
+        assert_eq!(arena.next_id(), 2);
+        let joined = arena.join("p1", "P", 0).unwrap().unwrap();
+        assert_eq!(arena.check(&joined), Ok(()));
+        arena.apply(&joined);
+        assert_eq!(arena.avatar("p1").map(|e| e.id), Some(2));
+        assert_eq!(arena.next_id(), 3);
+        let twin = ArenaOp::Spawned(Entity {
+            id: 7,
+            x: 0,
+            y: 0,
+            owner: Some("p1".into()),
+        });
+        assert_eq!(
+            arena.check(&twin),
+            Err(Rejection::precondition("\"p1\" already has an avatar"))
+        );
     }
 
     #[test]
