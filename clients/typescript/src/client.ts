@@ -13,7 +13,9 @@
  * 4401) stop the client (`status` becomes `stopped`, {@link Client.stopReason} says why);
  * every other code (1000, 1001 going away, 1005, 1006, 1011, 1012 restart, 1013, ...)
  * reconnects. An `ERROR` answering the `JOIN` that is not retryable (`UNAUTHENTICATED`)
- * stops it too.
+ * stops it too; a retryable one (a rate limit) reconnects after its `retryAfterMs`.
+ * A rate-limited `UPDATE` (a retryable `ERROR` naming it) stays pending and is sent again
+ * after its `retryAfterMs`; a new connection resends it anyway.
  *
  * @module
  */
@@ -350,15 +352,32 @@ export class Client<S = Participants, Op = PresenceOp, Input = PresenceInput> {
       case "gap":
         if (this.joinAnswer !== undefined) this.joinAnswer.gap = event.gap;
         break;
+      case "deferred":
+        this.resendLater(event.clientReqId, event.retryAfterMs ?? this.options.initialBackoffMs);
+        break;
       case "error":
-        if (event.retryAfterMs !== undefined) this.retryAfterMs = event.retryAfterMs;
-        if (this.joinAnswer !== undefined && this.statusValue !== "live" && !event.retryable) {
+        if (this.joinAnswer === undefined) break;
+        // The JOIN itself was answered with an error: a refusal stops, a retryable one
+        // (a rate limit) reconnects after the time asked.
+        if (!event.retryable) {
           this.halt({ code: 0, reason: `the server refused the JOIN: ${event.code}: ${event.message}` });
+        } else {
+          this.retryAfterMs = event.retryAfterMs ?? 0;
+          this.socket?.close(1000, "JOIN refused for now; retrying");
         }
         break;
       default:
         break;
     }
+  }
+
+  /** Sends the pending update `clientReqId` again in `delayMs`, if still pending and connected. */
+  private resendLater(clientReqId: string, delayMs: number): void {
+    const socket = this.socket;
+    setTimeout(() => {
+      const message = this.replica.messageOf(clientReqId);
+      if (message !== undefined && socket !== undefined && socket === this.socket && socket.readyState === OPEN) socket.send(message);
+    }, delayMs);
   }
 
   /** The first state message after a `JOIN`: the connection is live. */

@@ -14,6 +14,10 @@
  *   whole ({@link ReplicaError}) and sets {@link Replica.needsResume}.
  * - After a snapshot, pending updates it does not contain must be sent again
  *   ({@link Replica.resendMessages}): the server applies each id at most once.
+ * - One difference from the Rust replica: an `ERROR` naming a pending update with
+ *   `retryable: true` (a rate limit: `RESOURCE_EXHAUSTED` with `retryAfterMs`) did not
+ *   process it, so the update stays pending (a `deferred` event) and is to be sent again
+ *   after `retryAfterMs` ({@link Replica.messageOf}); the Rust replica drops it as rejected.
  *
  * @module
  */
@@ -43,6 +47,7 @@ export type ReplicaEvent =
   | { type: "applied"; from: number; to: number }
   | { type: "acked"; clientReqId: string; rev: number }
   | { type: "rejected"; clientReqId: string; code: string; message: string }
+  | { type: "deferred"; clientReqId: string; code: string; message: string; retryAfterMs: number | undefined }
   | { type: "gap"; gap: GapInfo }
   | { type: "error"; code: string; message: string; retryAfterMs?: number; retryable: boolean };
 
@@ -260,6 +265,11 @@ export class Replica<S, Op, Input> {
     return JSON.stringify({ type: "JOIN", meta: {}, payload });
   }
 
+  /** The `UPDATE` of the pending update `clientReqId`, as first sent; `undefined` once settled. */
+  messageOf(clientReqId: string): string | undefined {
+    return this.pendingList.find((p) => p.clientReqId === clientReqId)?.message;
+  }
+
   /** The `UPDATE`s of every pending update, oldest first, as first sent. */
   resendMessages(): string[] {
     return this.pendingList.map((p) => p.message);
@@ -471,6 +481,11 @@ export class Replica<S, Op, Input> {
       const acked = this.ack(id, appliedRev);
       this.rebuildVisible();
       return acked ? [acked] : [];
+    }
+    if (appliedRev === undefined && payload.retryable === true) {
+      // Not processed (a rate limit): keep it, to be sent again later.
+      const retryAfterMs = isRev(payload.retryAfterMs) ? payload.retryAfterMs : undefined;
+      return [{ type: "deferred", clientReqId: id, code, message, retryAfterMs }];
     }
     if (appliedRev !== undefined) {
       // On its way in deltas (which ack it by id) or a snapshot; keep predicting it.

@@ -38,7 +38,9 @@ export interface Server {
 export function startServer(args: string[] = [], port = 0): Promise<Server> {
   const child: ChildProcess = spawn(serverBinary(), ["serve", "--listen", `127.0.0.1:${port}`, ...args], {
     stdio: ["ignore", "pipe", "pipe"],
-    env: { ...process.env, RUST_LOG: "warn" },
+    // The server refuses unknown DELTASYNC_* variables (its configuration is strict), and
+    // DELTASYNC_BIN is ours, not its.
+    env: Object.fromEntries(Object.entries({ ...process.env, RUST_LOG: "warn" }).filter(([k]) => k !== "DELTASYNC_BIN")),
   });
   let stderr = "";
   child.stderr!.on("data", (d: Buffer) => (stderr += d.toString()));

@@ -149,4 +149,30 @@ describe("client", () => {
     assert.equal(c.replica.epoch, "e2");
     c.stop();
   });
+
+  it("a rate-limited update stays pending and is sent again after retryAfterMs", async () => {
+    const { c } = client();
+    const s = FakeSocket.all[0]!;
+    s.open();
+    s.receive("SYNC.SNAPSHOT", { rev: 1, epoch: "e1", participants: { ann } });
+    const id = c.update({ patch: { status: "away" } });
+    const update = s.sent.at(-1)!;
+    s.receive("ERROR", {
+      code: "RESOURCE_EXHAUSTED",
+      message: "message rate limit exceeded; slow down",
+      retryable: true,
+      retryAfterMs: 1,
+      details: { clientReqId: id },
+    });
+    assert.deepEqual([c.replica.pending.length, c.getState()!.ann!.status], [1, "away"]);
+    await tick();
+    assert.deepEqual(s.sent.slice(-2), [update, update]);
+    s.receive("SYNC.DELTAS", {
+      fromRev: 1,
+      toRev: 2,
+      operations: [{ rev: 2, type: "participant.updated", payload: { id: "ann", status: "away" }, clientReqId: id }],
+    });
+    assert.deepEqual([c.replica.pending.length, c.replica.wasAcked(id), c.status], [0, true, "live"]);
+    c.stop();
+  });
 });
