@@ -20,7 +20,10 @@ fn require(program: &str, how: &str) {
         .arg("--version")
         .output()
         .is_ok_and(|o| o.status.success());
-    assert!(found, "`{program}` is needed by the TypeScript client's tests: {how}");
+    assert!(
+        found,
+        "`{program}` is needed by the TypeScript client's tests: {how}"
+    );
 }
 
 /// Runs `npm args` in the package with the server binary of this build; fails on a
