@@ -103,6 +103,8 @@ export interface ClientEvents<S> {
   resume: (report: ResumeReport) => void;
   /** Everything the replica did with one server message. */
   replica: (events: readonly ReplicaEvent[]) => void;
+  /** A reconnect is scheduled: the attempt (1-based) and the delay before it. */
+  reconnect: (info: { attempt: number; delayMs: number }) => void;
   /** The server refused a message the replica could not take, or the socket failed. */
   problem: (error: Error) => void;
 }
@@ -249,7 +251,10 @@ export class Client<S = Participants, Op = PresenceOp, Input = PresenceInput> {
   private detach(): void {
     const socket = this.socket;
     if (socket === undefined) return;
-    socket.onopen = socket.onmessage = socket.onclose = socket.onerror = null;
+    socket.onopen = socket.onmessage = socket.onclose = null;
+    // Not null: Node's `ws` throws an 'error' it emits with no listener (it does after a
+    // close() during the handshake).
+    socket.onerror = () => {};
     this.socket = undefined;
     this.joinSent = false;
     this.joinAnswer = undefined;
@@ -404,6 +409,7 @@ export class Client<S = Participants, Op = PresenceOp, Input = PresenceInput> {
     this.attempt += 1;
     this.retryAfterMs = 0;
     this.setStatus("reconnecting");
+    this.emit("reconnect", { attempt: this.attempt, delayMs: delay });
     this.reconnectTimer = setTimeout(() => {
       if (!this.stopped) this.open();
     }, delay);
