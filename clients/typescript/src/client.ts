@@ -133,6 +133,8 @@ export class Client<S = Participants, Op = PresenceOp, Input = PresenceInput> {
     Omit<ClientOptions<S, Op, Input>, "token" | "idSuffix" | "model" | "WebSocket">
   > & { token: string | undefined; WebSocket: WebSocketConstructor | undefined };
   private socket: WebSocketLike | undefined;
+  /** Whether this connection's `JOIN` went out (updates wait for it, then go with the resends). */
+  private joinSent = false;
   private statusValue: Status = "stopped";
   private stopped = true;
   private stopReasonValue: StopReason | undefined;
@@ -221,7 +223,6 @@ export class Client<S = Participants, Op = PresenceOp, Input = PresenceInput> {
     this.notifyState();
     return clientReqId;
   }
-  private joinSent = false;
 
   /** Connects (resuming from the replica's revision) unless already started. */
   start(): void {

@@ -139,6 +139,7 @@ export class Replica<S, Op, Input> {
   private readonly acks = new IdMemory(REMEMBERED_ACKS);
   private readonly rejected = new IdMemory(REMEMBERED_ACKS);
   private readonly idPrefix: string;
+  private readonly idSuffix: string;
   private counter = 0;
   private awaitingSnapshot = false;
   private gapSeen = false;
@@ -158,7 +159,6 @@ export class Replica<S, Op, Input> {
     this.idPrefix = `${cut(actor, 32)}-`;
     this.idSuffix = idSuffix;
   }
-  private readonly idSuffix: string;
 
   /** The revision of the server state (0 before any). */
   get serverRev(): number {

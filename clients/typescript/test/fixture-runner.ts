@@ -326,7 +326,15 @@ export async function runFixture(fixture: Fixture, server: FixtureServer): Promi
     const c = client(name);
     c.connected = c.everConnected = true;
     if (c.joinedAs !== undefined && c.replica !== undefined) {
-      server.send(name, c.replica.joinMessage(c.joinedAs[0], c.joinedAs[1], "ws-kit"));
+      const join = c.replica.joinMessage(c.joinedAs[0], c.joinedAs[1], "ws-kit");
+      // RECONNECT resumes from the client's serverRev (protocol.md); the transcript's next
+      // messages are the answer to exactly this JOIN.
+      const resume: Obj = { participantId: c.joinedAs[0], name: c.joinedAs[1] };
+      if (c.replica.serverState !== undefined) resume.rev = c.replica.serverRev;
+      if (!deepEqual(JSON.parse(join), { type: "JOIN", meta: {}, payload: resume })) {
+        throw new Error(`RECONNECT: the client sends ${join}, not a resume from its serverRev`);
+      }
+      server.send(name, join);
       for (const message of c.replica.resendMessages()) server.send(name, message);
     }
   }
