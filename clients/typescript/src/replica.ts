@@ -8,7 +8,8 @@
  * - An update leaves the pending list exactly once: acknowledged by an operation carrying
  *   its `clientReqId`, by a snapshot that already contains it, or by `ERROR
  *   FAILED_PRECONDITION` with `details.appliedRev` (a resent duplicate) once the replica
- *   has that revision; or rejected by an `ERROR` naming it in `details.clientReqId`.
+ *   has that revision; or rejected by an `ERROR` naming it in `details.clientReqId` (for
+ *   an id over the server's limit, its marked prefix: `details.clientReqIdTruncated`).
  * - `SYNC.DELTAS` must start at `serverRev` and carry exactly `fromRev+1..=toRev`, in order;
  *   after `REVISION_GAP` the next message must be `SYNC.SNAPSHOT`. Anything else is refused
  *   whole ({@link ReplicaError}) and sets {@link Replica.needsResume}.
@@ -98,6 +99,11 @@ class IdMemory {
   }
   has(id: string): boolean {
     return this.ids.has(id);
+  }
+  /** Whether an id longer than `prefix` that starts with it is remembered. */
+  hasLongerWithPrefix(prefix: string): boolean {
+    for (const id of this.ids) if (id.length > prefix.length && id.startsWith(prefix)) return true;
+    return false;
   }
 }
 
@@ -471,21 +477,31 @@ export class Replica<S, Op, Input> {
     const error: ReplicaEvent = { type: "error", code, message, retryable: payload.retryable === true };
     if (isRev(payload.retryAfterMs)) error.retryAfterMs = payload.retryAfterMs;
     if (id === undefined) return [error];
-    const index = this.pendingList.findIndex((p) => p.clientReqId === id);
+    // An over-long id is named by its marked prefix: the error is about the oldest pending
+    // update whose longer id starts with it (the server answers in the order they were sent).
+    const truncated = details.clientReqIdTruncated === true;
+    const index = truncated
+      ? this.pendingList.findIndex((p) => p.clientReqId.length > id.length && p.clientReqId.startsWith(id))
+      : this.pendingList.findIndex((p) => p.clientReqId === id);
     if (index < 0) {
       const answerToResend =
-        (appliedRev !== undefined && this.acks.has(id)) || (appliedRev === undefined && this.rejected.has(id));
+        appliedRev !== undefined
+          ? this.acks.has(id)
+          : truncated
+            ? this.rejected.hasLongerWithPrefix(id)
+            : this.rejected.has(id);
       return answerToResend ? [] : [error];
     }
+    const pendingId = this.pendingList[index]!.clientReqId;
     if (appliedRev !== undefined && appliedRev <= this.rev) {
-      const acked = this.ack(id, appliedRev);
+      const acked = this.ack(pendingId, appliedRev);
       this.rebuildVisible();
       return acked ? [acked] : [];
     }
     if (appliedRev === undefined && payload.retryable === true) {
       // Not processed (a rate limit): keep it, to be sent again later.
       const retryAfterMs = isRev(payload.retryAfterMs) ? payload.retryAfterMs : undefined;
-      return [{ type: "deferred", clientReqId: id, code, message, retryAfterMs }];
+      return [{ type: "deferred", clientReqId: pendingId, code, message, retryAfterMs }];
     }
     if (appliedRev !== undefined) {
       // On its way in deltas (which ack it by id) or a snapshot; keep predicting it.
@@ -495,7 +511,7 @@ export class Replica<S, Op, Input> {
     const [rejected] = this.pendingList.splice(index, 1);
     this.rejected.record(rejected!.clientReqId);
     this.rebuildVisible();
-    return [{ type: "rejected", clientReqId: id, code, message }];
+    return [{ type: "rejected", clientReqId: pendingId, code, message }];
   }
 
   /** visible = server state + pending predictions, in order. */
