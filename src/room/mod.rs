@@ -67,20 +67,17 @@ mod inputs;
 mod policy;
 mod snapshot;
 
-use std::fmt;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-
-use arc_swap::ArcSwap;
 use bytes::Bytes;
 use crossbeam_utils::CachePadded;
-use parking_lot::Mutex;
+use std::fmt;
+use std::sync::Arc;
 
 use crate::clock::{Clock, SystemClock};
 use crate::epoch::{EntropyError, Epoch};
 use crate::model::{Model, Rejection};
 use crate::protocol::{ErrorCode, encode};
 use crate::ring::Ring;
+use crate::sync::{ArcSwap, AtomicU64, Mutex, Ordering};
 
 pub use crate::protocol::encode::GapInfo;
 pub use config::{DEFAULT_RING_CAPACITY, InvalidValue, RoomConfig, ring_capacity};

@@ -13,20 +13,35 @@ use crate::model::Model;
 use crate::protocol::decode::DecodeLimits;
 use crate::room::CommitListener;
 use crate::session::SessionConfig;
+use crate::sync;
 
 /// tungstenite's own read buffer per connection: small, since the shard reads sockets
 /// into one buffer of its own and hands the bytes over.
 const WS_READ_BUFFER: usize = 128;
 
 /// One shard's wake-up: a flag so that a burst of commits wakes it once.
-pub(super) struct ShardWake {
-    pub(super) waker: Waker,
-    pub(super) pending: AtomicBool,
+///
+/// No lost wake-up: a commit published after the shard's `take` either finds the flag
+/// clear and wakes the shard's poll, or finds it set by a wake-up the shard has not taken
+/// yet, and the shard's next `take` (Acquire) then sees the commit. The waker itself is
+/// not relied on to order anything (`src/tests/loom_wake.rs` checks this with a waker
+/// that does not).
+pub(crate) struct ShardWake {
+    waker: sync::Waker,
+    pending: sync::AtomicBool,
 }
 
 impl ShardWake {
+    /// A shard's wake-up through `waker`, with nothing pending.
+    pub(crate) fn new(waker: sync::Waker) -> Self {
+        Self {
+            waker,
+            pending: sync::AtomicBool::new(false),
+        }
+    }
+
     /// Wakes the shard unless a wake-up is already pending.
-    pub(super) fn wake(&self) {
+    pub(crate) fn wake(&self) {
         // AcqRel: the shard's `take` (Acquire) sees everything committed before this wake.
         if !self.pending.swap(true, Ordering::AcqRel) {
             if let Err(e) = self.waker.wake() {
@@ -37,7 +52,7 @@ impl ShardWake {
 
     /// Clears the pending flag before the shard looks at the rooms, so that a commit after
     /// this point wakes it again.
-    pub(super) fn take(&self) -> bool {
+    pub(crate) fn take(&self) -> bool {
         // AcqRel: pairs with the swap in `wake`.
         self.pending.swap(false, Ordering::AcqRel)
     }
