@@ -42,8 +42,10 @@ impl ShardWake {
 
     /// Wakes the shard unless a wake-up is already pending.
     pub(crate) fn wake(&self) {
-        // AcqRel: the shard's `take` (Acquire) sees everything committed before this wake.
-        if !self.pending.swap(true, Ordering::AcqRel) {
+        // Release: pairs with the Acquire in `take`, so a shard that takes this wake-up (or
+        // a later one: each swap continues the release sequence) sees everything committed
+        // before it. Nothing is read here that needs an Acquire.
+        if !self.pending.swap(true, Ordering::Release) {
             if let Err(e) = self.waker.wake() {
                 tracing::error!(error = %e, "cannot wake a shard");
             }
@@ -53,8 +55,9 @@ impl ShardWake {
     /// Clears the pending flag before the shard looks at the rooms, so that a commit after
     /// this point wakes it again.
     pub(crate) fn take(&self) -> bool {
-        // AcqRel: pairs with the swap in `wake`.
-        self.pending.swap(false, Ordering::AcqRel)
+        // Acquire: pairs with the Release in `wake`. (Relaxed or Release here loses wake-ups
+        // in `src/tests/loom_wake.rs`.)
+        self.pending.swap(false, Ordering::Acquire)
     }
 }
 

@@ -76,7 +76,7 @@ fn read_published(room: &Room<Counter>) {
     let published = room.published_rev();
     let deltas = match room.since(0, None) {
         Ok(deltas) => deltas,
-        Err(gap) => panic!("revision {published} was published but since(0) got {gap:?}"),
+        Err(gap) => panic!("since(0) after seeing revision {published} published: {gap:?}"),
     };
     assert!(deltas.to >= published, "{} < {published}", deltas.to);
     let expected: Vec<Bytes> = (1..=deltas.to).map(op).collect();
