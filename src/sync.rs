@@ -21,6 +21,10 @@
 //!   ordered by the caller's own atomics (`ShardWake`'s flag), as the real waker (an
 //!   `eventfd` write) is not promised to order anything either.
 //!
+//! The models (ring, room publish and snapshot, shard wake-up, rejection log) and the
+//! ordering each one fails without are listed in `docs/reliability.md` ("The lock-free
+//! parts, model-checked").
+//!
 //! This is the one module that may use `unsafe`; each block says why it is sound.
 
 #[cfg(not(loom))]
