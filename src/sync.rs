@@ -124,9 +124,11 @@ mod slot {
     use super::model::Published;
 
     /// Under loom there is no epoch to pin: entries live until the slot is dropped.
-    pub(crate) type Guard = ();
+    pub(crate) struct Guard;
 
-    pub(crate) fn pin() -> Guard {}
+    pub(crate) fn pin() -> Guard {
+        Guard
+    }
 
     /// Loom stand-in for the epoch-reclaimed slot: a loom `AtomicPtr` to an entry, swapped
     /// and loaded with the real slot's orderings (see [`Published`]).
