@@ -70,6 +70,14 @@
 //! first, read 1.2x to 1.3x slower than the mutex alone and up to 5x slower beside a
 //! writer (arc-swap's writer settles every reader's debts), so it was dropped. Figures are
 //! in `docs/benchmarks.md`.
+//!
+//! # Checked
+//!
+//! The orderings above are model-checked by loom (`src/tests/loom_ring.rs`: one writer, two
+//! readers, wrap-around and overwrite) on loom's own atomics: under `cfg(loom)` a slot is a
+//! loom `AtomicPtr` swapped and loaded with the real slot's orderings (`crate::sync`), so
+//! the model fails if the head's Release, its Acquire, or the slot's Release or Acquire is
+//! weakened. The unit tests below run under Miri in CI, for the `unsafe` of the slot.
 
 use std::num::NonZeroUsize;
 

@@ -67,20 +67,17 @@ mod inputs;
 mod policy;
 mod snapshot;
 
-use std::fmt;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-
-use arc_swap::ArcSwap;
 use bytes::Bytes;
 use crossbeam_utils::CachePadded;
-use parking_lot::Mutex;
+use std::fmt;
+use std::sync::Arc;
 
 use crate::clock::{Clock, SystemClock};
 use crate::epoch::{EntropyError, Epoch};
 use crate::model::{Model, Rejection};
 use crate::protocol::{ErrorCode, encode};
 use crate::ring::Ring;
+use crate::sync::{ArcSwap, AtomicU64, Mutex, Ordering};
 
 pub use crate::protocol::encode::GapInfo;
 pub use config::{DEFAULT_RING_CAPACITY, InvalidValue, RoomConfig, ring_capacity};
@@ -356,10 +353,13 @@ impl<M: Model> Room<M> {
 
     /// Moves the published revision up to `rev`; whether it moved.
     fn publish(&self, rev: u64) -> bool {
-        // Release: pairs with the Acquire in `published_rev`; a reader that sees `rev`
-        // finds its operations in the ring (appended before, under the commit lock or by
-        // the flushing thread's acquire of the head).
-        self.published.fetch_max(rev, Ordering::AcqRel) < rev
+        // Release: pairs with the Acquire in `published_rev`; a reader that sees `rev` (or a
+        // later value: each `fetch_max` continues the release sequence) finds its
+        // operations in the ring, appended before by this thread under the commit lock, or
+        // by the committing thread before the flushing thread's Acquire of the head. No
+        // Acquire: nothing after this depends on what other publishers wrote. Checked by
+        // `src/tests/loom_room.rs` (it fails with Relaxed here).
+        self.published.fetch_max(rev, Ordering::Release) < rev
     }
 
     /// Whether clients' inputs are forwarded to the owner rather than decided at once.

@@ -57,7 +57,10 @@ use acceptor::Acceptor;
 pub use registry::ModelFactory;
 use registry::{Registry, RoomSetup};
 use shard::Shard;
-use shared::{ShardWake, Shared, Wakers};
+use shared::{Shared, Wakers};
+
+/// A shard's wake-up; reachable from the crate for its loom model (`src/tests/loom_wake.rs`).
+pub(crate) use shared::ShardWake;
 
 /// Configures and starts a [`Server`].
 pub struct ServerBuilder<M: Model> {
@@ -152,11 +155,8 @@ impl<M: Model> ServerBuilder<M> {
         let mut shard_wakes = Vec::with_capacity(shards);
         for _ in 0..shards {
             let poll = Poll::new()?;
-            let waker = Waker::new(poll.registry(), shard::WAKER)?;
-            shard_wakes.push(ShardWake {
-                waker,
-                pending: AtomicBool::new(false),
-            });
+            let waker = crate::sync::Waker::new(poll.registry(), shard::WAKER)?;
+            shard_wakes.push(ShardWake::new(waker));
             polls.push(poll);
         }
         let acceptor_poll = Poll::new()?;

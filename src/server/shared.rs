@@ -12,22 +12,39 @@ use crate::config::Config;
 use crate::model::Model;
 use crate::room::CommitListener;
 use crate::session::SessionConfig;
+use crate::sync;
 
 /// tungstenite's own read buffer per connection: small, since the shard reads sockets
 /// into one buffer of its own and hands the bytes over.
 const WS_READ_BUFFER: usize = 128;
 
 /// One shard's wake-up: a flag so that a burst of commits wakes it once.
-pub(super) struct ShardWake {
-    pub(super) waker: Waker,
-    pub(super) pending: AtomicBool,
+///
+/// No lost wake-up: a commit published after the shard's `take` either finds the flag
+/// clear and wakes the shard's poll, or finds it set by a wake-up the shard has not taken
+/// yet, and the shard's next `take` (Acquire) then sees the commit. The waker itself is
+/// not relied on to order anything (`src/tests/loom_wake.rs` checks this with a waker
+/// that does not).
+pub(crate) struct ShardWake {
+    waker: sync::Waker,
+    pending: sync::AtomicBool,
 }
 
 impl ShardWake {
+    /// A shard's wake-up through `waker`, with nothing pending.
+    pub(crate) fn new(waker: sync::Waker) -> Self {
+        Self {
+            waker,
+            pending: sync::AtomicBool::new(false),
+        }
+    }
+
     /// Wakes the shard unless a wake-up is already pending.
-    pub(super) fn wake(&self) {
-        // AcqRel: the shard's `take` (Acquire) sees everything committed before this wake.
-        if !self.pending.swap(true, Ordering::AcqRel) {
+    pub(crate) fn wake(&self) {
+        // Release: pairs with the Acquire in `take`, so a shard that takes this wake-up (or
+        // a later one: each swap continues the release sequence) sees everything committed
+        // before it. Nothing is read here that needs an Acquire.
+        if !self.pending.swap(true, Ordering::Release) {
             if let Err(e) = self.waker.wake() {
                 tracing::error!(error = %e, "cannot wake a shard");
             }
@@ -36,9 +53,10 @@ impl ShardWake {
 
     /// Clears the pending flag before the shard looks at the rooms, so that a commit after
     /// this point wakes it again.
-    pub(super) fn take(&self) -> bool {
-        // AcqRel: pairs with the swap in `wake`.
-        self.pending.swap(false, Ordering::AcqRel)
+    pub(crate) fn take(&self) -> bool {
+        // Acquire: pairs with the Release in `wake`. (Relaxed or Release here loses wake-ups
+        // in `src/tests/loom_wake.rs`.)
+        self.pending.swap(false, Ordering::Acquire)
     }
 }
 

@@ -2,7 +2,13 @@
 //! scenarios on the simulated network (`sim`).
 
 #[cfg(loom)]
+mod loom_rejections;
+#[cfg(loom)]
 mod loom_ring;
+#[cfg(loom)]
+mod loom_room;
+#[cfg(loom)]
+mod loom_wake;
 
 #[cfg(not(loom))]
 mod sim;
