@@ -17,6 +17,7 @@
 //! | [`session`] | one connection's protocol state, without I/O |
 //! | [`client`] | a client's replica of a room: server state, pending updates, visible state |
 //! | [`conformance`] | the fixture runner: protocol scenarios as data, executed |
+//! | [`storage`] | where room histories live: memory, or a checksummed log with snapshots on disk |
 //! | [`server`] | the WebSocket server: mio acceptor and shards, sharded zero-copy fan-out |
 //! | [`clock`], [`epoch`] | injected wall time; history identifiers |
 //! | [`config`] | the server's typed configuration: defaults, TOML file, environment, flags |
@@ -37,6 +38,7 @@ pub mod ring;
 pub mod room;
 pub mod server;
 pub mod session;
+pub mod storage;
 
 mod sync;
 

@@ -11,6 +11,7 @@ use parking_lot::Mutex;
 use crate::clock::Clock;
 use crate::model::Model;
 use crate::room::{CommitListener, FlushPolicy, InputPolicy, Room, RoomConfig};
+use crate::storage::Storage;
 
 /// Makes the initial state of a new room from its name.
 pub type ModelFactory<M> = dyn Fn(&str) -> M + Send + Sync;
@@ -22,6 +23,8 @@ pub(super) struct RoomSetup<M: Model> {
     pub(super) clock: Arc<dyn Clock>,
     pub(super) flush: FlushPolicy,
     pub(super) inputs: InputPolicy,
+    /// Where the rooms' histories live; a room is loaded from it on first use.
+    pub(super) storage: Arc<dyn Storage>,
 }
 
 /// The server's rooms. Lookups happen once per connection, never on the hot path.
@@ -39,9 +42,25 @@ struct Entry<M: Model> {
     empty_since: Option<Instant>,
 }
 
-/// The room limit is reached and the room does not exist.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct TooManyRooms;
+/// Why a connection cannot have its room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum TooManyRooms {
+    /// The room limit is reached and the room does not exist.
+    Limit,
+    /// The room's stored history cannot be loaded (corrupt, unreadable): it is not served
+    /// from part of it.
+    Unavailable,
+}
+
+impl TooManyRooms {
+    /// The body of the HTTP refusal.
+    pub(super) fn describe(&self, max_rooms: usize) -> String {
+        match self {
+            Self::Limit => format!("the room limit ({max_rooms}) is reached"),
+            Self::Unavailable => "the room's stored history cannot be loaded".into(),
+        }
+    }
+}
 
 impl<M: Model> Registry<M> {
     pub(super) fn new(
@@ -90,7 +109,7 @@ impl<M: Model> Registry<M> {
     ) -> Result<&'a mut Entry<M>, TooManyRooms> {
         if !rooms.contains_key(name) {
             if rooms.len() >= self.max_rooms {
-                return Err(TooManyRooms);
+                return Err(TooManyRooms::Limit);
             }
             let setup = &self.setup;
             let room = Room::builder(name, (setup.factory)(name))
@@ -98,13 +117,14 @@ impl<M: Model> Registry<M> {
                 .clock(Arc::clone(&setup.clock))
                 .flush_policy(setup.flush)
                 .input_policy(setup.inputs)
+                .storage(Arc::clone(&setup.storage))
                 .build()
                 .map_err(|e| {
-                    tracing::error!(room = name, error = %e, "cannot create room");
-                    TooManyRooms
+                    tracing::error!(room = name, error = %e, "cannot load the room");
+                    TooManyRooms::Unavailable
                 })?;
             room.subscribe(Arc::clone(&self.listener));
-            tracing::debug!(room = name, epoch = %room.epoch(), "room created");
+            tracing::debug!(room = name, epoch = %room.epoch(), rev = room.rev(), "room loaded");
             rooms.insert(
                 name.into(),
                 Entry {
@@ -114,7 +134,7 @@ impl<M: Model> Registry<M> {
                 },
             );
         }
-        rooms.get_mut(name).ok_or(TooManyRooms)
+        rooms.get_mut(name).ok_or(TooManyRooms::Limit)
     }
 
     /// Commits the `leave` of participants without a connection for `ttl`, and drops rooms
