@@ -3,7 +3,7 @@
 //! tail of the log after it.
 
 use std::collections::HashMap;
-use std::fs::{self, File, OpenOptions, TryLockError};
+use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -69,10 +69,16 @@ impl DiskStorage {
             .write(true)
             .open(&lock_path)
             .map_err(|e| StorageError::io("create the lock file", &lock_path, e))?;
-        match lock.try_lock() {
+        // `fs4` rather than std's `File::try_lock` (Rust 1.89, above our MSRV): an advisory
+        // `flock`, released by the kernel when the process dies, SIGKILL included.
+        match fs4::FileExt::try_lock(&lock) {
             Ok(()) => {}
-            Err(TryLockError::WouldBlock) => return Err(StorageError::Locked { path: lock_path }),
-            Err(TryLockError::Error(e)) => return Err(StorageError::io("lock", lock_path, e)),
+            Err(fs4::TryLockError::WouldBlock) => {
+                return Err(StorageError::Locked { path: lock_path });
+            }
+            Err(fs4::TryLockError::Error(e)) => {
+                return Err(StorageError::io("lock", lock_path, e));
+            }
         }
         // A probe write: a read-only directory fails here, at start, not at the first commit.
         let probe = dir.join("LOCK");

@@ -46,6 +46,9 @@ pub(super) struct Syncer {
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
+/// The logs to fsync, the snapshots to store, and whether to stop after them.
+type Batch = (Vec<Arc<DiskLog>>, Vec<(Arc<DiskLog>, StoredSnapshot)>, bool);
+
 #[derive(Default)]
 struct Queue {
     dirty: Vec<Arc<DiskLog>>,
@@ -145,8 +148,7 @@ impl Syncer {
 
     /// Waits for work: at once under `always`, every interval otherwise (snapshots wake it
     /// at once in every mode).
-    #[allow(clippy::type_complexity)]
-    fn next_batch(&self) -> (Vec<Arc<DiskLog>>, Vec<(Arc<DiskLog>, StoredSnapshot)>, bool) {
+    fn next_batch(&self) -> Batch {
         let mut queue = self.queue.lock();
         loop {
             if queue.stop {

@@ -163,9 +163,17 @@ struct Shared {
     reconnects: AtomicU64,
     /// Per room: clientReqId -> the revision it was acknowledged at (0: by a snapshot).
     acked: Mutex<HashMap<usize, HashMap<String, u64>>>,
-    /// Per room: each reader's final (rev, epoch, state).
-    finals: Mutex<HashMap<usize, Vec<(u64, String, Value)>>>,
+    /// Per room: where each reader ended.
+    finals: Mutex<HashMap<usize, Vec<ReaderEnd>>>,
     violations: Mutex<Vec<(Counter, String)>>,
+}
+
+/// A reader's final revision, epoch and participants' names.
+#[derive(Clone)]
+struct ReaderEnd {
+    rev: u64,
+    epoch: String,
+    names: Value,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -571,10 +579,11 @@ fn reader(addr: SocketAddr, room: usize, id: &str, shared: &Shared) {
     }
     let names = json!(replica.names);
     if let (Ok(mut finals), Some(rev)) = (shared.finals.lock(), replica.rev) {
+        let epoch = replica.epoch.unwrap_or_default();
         finals
             .entry(room)
             .or_default()
-            .push((rev, replica.epoch.unwrap_or_default(), names));
+            .push(ReaderEnd { rev, epoch, names });
     }
 }
 
@@ -627,7 +636,7 @@ fn check(addr: SocketAddr, plan: &Plan, shared: &Shared) -> Figures {
                 Some(_) => {}
             }
         }
-        for (rev, epoch, names) in finals.get(&room).into_iter().flatten() {
+        for ReaderEnd { rev, epoch, names } in finals.get(&room).into_iter().flatten() {
             if (*rev, epoch.as_str(), names)
                 != (history.rev, history.epoch.as_str(), &history.names)
             {
