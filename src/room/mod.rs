@@ -338,7 +338,18 @@ impl<M: Model> RoomBuilder<M> {
             ring.append(record.op);
         }
         self.rev = ring.head();
-        self.assemble(recovered.epoch, ring, dedup, log)
+        let actors = self.model.present_actors();
+        let room = self.assemble(recovered.epoch, ring, dedup, log)?;
+        // Nobody is connected after a restart: every present actor starts its
+        // time-to-live now, as if its connection had just dropped.
+        let now = room.clock.now_ms();
+        let mut attachments = room.attachments.lock();
+        for actor in &actors {
+            attachments.attach(actor);
+            attachments.detach(actor, now);
+        }
+        drop(attachments);
+        Ok(room)
     }
 
     fn restore_error(&self, rev: u64, error: &dyn std::fmt::Display) -> BuildError {

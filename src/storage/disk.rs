@@ -185,7 +185,7 @@ impl Storage for DiskStorage {
 
     fn describe(&self) -> String {
         let sync = match self.config.sync {
-            SyncPolicy::Interval => format!("interval ({} ms)", self.config.sync_interval_ms),
+            SyncPolicy::Interval => format!("interval, {} ms", self.config.sync_interval_ms),
             other => other.to_string(),
         };
         format!("disk at {} (sync {sync})", self.dir.display())
