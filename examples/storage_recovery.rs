@@ -29,27 +29,26 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let ops: u64 = args.next().map_or(Ok(1_000_000), |a| a.parse())?;
     let rooms: u64 = args.next().map_or(Ok(10_000), |a| a.parse())?;
-    let dir = args
-        .next()
-        .map_or_else(|| std::env::temp_dir().join("deltasync-recovery"), PathBuf::from);
+    let dir = args.next().map_or_else(
+        || std::env::temp_dir().join("deltasync-recovery"),
+        PathBuf::from,
+    );
     let _ = std::fs::remove_dir_all(&dir);
-    let config = StorageConfig {
-        backend: Backend::Disk,
-        dir: dir.join("one"),
-        sync: SyncPolicy::Never,
-        ..StorageConfig::default()
-    };
+    let mut config = StorageConfig::default();
+    config.backend = Backend::Disk;
+    config.dir = dir.join("one");
+    config.sync = SyncPolicy::Never;
     one_big_room(&config, ops)?;
-    let config = StorageConfig {
-        dir: dir.join("many"),
-        ..config
-    };
+    config.dir = dir.join("many");
     many_rooms(&config, rooms)?;
     std::fs::remove_dir_all(&dir)?;
     Ok(())
 }
 
-fn room(storage: &Arc<DiskStorage>, name: &str) -> Result<Room<Presence>, Box<dyn std::error::Error>> {
+fn open_room(
+    storage: &Arc<DiskStorage>,
+    name: &str,
+) -> Result<Room<Presence>, Box<dyn std::error::Error>> {
     Ok(Room::builder(name, Presence::default())
         .storage(Arc::clone(storage) as Arc<dyn Storage>)
         .build()?)
@@ -66,7 +65,7 @@ fn rename(i: u64) -> PresenceInput {
 
 fn one_big_room(config: &StorageConfig, ops: u64) -> Result<(), Box<dyn std::error::Error>> {
     let storage = Arc::new(DiskStorage::open(config)?);
-    let room = room(&storage, "big")?;
+    let room = open_room(&storage, "big")?;
     room.join("user-1", "Alice")?;
     let started = Instant::now();
     for i in 1..ops {
@@ -75,11 +74,13 @@ fn one_big_room(config: &StorageConfig, ops: u64) -> Result<(), Box<dyn std::err
     let commit_secs = started.elapsed().as_secs_f64();
     let head = room.rev();
     drop(room);
-    let stats = Arc::into_inner(storage).ok_or("storage still shared")?.close();
+    let stats = Arc::into_inner(storage)
+        .ok_or("storage still shared")?
+        .close();
     let bytes = dir_bytes(&config.dir);
     let storage = Arc::new(DiskStorage::open(config)?);
     let started = Instant::now();
-    let room = room(&storage, "big")?;
+    let room = open_room(&storage, "big")?;
     let recover_ms = started.elapsed().as_secs_f64() * 1e3;
     assert_eq!(room.rev(), head);
     println!(
@@ -98,13 +99,11 @@ fn one_big_room(config: &StorageConfig, ops: u64) -> Result<(), Box<dyn std::err
 /// The log's own cost per operation, before any compaction: 10,000 operations, no
 /// snapshot.
 fn log_bytes_per_op(config: &StorageConfig) -> Result<(), Box<dyn std::error::Error>> {
-    let config = StorageConfig {
-        dir: config.dir.with_extension("bytes"),
-        snapshot_every: u64::MAX / 2,
-        ..config.clone()
-    };
+    let mut config = config.clone();
+    config.dir = config.dir.with_extension("bytes");
+    config.snapshot_every = u64::MAX / 2;
     let storage = Arc::new(DiskStorage::open(&config)?);
-    let room = room(&storage, "bytes")?;
+    let room = open_room(&storage, "bytes")?;
     room.join("user-1", "Alice")?;
     let ring_bytes: usize = {
         for i in 1..10_000 {
@@ -119,7 +118,12 @@ fn log_bytes_per_op(config: &StorageConfig) -> Result<(), Box<dyn std::error::Er
     drop(storage);
     let segments: u64 = std::fs::read_dir(config.dir.join("rooms"))?
         .flatten()
-        .flat_map(|room| std::fs::read_dir(room.path()).into_iter().flatten().flatten())
+        .flat_map(|room| {
+            std::fs::read_dir(room.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+        })
         .filter(|f| f.path().extension().is_some_and(|e| e == "log"))
         .map(|f| f.metadata().map_or(0, |m| m.len()))
         .sum();
@@ -137,7 +141,7 @@ fn many_rooms(config: &StorageConfig, rooms: u64) -> Result<(), Box<dyn std::err
         let storage = Arc::new(DiskStorage::open(config)?);
         let started = Instant::now();
         for r in 0..rooms {
-            let room = room(&storage, &format!("room-{r}"))?;
+            let room = open_room(&storage, &format!("room-{r}"))?;
             room.join("user-1", "Alice")?;
             for i in 1..10 {
                 room.submit("user-1", &rename(i), Some(&format!("req-{i}")))?;
@@ -153,7 +157,7 @@ fn many_rooms(config: &StorageConfig, rooms: u64) -> Result<(), Box<dyn std::err
     let open_ms = started.elapsed().as_secs_f64() * 1e3;
     let started = Instant::now();
     for r in 0..rooms {
-        let room = room(&storage, &format!("room-{r}"))?;
+        let room = open_room(&storage, &format!("room-{r}"))?;
         assert_eq!(room.rev(), 10);
     }
     let load = started.elapsed().as_secs_f64();

@@ -159,11 +159,11 @@ impl Storage for DiskStorage {
             });
         }
         let meta_path = dir.join("meta.json");
-        let (history, tail_end) = if meta_path.exists() {
+        let (history, tail_end, snap_rev) = if meta_path.exists() {
             let recovered = recover(&dir, name, ring_capacity as u64)?;
-            let head = recovered.tail.last().map_or(0, |r| r.rev);
-            let head = head.max(recovered.snapshot.as_ref().map_or(0, |s| s.rev));
-            (History::Recovered(recovered), head)
+            let snap_rev = recovered.snapshot.as_ref().map_or(0, |s| s.rev);
+            let head = recovered.tail.last().map_or(0, |r| r.rev).max(snap_rev);
+            (History::Recovered(recovered), head, snap_rev)
         } else {
             let epoch = create_room(&dir, name)?;
             (
@@ -172,9 +172,13 @@ impl Storage for DiskStorage {
                     first_rev: 0,
                 },
                 0,
+                0,
             )
         };
         let log = DiskLog::open(self, name, dir, tail_end, ring_capacity as u64)?;
+        // The cadence counts from the stored snapshot, not from the restart: a room
+        // restarted every few operations still gets its snapshots, and replay stays short.
+        log.last_snapshot.store(snap_rev, Ordering::Relaxed);
         open_logs.retain(|_, weak| weak.strong_count() > 0);
         open_logs.insert(name.to_owned(), Arc::downgrade(&log));
         Ok(Opened {

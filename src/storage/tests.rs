@@ -240,6 +240,21 @@ fn snapshots_bound_replay_and_compaction_deletes_old_segments() {
     assert_eq!(state(&room), before);
     assert_eq!(room.since(990, None).unwrap(), ops);
     assert_eq!(room.buffer_first_rev(), 1000 - 16);
+    // regression: the cadence counts from the stored snapshot (1000), not the restart.
+    for i in 1000..1050 {
+        room.submit("user-1", &name(i), None).unwrap();
+    }
+    drop(room);
+    let stats = Arc::into_inner(storage).unwrap().close();
+    assert_eq!(stats.snapshots, 0, "none due yet at 1050");
+    let storage = Arc::new(DiskStorage::open(&small).unwrap());
+    let room = room_on(&storage, 16).unwrap();
+    for i in 1050..1100 {
+        room.submit("user-1", &name(i), None).unwrap();
+    }
+    drop(room);
+    let stats = Arc::into_inner(storage).unwrap().close();
+    assert_eq!(stats.snapshots, 1, "due at 1100, 100 after the stored one");
 }
 
 #[test]
