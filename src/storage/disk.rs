@@ -152,10 +152,18 @@ impl Storage for DiskStorage {
     fn open(&self, name: &str, ring_capacity: usize) -> Result<Opened, StorageError> {
         let dir = self.room_dir(name);
         let mut open_logs = self.open_logs.lock();
+        // A room dropped while idle may still have its log in the syncer's hands (a last
+        // fsync, a snapshot and its compaction): wait for that, so that the new instance
+        // never reads files the old one is deleting. Bounded: one interval or snapshot.
+        for _ in 0..400 {
+            if open_logs.get(name).and_then(Weak::upgrade).is_none() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
         if open_logs.get(name).and_then(Weak::upgrade).is_some() {
-            return Err(StorageError::Failed {
+            return Err(StorageError::InUse {
                 room: name.to_owned(),
-                reason: "the room's previous instance is still closing; try again".into(),
             });
         }
         let meta_path = dir.join("meta.json");

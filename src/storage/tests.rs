@@ -332,3 +332,50 @@ fn memory_histories_start_above_any_earlier_one() {
     let zero = MemoryStorage::new(MemoryRevisions::FromZero, &clock);
     assert_eq!(zero.first_rev(), 0);
 }
+
+#[test]
+fn one_room_never_has_two_live_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = Arc::new(DiskStorage::open(&config(dir.path(), SyncPolicy::Interval)).unwrap());
+    let first = room_on(&storage, 16).unwrap();
+    commit_some(&first, 1);
+    let err = room_on(&storage, 16).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "room \"lobby/1\" is still open in this process; try again"
+    );
+    // Once the first is gone (its log perhaps still queued for an fsync), it reopens.
+    drop(first);
+    assert_eq!(room_on(&storage, 16).unwrap().rev(), 2);
+}
+
+#[test]
+fn a_tick_room_publishes_at_its_flush_once_durable_and_persists_the_same_way() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = Arc::new(DiskStorage::open(&config(dir.path(), SyncPolicy::Always)).unwrap());
+    let tick = || {
+        Room::builder("arena", Presence::default())
+            .flush_policy(crate::room::FlushPolicy::Tick)
+            .input_policy(crate::room::InputPolicy::Forward { capacity: 16 })
+            .clock(Arc::new(ManualClock::new(1000)))
+            .storage(Arc::clone(&storage) as Arc<dyn Storage>)
+            .build()
+            .unwrap()
+    };
+    let room = tick();
+    storage.pause_syncer(true);
+    commit_some(&room, 2);
+    assert_eq!(room.flush(), 3);
+    assert_eq!(room.published_rev(), 0, "flushed, but not yet durable");
+    storage.pause_syncer(false);
+    for _ in 0..1000 {
+        if room.published_rev() == 3 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert_eq!(room.published_rev(), 3);
+    let before = state(&room);
+    drop(room);
+    assert_eq!(state(&tick()), before);
+}
