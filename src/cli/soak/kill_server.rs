@@ -46,6 +46,9 @@ pub(crate) struct Plan {
     pub(crate) readers: usize,
     /// `storage.sync` of the server.
     pub(crate) sync: String,
+    /// Keep the history on disk (`true`, the point), or in memory (to see the checker
+    /// count what a server without durability loses).
+    pub(crate) disk: bool,
     /// Seed of the kill schedule.
     pub(crate) seed: u64,
     /// The longest time between two kills, in ms (each wait is drawn from a quarter of
@@ -118,7 +121,7 @@ pub(crate) fn run(plan: &Plan) -> io::Result<Figures> {
     let dir = DataDir::new()?;
     let port = free_port()?;
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let mut server = Server::start(&dir.0, port, &plan.sync)?;
+    let mut server = Server::start(&dir.0, port, plan)?;
     let shared = Arc::new(Shared::default());
     let mut threads = Vec::new();
     for room in 0..plan.rooms {
@@ -142,7 +145,7 @@ pub(crate) fn run(plan: &Plan) -> io::Result<Figures> {
             quarter + next(&mut rng) % (3 * quarter),
         ));
         server.kill9();
-        server = Server::start(&dir.0, port, &plan.sync)?;
+        server = Server::start(&dir.0, port, plan)?;
     }
     std::thread::sleep(Duration::from_millis(300));
     shared.stop.store(true, Ordering::SeqCst);
@@ -227,15 +230,18 @@ impl Drop for DataDir {
 struct Server(Child);
 
 impl Server {
-    fn start(dir: &std::path::Path, port: u16, sync: &str) -> io::Result<Self> {
+    fn start(dir: &std::path::Path, port: u16, plan: &Plan) -> io::Result<Self> {
         let exe = std::env::current_exe()?;
-        let mut child = Command::new(exe)
+        let mut command = Command::new(exe);
+        command
             .arg("serve")
-            .args(["--listen", &format!("127.0.0.1:{port}"), "--shards", "2"])
-            .arg("--data-dir")
-            .arg(dir)
+            .args(["--listen", &format!("127.0.0.1:{port}"), "--shards", "2"]);
+        if plan.disk {
+            command.arg("--data-dir").arg(dir);
+        }
+        let mut child = command
             .args(["--ring-capacity", "1000000", "--set"])
-            .arg(format!("storage.sync={sync}"))
+            .arg(format!("storage.sync={}", plan.sync))
             .args(["--set", "timeouts.participant_ttl_ms=600000"])
             .env("RUST_LOG", "error")
             .stdin(Stdio::null())
@@ -682,9 +688,7 @@ fn history(addr: SocketAddr, room: usize) -> io::Result<History> {
         .as_str()
         .unwrap_or_default()
         .to_owned();
-    let mut replay = Conn::open(addr, room)?;
-    replay.send(&json!({"type": "JOIN", "payload": {"participantId": "checker", "name": "checker", "rev": 0, "epoch": epoch}}))?;
-    let deltas = wait_for(&mut replay, "SYNC.DELTAS")?;
+    let deltas = replay_from_the_start(addr, room, &epoch)?;
     let ops = deltas["payload"]["operations"]
         .as_array()
         .into_iter()
@@ -714,13 +718,35 @@ fn history(addr: SocketAddr, room: usize) -> io::Result<History> {
     })
 }
 
+/// Every operation the room's ring holds: from revision 0, or (a history that does not
+/// start at 0: in memory) from the `bufferFirstRev` a first try is told.
+fn replay_from_the_start(addr: SocketAddr, room: usize, epoch: &str) -> io::Result<Value> {
+    let mut from = 0;
+    for _ in 0..2 {
+        let mut replay = Conn::open(addr, room)?;
+        let join = json!({"type": "JOIN", "payload":
+            {"participantId": "checker", "name": "checker", "rev": from, "epoch": epoch}});
+        replay.send(&join)?;
+        let answer = wait_for_any(&mut replay, &["SYNC.DELTAS", "REVISION_GAP"])?;
+        if answer["type"] == "SYNC.DELTAS" {
+            return Ok(answer);
+        }
+        from = answer["payload"]["bufferFirstRev"].as_u64().unwrap_or(0);
+    }
+    Err(io::Error::other("the ring moved while the checker read it"))
+}
+
 fn wait_for(conn: &mut Conn, kind: &str) -> io::Result<Value> {
+    wait_for_any(conn, &[kind])
+}
+
+fn wait_for_any(conn: &mut Conn, kinds: &[&str]) -> io::Result<Value> {
     for _ in 0..100 {
         if let Some(message) = conn.recv()? {
-            if message["type"] == kind {
+            if kinds.iter().any(|kind| message["type"] == *kind) {
                 return Ok(message);
             }
         }
     }
-    Err(io::Error::other(format!("no {kind} within 20 s")))
+    Err(io::Error::other(format!("no {kinds:?} within 20 s")))
 }

@@ -69,6 +69,10 @@ pub(crate) struct SoakArgs {
     /// With --kill-server: the server's storage.sync
     #[arg(long, default_value = "always")]
     sync: String,
+    /// With --kill-server: keep history in memory instead of on disk, to see what the
+    /// checker counts when a restart loses it
+    #[arg(long)]
+    in_memory: bool,
     /// Internal: run the storm's clients against ADDR, driven by stdin
     #[arg(long, value_name = "ADDR", hide = true)]
     storm_fleet: Option<std::net::SocketAddr>,
@@ -156,6 +160,7 @@ fn run_kill_server(args: &SoakArgs) -> ExitCode {
         writers: 3,
         readers: 2,
         sync: args.sync.clone(),
+        disk: !args.in_memory,
         seed: args.seed,
         interval_ms: args.kill_interval_ms.max(4),
     };
