@@ -366,3 +366,54 @@ impl Drop for Unmount {
         let _ = Command::new("umount").arg(&self.0).status();
     }
 }
+
+#[test]
+fn a_room_with_a_corrupt_log_is_refused_whole_and_the_others_are_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let served = Served::on(dir.path(), &[]);
+    for room in ["bad", "good"] {
+        let mut writer = Ws::connect(&served.url(room));
+        writer.join("user-1", "user-1");
+        for i in 1..=3 {
+            writer.send(rename(&format!("A{i}"), &format!("r{i}")));
+        }
+        writer.recv_until_rev(4);
+    }
+    served.kill9();
+    // Flip a byte inside the second record of "bad" (rooms/ r + hex of "bad").
+    let segment = dir.path().join("rooms/r626164/00000000000000000001.log");
+    let mut data = std::fs::read(&segment).unwrap();
+    let first_len = 12 + u32::from_le_bytes(data[..4].try_into().unwrap()) as usize;
+    data[first_len + 30] ^= 0x01;
+    std::fs::write(&segment, &data).unwrap();
+
+    let mut served = Served::on(dir.path(), &[]);
+    let refused = Ws::try_connect(&served.url("bad"), &[])
+        .map(|_| ())
+        .unwrap_err();
+    let tungstenite::Error::Http(response) = refused else {
+        panic!("expected an HTTP refusal, got {refused}");
+    };
+    assert_eq!(response.status(), 503);
+    assert_eq!(
+        response
+            .body()
+            .as_deref()
+            .map(String::from_utf8_lossy)
+            .as_deref(),
+        Some("the room's stored history cannot be loaded\n")
+    );
+    let mut good = Ws::connect(&served.url("good"));
+    assert_eq!(good.join("user-1", "A3")["payload"]["rev"], 4);
+    // The log says which file and where.
+    let _ = served.child.kill();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut served.child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(
+        stderr.contains(&format!(
+            "corrupt data in {} at offset {first_len}: bad payload checksum",
+            segment.display()
+        )),
+        "{stderr}"
+    );
+}

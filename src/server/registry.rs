@@ -44,7 +44,7 @@ struct Entry<M: Model> {
 
 /// Why a connection cannot have its room.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum TooManyRooms {
+pub(super) enum RoomRefused {
     /// The room limit is reached and the room does not exist.
     Limit,
     /// The room's stored history cannot be loaded (corrupt, unreadable): it is not served
@@ -52,7 +52,7 @@ pub(super) enum TooManyRooms {
     Unavailable,
 }
 
-impl TooManyRooms {
+impl RoomRefused {
     /// The body of the HTTP refusal.
     pub(super) fn describe(&self, max_rooms: usize) -> String {
         match self {
@@ -77,14 +77,14 @@ impl<M: Model> Registry<M> {
     }
 
     /// The room called `name`, created if needed (up to the maximum).
-    pub(super) fn room(&self, name: &str) -> Result<Arc<Room<M>>, TooManyRooms> {
+    pub(super) fn room(&self, name: &str) -> Result<Arc<Room<M>>, RoomRefused> {
         let mut rooms = self.rooms.lock();
         self.entry(&mut rooms, name)
             .map(|entry| Arc::clone(&entry.room))
     }
 
     /// A connection to `name` begins: the room is created if needed and counted as used.
-    pub(super) fn connect(&self, name: &str) -> Result<Arc<Room<M>>, TooManyRooms> {
+    pub(super) fn connect(&self, name: &str) -> Result<Arc<Room<M>>, RoomRefused> {
         let mut rooms = self.rooms.lock();
         let entry = self.entry(&mut rooms, name)?;
         entry.connections += 1;
@@ -106,10 +106,10 @@ impl<M: Model> Registry<M> {
         &self,
         rooms: &'a mut HashMap<Arc<str>, Entry<M>>,
         name: &str,
-    ) -> Result<&'a mut Entry<M>, TooManyRooms> {
+    ) -> Result<&'a mut Entry<M>, RoomRefused> {
         if !rooms.contains_key(name) {
             if rooms.len() >= self.max_rooms {
-                return Err(TooManyRooms::Limit);
+                return Err(RoomRefused::Limit);
             }
             let setup = &self.setup;
             let room = Room::builder(name, (setup.factory)(name))
@@ -121,7 +121,7 @@ impl<M: Model> Registry<M> {
                 .build()
                 .map_err(|e| {
                     tracing::error!(room = name, error = %e, "cannot load the room");
-                    TooManyRooms::Unavailable
+                    RoomRefused::Unavailable
                 })?;
             room.subscribe(Arc::clone(&self.listener));
             tracing::debug!(room = name, epoch = %room.epoch(), rev = room.rev(), "room loaded");
@@ -134,7 +134,7 @@ impl<M: Model> Registry<M> {
                 },
             );
         }
-        rooms.get_mut(name).ok_or(TooManyRooms::Limit)
+        rooms.get_mut(name).ok_or(RoomRefused::Limit)
     }
 
     /// Commits the `leave` of participants without a connection for `ttl`, and drops rooms
