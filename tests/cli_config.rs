@@ -201,3 +201,25 @@ fn a_missing_file_is_an_error_naming_it() {
     );
     assert_eq!(output.status.code(), Some(2));
 }
+
+#[test]
+fn data_dir_sets_the_disk_backend_and_a_bad_sync_word_lists_the_choices() {
+    let output = deltasync_config(&["--data-dir", "/var/lib/ds"], &[]);
+    assert!(output.status.success());
+    let printed = text(&output.stdout);
+    assert!(
+        printed.contains("backend = \"disk\"  # from --data-dir\n"),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("dir = \"/var/lib/ds\"  # from --data-dir\n"),
+        "{printed}"
+    );
+    let output = deltasync_config(&[], &[("DELTASYNC_STORAGE_SYNC", "sometimes")]);
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(
+        text(&output.stderr),
+        "error: storage.sync = \"sometimes\" (from DELTASYNC_STORAGE_SYNC): must be one of \
+         \"always\", \"interval\", \"never\"\n"
+    );
+}
