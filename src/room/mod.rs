@@ -51,7 +51,19 @@
 //!
 //! `snapshot_encoding` before `committed`, and `attachments` before `committed`; nothing
 //! takes them the other way round, and the commit lock is never held while commit
-//! listeners run.
+//! listeners run. With storage, `committed` is held while the log appends (the log's own
+//! lock, then its syncer's queue), and `snapshot_encoding` while a snapshot waits for its
+//! revision to be durable (the visibility's wait lock); the syncer reports durability
+//! holding none of them.
+//!
+//! # Storage
+//!
+//! A room built with [`RoomBuilder::storage`] starts from what the storage holds (epoch,
+//! snapshot, the log's tail refilling the ring) and appends every commit to its log under
+//! the commit lock, before applying it: a refused append (a full disk) commits nothing
+//! and is an `UNAVAILABLE` rejection. What connections see, [`Room::published_rev`], never
+//! passes what the log made durable (under `sync = "always"` that waits for the fsync),
+//! while [`Room::rev`] is the committed head. See [`crate::storage`].
 //!
 //! # Participants and connections
 //!
@@ -462,7 +474,9 @@ impl<M: Model> Room<M> {
         &self.config
     }
 
-    /// The current revision (the newest committed operation). Lock-free.
+    /// The current revision (the newest committed operation; with storage that syncs
+    /// before showing, possibly not yet durable nor shown: see [`Room::published_rev`]).
+    /// Lock-free.
     pub fn rev(&self) -> u64 {
         self.ring.head()
     }
