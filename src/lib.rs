@@ -19,6 +19,7 @@
 //! | [`conformance`] | the fixture runner: protocol scenarios as data, executed |
 //! | [`game`] | a server-authoritative game loop over the arena model: the embedding demo |
 //! | [`frame`] | the WebSocket frame codec: headers, masking, frames found in place |
+//! | [`storage`] | where room histories live: memory, or a checksummed log with snapshots on disk |
 //! | [`server`] | the WebSocket server: mio acceptor and shards, sharded zero-copy fan-out |
 //! | [`clock`], [`epoch`] | injected wall time; history identifiers |
 //! | [`config`] | the server's typed configuration: defaults, TOML file, environment, flags |
@@ -51,6 +52,7 @@ pub mod ring;
 pub mod room;
 pub mod server;
 pub mod session;
+pub mod storage;
 
 mod sync;
 

@@ -53,6 +53,9 @@ pub(crate) struct ConfigArgs {
     /// DELTASYNC_SERVER_TOKEN
     #[arg(long, value_name = "TOKEN")]
     token: Option<Redacted>,
+    /// Keep room histories on disk in DIR [storage.dir; implies storage.backend=disk]
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<String>,
     /// Set any key, e.g. --set room.dedup_window=0 (repeatable)
     #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
     set: Vec<String>,
@@ -126,6 +129,10 @@ impl ConfigArgs {
             if let Some(value) = value {
                 overrides.push(key, value, flag);
             }
+        }
+        if let Some(dir) = &self.data_dir {
+            overrides.push("storage.backend", "disk", "--data-dir");
+            overrides.push("storage.dir", dir, "--data-dir");
         }
         for arg in &self.set {
             overrides.push_set(arg)?;

@@ -4,8 +4,9 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use deltasync::clock::ManualClock;
+use deltasync::clock::{Clock, ManualClock, SystemClock};
 use deltasync::server::Server;
+use deltasync::storage::MemoryRevisions;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use tracing_subscriber::EnvFilter;
@@ -27,7 +28,7 @@ pub(crate) struct ServeArgs {
 /// cleanly (close 1001 to every client) on SIGINT or SIGTERM. Exit 0 after a clean stop,
 /// 2 on a configuration error, 1 if the server cannot start.
 pub(crate) fn run(args: &ServeArgs) -> ExitCode {
-    let config = match args.config.load() {
+    let mut config = match args.config.load() {
         Ok(effective) => effective.into_config(),
         Err(err) => {
             eprintln!("error: {err}");
@@ -37,14 +38,28 @@ pub(crate) fn run(args: &ServeArgs) -> ExitCode {
     init_logging();
     raise_file_limit(config.limits.max_connections);
     let listen = config.server.listen;
-    let mut builder = Server::presence(config);
-    if let Some(ms) = args.test_clock {
-        tracing::warn!(
-            ms,
-            "the wall clock is frozen (--test-clock): for testing only"
-        );
-        builder = builder.clock(Arc::new(ManualClock::new(ms)));
-    }
+    let clock: Arc<dyn Clock> = match args.test_clock {
+        Some(ms) => {
+            tracing::warn!(
+                ms,
+                "the wall clock is frozen (--test-clock): for testing only"
+            );
+            // A frozen clock cannot date histories: revisions start at 0, as the
+            // conformance fixtures expect.
+            config.storage.memory_revisions = MemoryRevisions::FromZero;
+            Arc::new(ManualClock::new(ms))
+        }
+        None => Arc::new(SystemClock),
+    };
+    let storage = match deltasync::storage::open(&config.storage, &*clock) {
+        Ok(storage) => storage,
+        Err(err) => {
+            eprintln!("error: cannot open the storage: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let described = storage.describe();
+    let builder = Server::presence(config).clock(clock).storage(storage);
     let server = match builder.start() {
         Ok(server) => server,
         Err(err) => {
@@ -60,7 +75,11 @@ pub(crate) fn run(args: &ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    println!("deltasync listening on ws://{}/", server.local_addr());
+    // The first word after "on" is the URL; scripts read up to the first space.
+    println!(
+        "deltasync listening on ws://{}/ with storage {described}",
+        server.local_addr()
+    );
     let _ = std::io::stdout().flush();
     let handle = server.handle();
     std::thread::spawn(move || {

@@ -118,6 +118,24 @@ snapshot_max_lag = 0  # default
 max_name_chars = 64  # default
 # longest participant id, in bytes (1 to 4096)
 max_id_bytes = 128  # default
+
+[storage]
+# where room histories live: `memory` (lost at restart) or `disk` (in `storage.dir`)
+backend = "memory"  # default
+# the data directory of the `disk` backend (created if missing; one server at a time)
+dir = "deltasync-data"  # default
+# when the log is fsynced: `always` (before anyone sees an update), `interval`, `never` (the OS decides)
+sync = "interval"  # default
+# the fsync period of `sync = "interval"` (1 to 60000)
+sync_interval_ms = 100  # default
+# a room's state is stored every this many operations (recovery replays at most that many) (1 to 1000000000)
+snapshot_every = 10000  # default
+# a log segment is closed past this size; compaction deletes whole segments (4096 to 4294967296)
+segment_bytes = 16777216  # default
+# operations kept in the log behind the latest snapshot, beyond what the ring needs (0 to 1099511627776)
+retain_ops = 0  # default
+# where a new in-memory history starts: `restart-safe` (above any earlier one) or `from-zero`
+memory_revisions = "restart-safe"  # default
 "#
     );
     assert_eq!(text(&output.stdout), expected);
@@ -212,4 +230,26 @@ fn a_missing_file_is_an_error_naming_it() {
         )
     );
     assert_eq!(output.status.code(), Some(2));
+}
+
+#[test]
+fn data_dir_sets_the_disk_backend_and_a_bad_sync_word_lists_the_choices() {
+    let output = deltasync_config(&["--data-dir", "/var/lib/ds"], &[]);
+    assert!(output.status.success());
+    let printed = text(&output.stdout);
+    assert!(
+        printed.contains("backend = \"disk\"  # from --data-dir\n"),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("dir = \"/var/lib/ds\"  # from --data-dir\n"),
+        "{printed}"
+    );
+    let output = deltasync_config(&[], &[("DELTASYNC_STORAGE_SYNC", "sometimes")]);
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(
+        text(&output.stderr),
+        "error: storage.sync = \"sometimes\" (from DELTASYNC_STORAGE_SYNC): must be one of \
+         \"always\", \"interval\", \"never\"\n"
+    );
 }

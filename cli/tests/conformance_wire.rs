@@ -18,6 +18,8 @@ fn server() -> Server<deltasync::model::presence::Presence> {
     let mut config = Config::default();
     config.server.listen = "127.0.0.1:0".parse().unwrap();
     config.server.shards = 2;
+    // The fixtures' revisions start at 0 (as `serve --test-clock` does).
+    config.storage.memory_revisions = deltasync::storage::MemoryRevisions::FromZero;
     Server::presence(config)
         .clock(Arc::new(ManualClock::new(conformance::START_MS)))
         .start()

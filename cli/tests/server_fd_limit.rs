@@ -36,6 +36,7 @@ fn serve_with_file_limit(files: u64) -> (Child, SocketAddr) {
     let addr = line
         .trim()
         .strip_prefix("deltasync listening on ws://")
+        .and_then(|rest| rest.split(' ').next())
         .and_then(|rest| rest.trim_end_matches('/').parse().ok())
         .unwrap_or_else(|| panic!("no address in {line:?}"));
     (child, addr)

@@ -102,15 +102,23 @@ fn serve(args: &[&str]) -> Command {
 
 #[test]
 fn the_binary_serves_until_sigterm_then_closes_1001_and_exits_0() {
-    let mut child = serve(&["--listen", "127.0.0.1:0", "--shards", "1"])
-        .spawn()
-        .unwrap();
+    let mut child = serve(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--shards",
+        "1",
+        "--set",
+        "storage.memory_revisions=from-zero",
+    ])
+    .spawn()
+    .unwrap();
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
     stdout.read_line(&mut line).unwrap();
     let url = line
         .strip_prefix("deltasync listening on ws://")
-        .and_then(|rest| rest.strip_suffix("/\n"))
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|rest| rest.strip_suffix('/'))
         .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
     let addr: SocketAddr = url.parse().unwrap();
     assert!(addr.ip().is_loopback() && addr.port() != 0, "{line:?}");

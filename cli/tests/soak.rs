@@ -27,3 +27,78 @@ fn a_short_soak_with_faults_loses_nothing() {
         "{answers}"
     );
 }
+
+#[test]
+fn twenty_sigkills_of_the_server_lose_and_duplicate_nothing() {
+    let output = Command::new(env!("CARGO_BIN_EXE_deltasync"))
+        .args([
+            "soak",
+            "--kill-server",
+            "--kills",
+            "20",
+            "--kill-interval-ms",
+            "200",
+        ])
+        .args(["--rooms", "2", "--seed", "3"])
+        .output()
+        .expect("the binary runs");
+    let report = String::from_utf8_lossy(&output.stdout);
+    println!("{report}");
+    eprintln!("{}", String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "{report}");
+    let counters: Vec<&str> = report
+        .lines()
+        .filter(|line| {
+            [
+                "lost",
+                "duplicated",
+                "non-contiguous",
+                "inconsistent",
+                "unanswered",
+            ]
+            .iter()
+            .any(|name| line.starts_with(&format!("{name}: ")))
+        })
+        .collect();
+    assert_eq!(
+        counters,
+        [
+            "lost: 0",
+            "duplicated: 0",
+            "non-contiguous: 0",
+            "inconsistent: 0",
+            "unanswered: 0"
+        ],
+        "{report}"
+    );
+    assert!(
+        report.starts_with("soak --kill-server: 20 kills (SIGKILL) and restarts"),
+        "{report}"
+    );
+    let acked = report
+        .lines()
+        .find_map(|line| line.strip_prefix("acknowledged updates: "))
+        .and_then(|n| n.parse::<u64>().ok())
+        .expect("an acknowledged line");
+    assert!(acked > 0, "{report}");
+}
+
+#[test]
+fn the_kill_server_checker_counts_what_a_server_without_durability_loses() {
+    // The same run against memory storage: the checker must see the losses (a checker that
+    // cannot fail proves nothing).
+    let output = Command::new(env!("CARGO_BIN_EXE_deltasync"))
+        .args(["soak", "--kill-server", "--in-memory", "--kills", "3"])
+        .args(["--kill-interval-ms", "400", "--rooms", "1", "--seed", "3"])
+        .output()
+        .expect("the binary runs");
+    let report = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{report}");
+    let lost = report
+        .lines()
+        .find_map(|line| line.strip_prefix("lost: "))
+        .and_then(|n| n.parse::<u64>().ok())
+        .expect("a lost line");
+    assert!(lost > 0, "{report}");
+    assert!(report.contains("result: VIOLATIONS"), "{report}");
+}

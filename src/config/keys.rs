@@ -38,6 +38,14 @@ pub(crate) enum Kind {
         get: fn(&Config) -> SocketAddr,
         set: fn(&mut Config, SocketAddr),
     },
+    /// A word from a fixed list, or a path: text, checked by `set`, which says what it
+    /// accepts when it refuses.
+    Text {
+        /// What it accepts, for the docs (`"memory" or "disk"`).
+        accepts: &'static str,
+        get: fn(&Config) -> String,
+        set: fn(&mut Config, &str) -> Result<(), String>,
+    },
     /// An optional, non-empty secret, never shown.
     Secret {
         get: fn(&Config) -> Option<&str>,
@@ -56,7 +64,7 @@ impl Key {
     pub(crate) fn described(&self) -> String {
         match self.kind {
             Kind::Count { min, max, .. } => format!("{} ({min} to {max})", self.doc),
-            Kind::Address { .. } | Kind::Secret { .. } => self.doc.to_owned(),
+            Kind::Address { .. } | Kind::Secret { .. } | Kind::Text { .. } => self.doc.to_owned(),
         }
     }
 
@@ -129,6 +137,20 @@ impl Count for usize {
     fn from_u64(n: u64) -> Self {
         Self::try_from(n).unwrap_or(Self::MAX)
     }
+}
+
+/// A [`Kind::Text`] for a field of [`Config`] that parses from and prints as a word.
+macro_rules! word {
+    ($section:ident . $field:ident, $accepts:literal) => {
+        Kind::Text {
+            accepts: $accepts,
+            get: |config| config.$section.$field.to_string(),
+            set: |config, text| {
+                config.$section.$field = text.parse().map_err(|e| format!("{e}"))?;
+                Ok(())
+            },
+        }
+    };
 }
 
 /// A [`Kind::Count`] for the integer field `section.field` of [`Config`], in `min..=max`.
@@ -280,6 +302,64 @@ pub(crate) static KEYS: &[Key] = &[
         doc: "longest participant id, in bytes",
         kind: count!(presence.max_id_bytes, 1, 4096),
     },
+    Key {
+        section: "storage",
+        name: "backend",
+        doc: "where room histories live: `memory` (lost at restart) or `disk` (in `storage.dir`)",
+        kind: word!(storage.backend, r#""memory" or "disk""#),
+    },
+    Key {
+        section: "storage",
+        name: "dir",
+        doc: "the data directory of the `disk` backend (created if missing; one server at a time)",
+        kind: Kind::Text {
+            accepts: "a path",
+            get: |config| config.storage.dir.display().to_string(),
+            set: |config, text| {
+                if text.is_empty() {
+                    return Err("must not be empty".into());
+                }
+                config.storage.dir = text.into();
+                Ok(())
+            },
+        },
+    },
+    Key {
+        section: "storage",
+        name: "sync",
+        doc: "when the log is fsynced: `always` (before anyone sees an update), `interval`, `never` (the OS decides)",
+        kind: word!(storage.sync, r#""always", "interval" or "never""#),
+    },
+    Key {
+        section: "storage",
+        name: "sync_interval_ms",
+        doc: "the fsync period of `sync = \"interval\"`",
+        kind: count!(storage.sync_interval_ms, 1, 60_000),
+    },
+    Key {
+        section: "storage",
+        name: "snapshot_every",
+        doc: "a room's state is stored every this many operations (recovery replays at most that many)",
+        kind: count!(storage.snapshot_every, 1, 1_000_000_000),
+    },
+    Key {
+        section: "storage",
+        name: "segment_bytes",
+        doc: "a log segment is closed past this size; compaction deletes whole segments",
+        kind: count!(storage.segment_bytes, 4096, 1 << 32),
+    },
+    Key {
+        section: "storage",
+        name: "retain_ops",
+        doc: "operations kept in the log behind the latest snapshot, beyond what the ring needs",
+        kind: count!(storage.retain_ops, 0, 1 << 40),
+    },
+    Key {
+        section: "storage",
+        name: "memory_revisions",
+        doc: "where a new in-memory history starts: `restart-safe` (above any earlier one) or `from-zero`",
+        kind: word!(storage.memory_revisions, r#""restart-safe" or "from-zero""#),
+    },
 ];
 
 #[cfg(test)]
@@ -295,7 +375,9 @@ mod tests {
         }
         assert_eq!(
             sections(),
-            ["server", "limits", "timeouts", "room", "presence"]
+            [
+                "server", "limits", "timeouts", "room", "presence", "storage"
+            ]
         );
         assert_eq!(
             find("room.ring_capacity").map(|(_, key)| key.env_var()),

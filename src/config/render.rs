@@ -56,6 +56,7 @@ fn shown(key: &Key, config: &Config) -> Option<String> {
         // A socket address holds no quote or backslash: it needs no escaping.
         Kind::Address { get, .. } => Some(format!("\"{}\"", get(config))),
         Kind::Secret { get, .. } => get(config).map(|_| REDACTED.to_owned()),
+        Kind::Text { get, .. } => Some(toml::Value::String(get(config)).to_string()),
     }
 }
 

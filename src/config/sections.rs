@@ -9,6 +9,7 @@ use std::time::Duration;
 use crate::model::presence::PresenceLimits;
 use crate::protocol::decode::DecodeLimits;
 use crate::room::RoomConfig;
+use crate::storage::StorageConfig;
 
 /// The whole configuration of a server, one field per section of the file.
 ///
@@ -27,6 +28,8 @@ pub struct Config {
     pub room: RoomConfig,
     /// `[presence]`: bounds on what clients put in a participant.
     pub presence: PresenceLimits,
+    /// `[storage]`: where room histories live and when the log is fsynced.
+    pub storage: StorageConfig,
 }
 
 impl Config {

@@ -443,7 +443,9 @@ fn everything_changed() -> (Effective, TempFile) {
     let toml = "[server]\nlisten = \"[::1]:9000\"\nshards = 4\n\
                 [limits]\nmax_connections = 1\nmax_rooms = 2\nmax_message_bytes = 128\n\
                 [timeouts]\nhandshake_ms = 1\nidle_ms = 86400000\n\
-                [room]\nring_capacity = 16777216\ndedup_window = 0\n";
+                [room]\nring_capacity = 16777216\ndedup_window = 0\n\
+                [storage]\nbackend = \"disk\"\ndir = \"/var/lib/deltasync\"\nsync = \"always\"\n\
+                sync_interval_ms = 7\nsnapshot_every = 5\nsegment_bytes = 4096\n";
     let (result, file) = load(
         Some(toml),
         &[
@@ -459,6 +461,8 @@ fn everything_changed() -> (Effective, TempFile) {
             ("timeouts.room_idle_ms", "10", "--set"),
             ("presence.max_name_chars", "11", "--set"),
             ("presence.max_id_bytes", "12", "--set"),
+            ("storage.retain_ops", "13", "--set"),
+            ("storage.memory_revisions", "from-zero", "--set"),
         ],
     );
     (result.unwrap(), file.unwrap())
@@ -469,10 +473,15 @@ fn the_printout_parses_back_to_the_same_config() {
     let (effective, _file) = everything_changed();
     let defaults = Config::default();
     for key in KEYS {
-        let (Kind::Count { get, .. }, path) = (&key.kind, key.path()) else {
-            continue;
-        };
-        assert_ne!(get(effective.config()), get(&defaults), "{path}");
+        match &key.kind {
+            Kind::Count { get, .. } => {
+                assert_ne!(get(effective.config()), get(&defaults), "{}", key.path());
+            }
+            Kind::Text { get, .. } => {
+                assert_ne!(get(effective.config()), get(&defaults), "{}", key.path());
+            }
+            Kind::Address { .. } | Kind::Secret { .. } => {}
+        }
     }
     let printed = effective.to_toml();
     let table: toml::Table = printed.parse().unwrap();
@@ -554,6 +563,7 @@ fn reference_table() -> String {
                 get(&defaults).map_or("unset".into(), |_| "set".into()),
                 "non-empty string".into(),
             ),
+            Kind::Text { get, accepts, .. } => (format!("`{}`", get(&defaults)), accepts.into()),
         };
         let _ = writeln!(
             out,

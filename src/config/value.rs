@@ -37,6 +37,8 @@ pub(crate) fn apply(
             .and_then(|n| set(config, n).map_err(|e| refusal(n.to_string(), e.reason))),
         Kind::Address { set, .. } => address(raw).map(|addr| set(config, addr)),
         Kind::Secret { set, .. } => secret(raw).map(|token| set(config, token)),
+        Kind::Text { set, accepts, .. } => text(raw, accepts)
+            .and_then(|text| set(config, text).map_err(|reason| refusal(quoted(text), reason))),
     };
     applied.map_err(|refused| ConfigError::Invalid {
         key: key.path(),
@@ -90,6 +92,16 @@ fn address(raw: Raw<'_>) -> Result<SocketAddr, Refusal> {
             format!("{EXPECTED}, not {}", a_type(other)),
         )),
     }
+}
+
+/// Text from the environment, a flag or a TOML string.
+fn text<'a>(raw: Raw<'a>, accepts: &str) -> Result<&'a str, Refusal> {
+    as_text(raw).map_err(|other| {
+        refusal(
+            other.to_string(),
+            format!("must be {accepts}, not {}", a_type(other)),
+        )
+    })
 }
 
 /// A non-empty secret, from text or a TOML string. A refused secret is never shown.

@@ -84,6 +84,15 @@ pub trait Model: Serialize + DeserializeOwned + Clone + fmt::Debug + Send + Sync
         None
     }
 
+    /// The actors the state holds as present (participants). A room recovered from
+    /// storage after a restart has no connection for them; it counts each as detached from
+    /// the moment it was loaded, so those that do not come back within the time-to-live
+    /// leave (see [`Room::expire_detached`](crate::room::Room::expire_detached)). The
+    /// default: none.
+    fn present_actors(&self) -> Vec<String> {
+        Vec::new()
+    }
+
     /// Client side: applies the expected effect of `actor`'s own pending `input` to the
     /// visible state. The default decides and applies it as the server would; a model
     /// whose server adds facts the client cannot know (a server time) may override it.

@@ -262,6 +262,10 @@ impl Model for Presence {
     type Op = PresenceOp;
     type Input = PresenceInput;
 
+    fn present_actors(&self) -> Vec<String> {
+        self.participants.keys().cloned().collect()
+    }
+
     fn decide(
         &self,
         actor: &str,

@@ -39,6 +39,20 @@ impl Dedup {
         self.order.push_back((actor.into(), id.into()));
     }
 
+    /// Every remembered entry, oldest first (what a stored snapshot keeps).
+    pub(super) fn entries(&self) -> Vec<crate::storage::DedupEntry> {
+        self.order
+            .iter()
+            .filter_map(|(actor, id)| {
+                Some(crate::storage::DedupEntry {
+                    actor: actor.clone(),
+                    client_req_id: id.clone(),
+                    rev: self.get(actor, id)?,
+                })
+            })
+            .collect()
+    }
+
     fn forget_oldest(&mut self) {
         let Some((actor, id)) = self.order.pop_front() else {
             return;

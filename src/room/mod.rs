@@ -51,7 +51,19 @@
 //!
 //! `snapshot_encoding` before `committed`, and `attachments` before `committed`; nothing
 //! takes them the other way round, and the commit lock is never held while commit
-//! listeners run.
+//! listeners run. With storage, `committed` is held while the log appends (the log's own
+//! lock, then its syncer's queue), and `snapshot_encoding` while a snapshot waits for its
+//! revision to be durable (the visibility's wait lock); the syncer reports durability
+//! holding none of them.
+//!
+//! # Storage
+//!
+//! A room built with [`RoomBuilder::storage`] starts from what the storage holds (epoch,
+//! snapshot, the log's tail refilling the ring) and appends every commit to its log under
+//! the commit lock, before applying it: a refused append (a full disk) commits nothing
+//! and is an `UNAVAILABLE` rejection. What connections see, [`Room::published_rev`], never
+//! passes what the log made durable (under `sync = "always"` that waits for the fsync),
+//! while [`Room::rev`] is the committed head. See [`crate::storage`].
 //!
 //! # Participants and connections
 //!
@@ -66,17 +78,23 @@ mod dedup;
 mod inputs;
 mod policy;
 mod snapshot;
+mod visibility;
 
-use bytes::Bytes;
-use crossbeam_utils::CachePadded;
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
 
 use crate::clock::{Clock, SystemClock};
 use crate::epoch::{EntropyError, Epoch};
 use crate::model::{Model, Rejection};
 use crate::protocol::{ErrorCode, encode};
 use crate::ring::Ring;
+use crate::storage::{
+    DurableListener, History, Record, RecordRef, Recovered, RoomLog, Storage, StorageError,
+    StoredSnapshot,
+};
 use crate::sync::{ArcSwap, AtomicU64, Mutex, Ordering};
 
 pub use crate::protocol::encode::GapInfo;
@@ -88,6 +106,7 @@ pub use snapshot::Snapshot;
 use attachments::Attachments;
 use dedup::Dedup;
 use inputs::{InputQueue, RejectionLog};
+use visibility::Visibility;
 
 /// One document: its state, revisions, operation ring and snapshot. See the
 /// [module documentation](self).
@@ -101,12 +120,13 @@ pub struct Room<M: Model> {
     snapshot_encoding: Mutex<()>,
     snapshots_encoded: AtomicU64,
     clock: Arc<dyn Clock>,
-    listeners: ArcSwap<Vec<Arc<dyn CommitListener>>>,
     attachments: Mutex<Attachments>,
     flush: FlushPolicy,
     /// The revision connections are brought to: the head under `Immediate`, the head at
-    /// the last `flush` under `Tick`.
-    published: CachePadded<AtomicU64>,
+    /// the last `flush` under `Tick`, and never past what storage made durable.
+    visibility: Arc<Visibility>,
+    /// Where commits are kept (`None`: in memory only).
+    log: Option<Arc<dyn RoomLog>>,
     inputs: Option<InputQueue<M::Input>>,
     rejections: RejectionLog,
 }
@@ -182,6 +202,20 @@ pub enum BuildError {
     /// The initial state does not serialize.
     #[error(transparent)]
     Snapshot(#[from] SnapshotError),
+    /// The room's stored history cannot be opened.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// The stored history does not fit the model (a snapshot or an operation that does
+    /// not decode as this model's).
+    #[error("room {room:?}: the stored history does not decode at revision {rev}: {reason}")]
+    Restore {
+        /// The room.
+        room: String,
+        /// The snapshot's or operation's revision.
+        rev: u64,
+        /// What failed.
+        reason: String,
+    },
 }
 
 /// The model's state failed to serialize as a snapshot.
@@ -205,9 +239,20 @@ pub struct RoomBuilder<M: Model> {
     rev: u64,
     flush: FlushPolicy,
     inputs: InputPolicy,
+    storage: Option<Arc<dyn Storage>>,
 }
 
 impl<M: Model> RoomBuilder<M> {
+    /// Keeps the room's history in `storage` (default: in memory only, a new history).
+    /// The history found there wins over [`epoch`](Self::epoch) and
+    /// [`restored_at`](Self::restored_at); the builder's model is the state of a history
+    /// that starts now, and the state at revision 0 of a stored one that has no snapshot
+    /// yet (so the model factory must make the same initial state each time).
+    pub fn storage(mut self, storage: Arc<dyn Storage>) -> Self {
+        self.storage = Some(storage);
+        self
+    }
+
     /// When connections are brought up to date (default: at every commit).
     pub fn flush_policy(mut self, policy: FlushPolicy) -> Self {
         self.flush = policy;
@@ -252,28 +297,110 @@ impl<M: Model> RoomBuilder<M> {
     ///
     /// [`BuildError`] if no epoch was given and randomness is unavailable, or if the state
     /// does not serialize.
-    pub fn build(self) -> Result<Room<M>, BuildError> {
-        let epoch = match self.epoch {
-            Some(epoch) => epoch,
-            None => Epoch::random()?,
+    pub fn build(mut self) -> Result<Room<M>, BuildError> {
+        let Some(storage) = self.storage.take() else {
+            let epoch = match self.epoch.take() {
+                Some(epoch) => epoch,
+                None => Epoch::random()?,
+            };
+            let ring = Ring::starting_at(self.config.ring_capacity, self.rev);
+            let dedup = Dedup::new(self.config.dedup_window);
+            return self.assemble(epoch, ring, dedup, None);
         };
+        let opened = storage.open(&self.name, self.config.ring_capacity.get())?;
+        match opened.history {
+            History::New { epoch, first_rev } => {
+                let ring = Ring::starting_at(self.config.ring_capacity, first_rev);
+                let dedup = Dedup::new(self.config.dedup_window);
+                self.assemble(epoch, ring, dedup, opened.log)
+            }
+            History::Recovered(recovered) => self.recover(recovered, opened.log),
+        }
+    }
+
+    /// Rebuilds the state from a stored history: the snapshot's state and dedup window,
+    /// then the operations after it applied in order; the ring refilled with the tail's
+    /// bytes as they were sent.
+    fn recover(
+        mut self,
+        recovered: Recovered,
+        log: Option<Arc<dyn RoomLog>>,
+    ) -> Result<Room<M>, BuildError> {
+        let mut dedup = Dedup::new(self.config.dedup_window);
+        let snap_rev = recovered.snapshot.as_ref().map_or(0, |s| s.rev);
+        if let Some(snapshot) = &recovered.snapshot {
+            self.model = serde_json::from_slice(&snapshot.state)
+                .map_err(|e| self.restore_error(snapshot.rev, &e))?;
+            for entry in &snapshot.dedup {
+                dedup.record(&entry.actor, &entry.client_req_id, entry.rev);
+            }
+        }
+        let base = recovered.tail.first().map_or(snap_rev, |r| r.rev - 1);
+        let ring = Ring::starting_at(self.config.ring_capacity, base);
+        for record in recovered.tail {
+            if record.rev > snap_rev {
+                let op = decode_op::<M>(&record).map_err(|e| self.restore_error(record.rev, &e))?;
+                self.model.apply(&op);
+                if let (Some(actor), Some(id)) = (&record.actor, &record.client_req_id) {
+                    dedup.record(actor, id, record.rev);
+                }
+            }
+            ring.append(record.op);
+        }
+        self.rev = ring.head();
+        let actors = self.model.present_actors();
+        let room = self.assemble(recovered.epoch, ring, dedup, log)?;
+        // Nobody is connected after a restart: every present actor starts its
+        // time-to-live now, as if its connection had just dropped.
+        let now = room.clock.now_ms();
+        let mut attachments = room.attachments.lock();
+        for actor in &actors {
+            attachments.attach(actor);
+            attachments.detach(actor, now);
+        }
+        drop(attachments);
+        Ok(room)
+    }
+
+    fn restore_error(&self, rev: u64, error: &dyn std::fmt::Display) -> BuildError {
+        BuildError::Restore {
+            room: self.name.to_string(),
+            rev,
+            reason: error.to_string(),
+        }
+    }
+
+    /// The room at the ring's head, with its first snapshot encoded.
+    fn assemble(
+        self,
+        epoch: Epoch,
+        ring: Ring,
+        dedup: Dedup,
+        log: Option<Arc<dyn RoomLog>>,
+    ) -> Result<Room<M>, BuildError> {
+        let head = ring.head();
         let state = encode_state(&self.model)?;
-        let snapshot = Snapshot::new(self.rev, epoch.clone(), state);
+        let snapshot = Snapshot::new(head, epoch.clone(), state);
+        let waits = log.as_ref().is_some_and(|log| log.reports_durability());
+        let visibility = Arc::new(Visibility::new(Arc::clone(&self.name), head, waits));
+        if let Some(log) = &log {
+            log.listen(Arc::clone(&visibility) as Arc<dyn DurableListener>);
+        }
         Ok(Room {
             name: self.name,
-            ring: Ring::starting_at(self.config.ring_capacity, self.rev),
+            ring,
             committed: Mutex::new(Committed {
                 model: self.model,
-                dedup: Dedup::new(self.config.dedup_window),
+                dedup,
             }),
             snapshot: ArcSwap::from_pointee(snapshot),
             snapshot_encoding: Mutex::new(()),
             snapshots_encoded: AtomicU64::new(1),
             clock: self.clock,
-            listeners: ArcSwap::from_pointee(Vec::new()),
             attachments: Mutex::new(Attachments::default()),
             flush: self.flush,
-            published: CachePadded::new(AtomicU64::new(self.rev)),
+            visibility,
+            log,
             inputs: match self.inputs {
                 InputPolicy::Decide => None,
                 InputPolicy::Forward { capacity } => Some(InputQueue::new(capacity)),
@@ -283,6 +410,27 @@ impl<M: Model> RoomBuilder<M> {
             config: self.config,
         })
     }
+}
+
+/// The model's operation in a stored record: the record's JSON without the engine's own
+/// fields (`rev`, `clientReqId`).
+fn decode_op<M: Model>(record: &Record) -> Result<M::Op, serde_json::Error> {
+    let mut fields: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&record.op)?;
+    fields.remove("rev");
+    fields.remove("clientReqId");
+    serde_json::from_value(serde_json::Value::Object(fields))
+}
+
+/// How long a snapshot waits for storage to make its revision durable before giving up.
+const DURABLE_WAIT: Duration = Duration::from_secs(10);
+
+/// A commit the storage refused: retryable, nothing was applied.
+fn storage_rejection(error: &StorageError) -> Rejection {
+    Rejection::new(
+        ErrorCode::Unavailable,
+        format!("the update was not stored ({error}); nothing was applied, try again"),
+    )
 }
 
 fn encode_state<M: Model>(model: &M) -> Result<Bytes, SnapshotError> {
@@ -305,6 +453,7 @@ impl<M: Model> Room<M> {
             rev: 0,
             flush: FlushPolicy::default(),
             inputs: InputPolicy::default(),
+            storage: None,
         }
     }
 
@@ -323,7 +472,9 @@ impl<M: Model> Room<M> {
         &self.config
     }
 
-    /// The current revision (the newest committed operation). Lock-free.
+    /// The current revision (the newest committed operation; with storage that syncs
+    /// before showing, possibly not yet durable nor shown: see [`Room::published_rev`]).
+    /// Lock-free.
     pub fn rev(&self) -> u64 {
         self.ring.head()
     }
@@ -331,8 +482,7 @@ impl<M: Model> Room<M> {
     /// The revision connections are brought to: [`Room::rev`] under the `Immediate`
     /// flush policy, the revision of the last [`Room::flush`] under `Tick`. Lock-free.
     pub fn published_rev(&self) -> u64 {
-        // Acquire: pairs with the Release in `publish`.
-        self.published.load(Ordering::Acquire)
+        self.visibility.published()
     }
 
     /// The room's flush policy.
@@ -343,23 +493,12 @@ impl<M: Model> Room<M> {
     /// Publishes every commit so far (the `Tick` policy's once-per-tick call): every
     /// connection behind gets one frame with all of them. Returns the published revision.
     /// Under `Immediate` commits are already published and this does nothing.
+    /// With storage that syncs before showing (`sync = "always"`), the published revision
+    /// reaches the flushed head once it is durable.
     pub fn flush(&self) -> u64 {
         let head = self.ring.head();
-        if self.publish(head) {
-            self.notify(head);
-        }
+        self.visibility.want(head);
         head
-    }
-
-    /// Moves the published revision up to `rev`; whether it moved.
-    fn publish(&self, rev: u64) -> bool {
-        // Release: pairs with the Acquire in `published_rev`; a reader that sees `rev` (or a
-        // later value: each `fetch_max` continues the release sequence) finds its
-        // operations in the ring, appended before by this thread under the commit lock, or
-        // by the committing thread before the flushing thread's Acquire of the head. No
-        // Acquire: nothing after this depends on what other publishers wrote. Checked by
-        // `src/tests/loom_room.rs` (it fails with Relaxed here).
-        self.published.fetch_max(rev, Ordering::Release) < rev
     }
 
     /// Whether clients' inputs are forwarded to the owner rather than decided at once.
@@ -403,7 +542,7 @@ impl<M: Model> Room<M> {
             ..encode::ErrorMessage::new(rejection.code, &rejection.message)
         });
         self.rejections.push(&input.actor, message);
-        self.notify(self.published_rev());
+        self.visibility.notify(self.published_rev());
     }
 
     /// The sequence number of the newest rejection (changes when there is a new one).
@@ -440,7 +579,7 @@ impl<M: Model> Room<M> {
 
     /// Calls `listener` after every commit from now on.
     pub fn subscribe(&self, listener: Arc<dyn CommitListener>) {
-        self.listeners.rcu(|current| {
+        self.visibility.listeners.rcu(|current| {
             let mut next = Vec::clone(current);
             next.push(Arc::clone(&listener));
             next
@@ -607,24 +746,38 @@ impl<M: Model> Room<M> {
         let rev = self.ring.head() + 1;
         let bytes = encode::operation(rev, op, origin.client_req_id)
             .map_err(|e| Rejection::new(ErrorCode::Internal, e.to_string()))?;
+        if let Some(log) = &self.log {
+            let record = RecordRef {
+                rev,
+                actor: origin.actor,
+                client_req_id: origin.client_req_id,
+                op: &bytes,
+            };
+            log.append(&record).map_err(|e| storage_rejection(&e))?;
+        }
         committed.model.apply(op);
         self.ring.append(bytes);
         if let (Some(actor), Some(id)) = (origin.actor, origin.client_req_id) {
             committed.dedup.record(actor, id, rev);
         }
+        if let Some(log) = self.log.as_ref().filter(|log| log.snapshot_due(rev)) {
+            match encode_state(&committed.model) {
+                Ok(state) => log.save_snapshot(StoredSnapshot {
+                    rev,
+                    state,
+                    dedup: committed.dedup.entries(),
+                }),
+                Err(e) => tracing::warn!(room = %self.name, error = %e, "cannot store a snapshot"),
+            }
+        }
         Ok(rev)
     }
 
-    /// After a commit: publish it (under `Immediate`) and tell the listeners.
+    /// After a commit: publish it (under `Immediate`; once durable, with storage that
+    /// syncs first) and tell the listeners.
     fn committed(&self, rev: u64) {
-        if self.flush == FlushPolicy::Immediate && self.publish(rev) {
-            self.notify(rev);
-        }
-    }
-
-    fn notify(&self, rev: u64) {
-        for listener in self.listeners.load().iter() {
-            listener.committed(&self.name, rev);
+        if self.flush == FlushPolicy::Immediate {
+            self.visibility.want(rev);
         }
     }
 
@@ -720,6 +873,13 @@ impl<M: Model> Room<M> {
             let committed = self.committed.lock();
             (self.ring.head(), encode_state(&committed.model)?)
         };
+        // Nobody sees state that storage has not made durable (`sync = "always"`): the
+        // snapshot waits for its revision, at most one fsync batch away.
+        if !self.visibility.wait_durable(rev, DURABLE_WAIT) {
+            return Err(SnapshotError(format!(
+                "storage has not made revision {rev} durable; try again"
+            )));
+        }
         let snapshot = Arc::new(Snapshot::new(rev, self.epoch.clone(), state));
         self.snapshot.store(Arc::clone(&snapshot));
         // Relaxed: a statistic.

@@ -215,8 +215,8 @@ impl<M: Model, S: Transport> Connection<M, S> {
                 let leftover = request.split_off(consumed);
                 let room = match shared.registry.connect(&upgrade.room) {
                     Ok(room) => room,
-                    Err(_) => {
-                        let body = format!("the room limit ({}) is reached", shared.max_rooms);
+                    Err(refused) => {
+                        let body = refused.describe(shared.max_rooms);
                         let refusal = handshake::refusal(503, &body, &[("Retry-After", "5")]);
                         return self.refuse(refusal.response, now);
                     }

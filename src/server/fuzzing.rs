@@ -203,6 +203,10 @@ impl Bench {
             clock: Arc::new(ManualClock::new(1000)),
             flush: FlushPolicy::Immediate,
             inputs: InputPolicy::Decide,
+            storage: Arc::new(crate::storage::MemoryStorage::new(
+                crate::storage::MemoryRevisions::FromZero,
+                &ManualClock::new(1000),
+            )),
         };
         let registry = Registry::new(
             4,

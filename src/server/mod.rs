@@ -52,6 +52,7 @@ use crate::config::Config;
 use crate::model::Model;
 use crate::model::presence::Presence;
 use crate::room::{FlushPolicy, InputPolicy, Room};
+use crate::storage::Storage;
 
 use acceptor::Acceptor;
 pub use registry::ModelFactory;
@@ -69,6 +70,7 @@ pub struct ServerBuilder<M: Model> {
     clock: Arc<dyn Clock>,
     flush: FlushPolicy,
     inputs: InputPolicy,
+    storage: Option<Arc<dyn Storage>>,
 }
 
 /// A running server. Dropping it does not stop it; call [`Server::shutdown`] or
@@ -116,7 +118,16 @@ impl<M: Model> ServerBuilder<M> {
             clock: Arc::new(SystemClock),
             flush: FlushPolicy::default(),
             inputs: InputPolicy::default(),
+            storage: None,
         }
+    }
+
+    /// Keeps the rooms' histories in `storage` (default: what `config.storage` says,
+    /// opened by [`start`](Self::start)). Rooms are loaded from it lazily, when first
+    /// used.
+    pub fn storage(mut self, storage: Arc<dyn Storage>) -> Self {
+        self.storage = Some(storage);
+        self
     }
 
     /// When the server's rooms bring connections up to date (default: at every commit;
@@ -143,8 +154,15 @@ impl<M: Model> ServerBuilder<M> {
     ///
     /// # Errors
     ///
-    /// If the address cannot be bound or a thread or poller cannot be created.
+    /// If the address cannot be bound, a thread or poller cannot be created, or the
+    /// storage of `config.storage` cannot be opened (a data directory that cannot be
+    /// created or written, or is locked by another server: the message names the path).
     pub fn start(self) -> io::Result<Server<M>> {
+        let storage = match self.storage {
+            Some(storage) => storage,
+            None => crate::storage::open(&self.config.storage, &*self.clock)
+                .map_err(io::Error::other)?,
+        };
         let shards = match self.config.server.shards {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
@@ -171,6 +189,7 @@ impl<M: Model> ServerBuilder<M> {
             clock: self.clock,
             flush: self.flush,
             inputs: self.inputs,
+            storage,
         };
         let registry = Registry::new(
             self.config.limits.max_rooms,

@@ -11,6 +11,7 @@ use parking_lot::Mutex;
 use crate::clock::Clock;
 use crate::model::Model;
 use crate::room::{CommitListener, FlushPolicy, InputPolicy, Room, RoomConfig};
+use crate::storage::Storage;
 
 /// Makes the initial state of a new room from its name.
 pub type ModelFactory<M> = dyn Fn(&str) -> M + Send + Sync;
@@ -22,6 +23,8 @@ pub(super) struct RoomSetup<M: Model> {
     pub(super) clock: Arc<dyn Clock>,
     pub(super) flush: FlushPolicy,
     pub(super) inputs: InputPolicy,
+    /// Where the rooms' histories live; a room is loaded from it on first use.
+    pub(super) storage: Arc<dyn Storage>,
 }
 
 /// The server's rooms. Lookups happen once per connection, never on the hot path.
@@ -39,9 +42,25 @@ struct Entry<M: Model> {
     empty_since: Option<Instant>,
 }
 
-/// The room limit is reached and the room does not exist.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct TooManyRooms;
+/// Why a connection cannot have its room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum RoomRefused {
+    /// The room limit is reached and the room does not exist.
+    Limit,
+    /// The room's stored history cannot be loaded (corrupt, unreadable): it is not served
+    /// from part of it.
+    Unavailable,
+}
+
+impl RoomRefused {
+    /// The body of the HTTP refusal.
+    pub(super) fn describe(&self, max_rooms: usize) -> String {
+        match self {
+            Self::Limit => format!("the room limit ({max_rooms}) is reached"),
+            Self::Unavailable => "the room's stored history cannot be loaded".into(),
+        }
+    }
+}
 
 impl<M: Model> Registry<M> {
     pub(super) fn new(
@@ -58,14 +77,14 @@ impl<M: Model> Registry<M> {
     }
 
     /// The room called `name`, created if needed (up to the maximum).
-    pub(super) fn room(&self, name: &str) -> Result<Arc<Room<M>>, TooManyRooms> {
+    pub(super) fn room(&self, name: &str) -> Result<Arc<Room<M>>, RoomRefused> {
         let mut rooms = self.rooms.lock();
         self.entry(&mut rooms, name)
             .map(|entry| Arc::clone(&entry.room))
     }
 
     /// A connection to `name` begins: the room is created if needed and counted as used.
-    pub(super) fn connect(&self, name: &str) -> Result<Arc<Room<M>>, TooManyRooms> {
+    pub(super) fn connect(&self, name: &str) -> Result<Arc<Room<M>>, RoomRefused> {
         let mut rooms = self.rooms.lock();
         let entry = self.entry(&mut rooms, name)?;
         entry.connections += 1;
@@ -87,10 +106,10 @@ impl<M: Model> Registry<M> {
         &self,
         rooms: &'a mut HashMap<Arc<str>, Entry<M>>,
         name: &str,
-    ) -> Result<&'a mut Entry<M>, TooManyRooms> {
+    ) -> Result<&'a mut Entry<M>, RoomRefused> {
         if !rooms.contains_key(name) {
             if rooms.len() >= self.max_rooms {
-                return Err(TooManyRooms);
+                return Err(RoomRefused::Limit);
             }
             let setup = &self.setup;
             let room = Room::builder(name, (setup.factory)(name))
@@ -98,13 +117,14 @@ impl<M: Model> Registry<M> {
                 .clock(Arc::clone(&setup.clock))
                 .flush_policy(setup.flush)
                 .input_policy(setup.inputs)
+                .storage(Arc::clone(&setup.storage))
                 .build()
                 .map_err(|e| {
-                    tracing::error!(room = name, error = %e, "cannot create room");
-                    TooManyRooms
+                    tracing::error!(room = name, error = %e, "cannot load the room");
+                    RoomRefused::Unavailable
                 })?;
             room.subscribe(Arc::clone(&self.listener));
-            tracing::debug!(room = name, epoch = %room.epoch(), "room created");
+            tracing::debug!(room = name, epoch = %room.epoch(), rev = room.rev(), "room loaded");
             rooms.insert(
                 name.into(),
                 Entry {
@@ -114,7 +134,7 @@ impl<M: Model> Registry<M> {
                 },
             );
         }
-        rooms.get_mut(name).ok_or(TooManyRooms)
+        rooms.get_mut(name).ok_or(RoomRefused::Limit)
     }
 
     /// Commits the `leave` of participants without a connection for `ttl`, and drops rooms

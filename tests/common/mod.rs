@@ -53,6 +53,9 @@ impl TestServer {
         let mut config = Config::default();
         config.server.listen = "127.0.0.1:0".parse().unwrap();
         config.server.shards = 2;
+        // These tests compare exact revisions from 0; restart-safe revisions (the default)
+        // have their own tests in `storage_restart.rs`.
+        config.storage.memory_revisions = deltasync::storage::MemoryRevisions::FromZero;
         configure(&mut config);
         let mut builder = Server::presence(config);
         if let Some(clock) = clock {

@@ -14,6 +14,10 @@
 //!   sent a byte at a time and update floods slow a well-behaved client down (see
 //!   `bad_actors.rs`); `--secs` is then the length of each phase.
 //!
+//! - `--kill-server` kills the server with SIGKILL at random moments (`--kills`, default
+//!   20) while writers and readers work, and restarts it on its data directory; every
+//!   acknowledged update must survive exactly once (see `kill_server.rs`).
+//!
 //! Exit status: 0 when there was no violation, 1 when there was, 2 for bad options.
 
 // The soak is an I/O shell around real sockets: its schedule runs on real time.
@@ -23,6 +27,7 @@ mod bad_actors;
 mod client;
 mod faults;
 mod fleet;
+mod kill_server;
 mod probe;
 mod process;
 mod storm;
@@ -52,6 +57,22 @@ pub(crate) struct SoakArgs {
     /// Participants the storm's clients join as (several clients share one)
     #[arg(long, default_value_t = 50)]
     participants: usize,
+    /// Kill the server (SIGKILL) at random moments and restart it on its data directory
+    #[arg(long, conflicts_with_all = ["storm", "bad_actors"])]
+    kill_server: bool,
+    /// With --kill-server: how many kills and restarts
+    #[arg(long, default_value_t = 20)]
+    kills: u32,
+    /// With --kill-server: the longest wait between two kills, in ms
+    #[arg(long, default_value_t = 400)]
+    kill_interval_ms: u64,
+    /// With --kill-server: the server's storage.sync
+    #[arg(long, default_value = "always")]
+    sync: String,
+    /// With --kill-server: keep history in memory instead of on disk, to see what the
+    /// checker counts when a restart loses it
+    #[arg(long)]
+    in_memory: bool,
     /// Internal: run the storm's clients against ADDR, driven by stdin
     #[arg(long, value_name = "ADDR", hide = true)]
     storm_fleet: Option<std::net::SocketAddr>,
@@ -91,6 +112,9 @@ pub(crate) fn run(args: &SoakArgs) -> ExitCode {
     if args.storm {
         return run_storm(args);
     }
+    if args.kill_server {
+        return run_kill_server(args);
+    }
     let secs = match secs(args) {
         Ok(secs) => secs,
         Err(code) => return code,
@@ -124,6 +148,33 @@ pub(crate) fn run(args: &SoakArgs) -> ExitCode {
         }
         Err(e) => {
             eprintln!("error: the soak could not run: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_kill_server(args: &SoakArgs) -> ExitCode {
+    let plan = kill_server::Plan {
+        kills: args.kills,
+        rooms: args.rooms,
+        writers: 3,
+        readers: 2,
+        sync: args.sync.clone(),
+        disk: !args.in_memory,
+        seed: args.seed,
+        interval_ms: args.kill_interval_ms.max(4),
+    };
+    match kill_server::run(&plan) {
+        Ok(figures) => {
+            print!("{}", kill_server::report(&plan, &figures));
+            if figures.clean() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("error: the kill-server soak could not run: {e}");
             ExitCode::FAILURE
         }
     }

@@ -34,6 +34,7 @@ impl ServerProcess {
         let addr = line
             .trim()
             .strip_prefix("deltasync listening on ws://")
+            .and_then(|rest| rest.split(' ').next())
             .and_then(|rest| rest.trim_end_matches('/').parse().ok());
         match addr {
             Some(addr) => Ok(Self { child, addr }),
