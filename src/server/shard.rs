@@ -7,8 +7,17 @@
 //! (see `ShardWake`), and the delta messages it builds in a turn are shared by all its
 //! connections at the same revision (`DeltaCache`). Deadlines (handshake, idle, close) are
 //! checked once per tick.
+//!
+//! ## Fairness
+//!
+//! One connection gets a bounded share of a turn: at most `READ_BUDGET` bytes and
+//! `MESSAGES_PER_TURN` messages (see `connection`); one with more waits in `read_more`
+//! for the next turn, after everyone else's events. A connection that spent its message
+//! rate is not read at all until its next token is due: it sits in the shard's one timer
+//! heap (`resumes`), and TCP flow control holds its peer back meanwhile.
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -49,6 +58,10 @@ pub(super) struct Shard<M: Model> {
     connections: Slab<Entry<M>>,
     rooms: HashMap<usize, RoomConnections<M>>,
     read_more: Vec<usize>,
+    /// Connections paused for their message rate, by the instant they may be read again.
+    /// An entry may outlive its connection (the key is then reused or vacant): a resume
+    /// is only a read, which finds nothing or a connection still paused.
+    resumes: BinaryHeap<Reverse<(Instant, usize)>>,
     scratch: Scratch,
 }
 
@@ -77,6 +90,7 @@ impl<M: Model> Shard<M> {
             connections: Slab::new(),
             rooms: HashMap::new(),
             read_more: Vec::new(),
+            resumes: BinaryHeap::new(),
             scratch: Scratch {
                 read: vec![0; READ_BUFFER].into_boxed_slice(),
                 work: Work {
@@ -95,11 +109,7 @@ impl<M: Model> Shard<M> {
         #[allow(clippy::disallowed_methods)]
         let mut next_tick = Instant::now() + TICK;
         loop {
-            let timeout = if self.read_more.is_empty() {
-                TICK
-            } else {
-                Duration::ZERO
-            };
+            let timeout = self.timeout();
             if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
                 if e.kind() != std::io::ErrorKind::Interrupted {
                     tracing::error!(shard = self.index, error = %e, "poll failed; the shard stops");
@@ -124,6 +134,7 @@ impl<M: Model> Shard<M> {
             for key in std::mem::take(&mut self.read_more) {
                 self.readable(key, now);
             }
+            self.resume_due(now);
             self.shared.wakers.shards[self.index].take();
             self.accept(now);
             self.flush_rooms();
@@ -135,6 +146,33 @@ impl<M: Model> Shard<M> {
                 self.shut_down(now);
                 return;
             }
+        }
+    }
+
+    /// How long the next poll may wait: not at all when connections have input left from
+    /// their last turn, else until the next resume or tick.
+    fn timeout(&self) -> Duration {
+        if !self.read_more.is_empty() {
+            return Duration::ZERO;
+        }
+        match self.resumes.peek() {
+            Some(Reverse((at, _))) => {
+                #[allow(clippy::disallowed_methods)]
+                let now = Instant::now();
+                at.saturating_duration_since(now).min(TICK)
+            }
+            None => TICK,
+        }
+    }
+
+    /// Reads the connections whose rate pause is over.
+    fn resume_due(&mut self, now: Instant) {
+        while let Some(&Reverse((at, key))) = self.resumes.peek() {
+            if at > now {
+                return;
+            }
+            self.resumes.pop();
+            self.readable(key, now);
         }
     }
 
@@ -164,17 +202,17 @@ impl<M: Model> Shard<M> {
         let Some(entry) = self.connections.get_mut(key) else {
             return;
         };
-        match entry
+        let next = entry
             .connection
-            .on_readable(&self.shared, &mut self.scratch, now)
-        {
+            .on_readable(&self.shared, &mut self.scratch, now);
+        // Just upgraded: filed under its room, so that room moves flush it.
+        if entry.room_slot.is_none() && entry.connection.room().is_some() {
+            self.index_room(key);
+        }
+        match next {
             Next::Keep => {}
             Next::ReadMore => self.read_more.push(key),
-            Next::Opened => self.index_room(key),
-            Next::OpenedReadMore => {
-                self.index_room(key);
-                self.read_more.push(key);
-            }
+            Next::Paused(until) => self.resumes.push(Reverse((until, key))),
             Next::Drop => self.remove(key, now),
         }
     }

@@ -224,6 +224,13 @@ impl<M: Model> Session<M> {
         );
     }
 
+    /// How long until the rate limit admits another message, at `now`: `None` when it
+    /// would admit one now. A shell that does not want to refuse messages over the rate
+    /// stops reading the connection for this long (see `server::connection`).
+    pub fn rate_wait(&self, now: Instant) -> Option<Duration> {
+        self.rate.wait(now)
+    }
+
     /// The peer showed it is alive without a message (a WebSocket ping or pong).
     pub fn heard(&mut self, now: Instant) {
         self.last_heard = now;

@@ -23,6 +23,15 @@ impl TokenBucket {
         }
     }
 
+    /// How long until a token is available at `now`: `None` when one is. Takes nothing,
+    /// so that the I/O shell can stop reading a connection until its next message would
+    /// be admitted.
+    pub(crate) fn wait(&self, now: Instant) -> Option<Duration> {
+        let elapsed = now.saturating_duration_since(self.updated).as_secs_f64();
+        let tokens = (self.tokens + elapsed * self.per_second).min(self.burst);
+        (tokens < 1.0).then(|| Duration::from_secs_f64((1.0 - tokens) / self.per_second))
+    }
+
     /// Takes one token, or says how long until one is available.
     pub(crate) fn take(&mut self, now: Instant) -> Result<(), Duration> {
         let elapsed = now.saturating_duration_since(self.updated).as_secs_f64();
@@ -62,5 +71,26 @@ mod tests {
             assert!(bucket.take(later).is_ok());
         }
         assert!(bucket.take(later).is_err());
+    }
+
+    #[test]
+    fn wait_says_when_the_next_token_is_due_and_takes_nothing() {
+        let start = Instant::now();
+        let mut bucket = TokenBucket::new(10, 2, start);
+        assert_eq!(bucket.wait(start), None);
+        assert!(bucket.take(start).is_ok());
+        assert_eq!(bucket.wait(start), None, "one token left");
+        assert!(bucket.take(start).is_ok());
+        assert_eq!(bucket.wait(start).map(|w| w.as_millis()), Some(100));
+        assert_eq!(
+            bucket
+                .wait(start + Duration::from_millis(40))
+                .map(|w| w.as_millis()),
+            Some(60)
+        );
+        assert_eq!(bucket.wait(start + Duration::from_millis(100)), None);
+        // Asking took nothing: the token due at 100 ms is still there to take.
+        assert!(bucket.take(start + Duration::from_millis(100)).is_ok());
+        assert!(bucket.take(start + Duration::from_millis(100)).is_err());
     }
 }
