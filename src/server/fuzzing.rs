@@ -200,6 +200,7 @@ impl Bench {
             .map_err(io::Error::other)?;
         let setup = RoomSetup {
             config: room,
+            max_participants: 0,
             factory: Arc::new(|_: &str| Presence::default()),
             clock: Arc::new(ManualClock::new(1000)),
             flush: FlushPolicy::Immediate,

@@ -18,6 +18,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -54,7 +55,7 @@ pub(super) struct Shard<M: Model> {
     index: usize,
     poll: Poll,
     shared: Arc<Shared<M>>,
-    incoming: Receiver<TcpStream>,
+    incoming: Receiver<(TcpStream, IpAddr)>,
     connections: Slab<Entry<M>>,
     rooms: HashMap<usize, RoomConnections<M>>,
     read_more: Vec<usize>,
@@ -67,6 +68,8 @@ pub(super) struct Shard<M: Model> {
 
 struct Entry<M: Model> {
     connection: Connection<M>,
+    /// The client's address, counted against `limits.max_connections_per_ip`.
+    peer: IpAddr,
     /// Where the connection sits in its room's `tokens` (when it has a room).
     room_slot: Option<(usize, usize)>,
 }
@@ -80,7 +83,7 @@ impl<M: Model> Shard<M> {
         index: usize,
         poll: Poll,
         shared: Arc<Shared<M>>,
-        incoming: Receiver<TcpStream>,
+        incoming: Receiver<(TcpStream, IpAddr)>,
     ) -> Self {
         Self {
             index,
@@ -177,7 +180,7 @@ impl<M: Model> Shard<M> {
     }
 
     fn accept(&mut self, now: Instant) {
-        while let Ok(stream) = self.incoming.try_recv() {
+        while let Ok((stream, peer)) = self.incoming.try_recv() {
             let entry = self.connections.vacant_entry();
             let key = entry.key();
             let mut connection = Connection::new(stream, now, self.shared.handshake_timeout);
@@ -188,11 +191,12 @@ impl<M: Model> Shard<M> {
             );
             if let Err(e) = registered {
                 tracing::warn!(error = %e, "cannot register a connection");
-                self.shared.release();
+                self.shared.release(peer);
                 continue;
             }
             entry.insert(Entry {
                 connection,
+                peer,
                 room_slot: None,
             });
         }
@@ -305,7 +309,7 @@ impl<M: Model> Shard<M> {
             self.shared.registry.disconnect(room.name(), now);
         }
         entry.connection.release();
-        self.shared.release();
+        self.shared.release(entry.peer);
     }
 
     fn unindex(&mut self, room_key: usize, position: usize) {

@@ -271,8 +271,13 @@ impl<M: Model> Session<M> {
                 ));
             }
         }
-        self.room.join(participant_id, name)?;
-        self.set_participant(Some(participant_id.to_owned()));
+        if self.participant.is_some() {
+            self.room.join(participant_id, name)?;
+        } else {
+            // Attached in the same step as the room's participant limit is checked.
+            self.room.join_attached(participant_id, name)?;
+            self.participant = Some(participant_id.to_owned());
+        }
         match rev {
             Some(rev) => self.resume(rev, epoch),
             None => {
