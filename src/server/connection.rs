@@ -44,6 +44,15 @@ pub(super) const READ_BUDGET: usize = 64 * 1024;
 /// Not a configuration key: it trades nothing a user could want to tune (a client's
 /// throughput is bounded by its message rate, not by this).
 pub(super) const MESSAGES_PER_TURN: usize = 32;
+/// A read of fewer bytes than this that completes no message is a trickle.
+const TRICKLE_BYTES: usize = 64;
+/// After this many trickles in a row, the connection is not read for `TRICKLE_PAUSE`.
+const TRICKLE_READS: u8 = 4;
+/// How long a trickling connection is left unread, so that its bytes arrive in one read
+/// instead of one event and two system calls each (a client sending a frame a byte at a
+/// time). A well-behaved client sends a message in one or two writes and never trickles
+/// four times in a row; if it did, its message would be 20 ms late, no more.
+const TRICKLE_PAUSE: Duration = Duration::from_millis(20);
 /// The granularity of a rate pause: a connection resumes at the first whole millisecond
 /// after its next token is due (mio's poll timeout has millisecond resolution, and a
 /// resume a hair early would find no token and pause again).
@@ -123,6 +132,8 @@ struct Open<M: Model> {
     /// its next messages wait for tokens (the socket is not read meanwhile) instead of
     /// being refused one by one.
     throttled: bool,
+    /// Trickles in a row (reads of a few bytes that complete no message).
+    trickles: u8,
 }
 
 /// What the shard should do with a connection after an event.
@@ -248,6 +259,7 @@ impl<M: Model, S: Transport> Connection<M, S> {
             };
             total += n;
             let input = &read[..n];
+            let before = *messages;
             let step = match &mut self.phase {
                 Phase::Handshake { .. } => self.handshake_input(input, shared, work, now, messages),
                 Phase::Open(_) => self.frames_input(input, work, now, messages),
@@ -257,7 +269,31 @@ impl<M: Model, S: Transport> Connection<M, S> {
             if step != Next::Keep {
                 return step;
             }
+            if let Some(until) = self.trickled(n, *messages < before, now) {
+                return Next::Paused(until);
+            }
         }
+    }
+
+    /// Counts a read of `n` bytes that did or did not complete a `message`; after
+    /// `TRICKLE_READS` trickles in a row, pauses reading for `TRICKLE_PAUSE` and says until
+    /// when.
+    fn trickled(&mut self, n: usize, message: bool, now: Instant) -> Option<Instant> {
+        let Phase::Open(open) = &mut self.phase else {
+            return None;
+        };
+        if message || n >= TRICKLE_BYTES {
+            open.trickles = 0;
+            return None;
+        }
+        open.trickles += 1;
+        if open.trickles < TRICKLE_READS {
+            return None;
+        }
+        open.trickles = 0;
+        let until = now + TRICKLE_PAUSE;
+        open.paused_until = Some(until);
+        Some(until)
     }
 
     /// The peer has nothing more to send for now: a throttled connection that caught up
@@ -311,6 +347,7 @@ impl<M: Model, S: Transport> Connection<M, S> {
                     holding: false,
                     paused_until: None,
                     throttled: false,
+                    trickles: 0,
                 }));
                 if leftover.is_empty() {
                     return Next::Keep;

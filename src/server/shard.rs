@@ -14,7 +14,11 @@
 //! `MESSAGES_PER_TURN` messages (see `connection`); one with more waits in `read_more`
 //! for the next turn, after everyone else's events. A connection that spent its message
 //! rate is not read at all until its next token is due: it sits in the shard's one timer
-//! heap (`resumes`), and TCP flow control holds its peer back meanwhile.
+//! heap (`resumes`), its events cover writes only, and TCP flow control holds its peer
+//! back meanwhile. A connection that trickles (reads of a few bytes that complete no
+//! message, four in a row) is left unread for 20 ms the same way, so that a client
+//! sending a byte at a time costs one read per pause rather than one event and two
+//! system calls per byte.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -175,6 +179,7 @@ impl<M: Model> Shard<M> {
                 return;
             }
             self.resumes.pop();
+            self.listen(key, Interest::READABLE | Interest::WRITABLE);
             self.readable(key, now);
         }
     }
@@ -216,8 +221,26 @@ impl<M: Model> Shard<M> {
         match next {
             Next::Keep => {}
             Next::ReadMore => self.read_more.push(key),
-            Next::Paused(until) => self.resumes.push(Reverse((until, key))),
+            Next::Paused(until) => {
+                // Its bytes are not read before `until`: no event needs to say they came.
+                self.listen(key, Interest::WRITABLE);
+                self.resumes.push(Reverse((until, key)));
+            }
             Next::Drop => self.remove(key, now),
+        }
+    }
+
+    /// Sets what the connection's events are about: writes only while it is paused.
+    fn listen(&mut self, key: usize, interest: Interest) {
+        if let Some(entry) = self.connections.get_mut(key) {
+            let stream = entry.connection.stream_mut();
+            if let Err(e) = self
+                .poll
+                .registry()
+                .reregister(stream, Token(key), interest)
+            {
+                tracing::warn!(error = %e, "cannot change a connection's events");
+            }
         }
     }
 
