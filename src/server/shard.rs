@@ -354,6 +354,8 @@ impl<M: Model> Shard<M> {
     fn shut_down(&mut self, now: Instant) {
         let keys: Vec<usize> = self.connections.iter().map(|(key, _)| key).collect();
         for key in keys {
+            // A paused connection must hear its peer's close too.
+            self.listen(key, Interest::READABLE | Interest::WRITABLE);
             let next = match self.connections.get_mut(key) {
                 Some(entry) => entry.connection.shut_down(&mut self.scratch.work, now),
                 None => continue,
