@@ -166,6 +166,11 @@ impl<M: Model, S: Transport> Connection<M, S> {
         &mut self.stream
     }
 
+    /// Whether the connection is still waiting for its whole HTTP upgrade request.
+    pub(super) fn is_upgrading(&self) -> bool {
+        matches!(self.phase, Phase::Handshake { .. })
+    }
+
     /// The room the connection counts in: from its upgrade until it is dropped, closing
     /// included.
     pub(super) fn room(&self) -> Option<&Arc<Room<M>>> {

@@ -2,8 +2,9 @@
 //! their whole life.
 //!
 //! Each turn of the loop: handle socket events (read, write), take new connections from
-//! the acceptor, then flush the connections of every room whose revision moved since the
-//! last turn. Commits anywhere wake the shard through its `Waker` at most once per burst
+//! the acceptor, flush the connections of every room whose revision moved since the
+//! last turn, then read the connections still in their upgrade (established clients
+//! first). Commits anywhere wake the shard through its `Waker` at most once per burst
 //! (see `ShardWake`), and the delta messages it builds in a turn are shared by all its
 //! connections at the same revision (`DeltaCache`). Deadlines (handshake, idle, close) are
 //! checked once per tick.
@@ -67,6 +68,8 @@ pub(super) struct Shard<M: Model> {
     /// An entry may outlive its connection (the key is then reused or vacant): a resume
     /// is only a read, which finds nothing or a connection still paused.
     resumes: BinaryHeap<Reverse<(Instant, usize)>>,
+    /// Connections in their upgrade with something to read, read at the end of the turn.
+    upgrades: Vec<usize>,
     scratch: Scratch,
 }
 
@@ -98,6 +101,7 @@ impl<M: Model> Shard<M> {
             rooms: HashMap::new(),
             read_more: Vec::new(),
             resumes: BinaryHeap::new(),
+            upgrades: Vec::new(),
             scratch: Scratch {
                 read: vec![0; READ_BUFFER].into_boxed_slice(),
                 work: Work {
@@ -126,18 +130,7 @@ impl<M: Model> Shard<M> {
             #[allow(clippy::disallowed_methods)]
             let now = Instant::now();
             self.scratch.work.cache.clear();
-            for event in events.iter() {
-                if event.token() == WAKER {
-                    continue;
-                }
-                let key = event.token().0;
-                if event.is_readable() || event.is_read_closed() || event.is_error() {
-                    self.readable(key, now);
-                }
-                if event.is_writable() {
-                    self.writable(key);
-                }
-            }
+            self.handle_events(&events, now);
             for key in std::mem::take(&mut self.read_more) {
                 self.readable(key, now);
             }
@@ -145,6 +138,10 @@ impl<M: Model> Shard<M> {
             self.shared.wakers.shards[self.index].take();
             self.accept(now);
             self.flush_rooms();
+            // Upgrades last: what established connections sent is answered first.
+            for key in std::mem::take(&mut self.upgrades) {
+                self.readable(key, now);
+            }
             if now >= next_tick {
                 next_tick = now + TICK;
                 self.tick(now);
@@ -152,6 +149,33 @@ impl<M: Model> Shard<M> {
             if self.shared.wakers.is_shutting_down() {
                 self.shut_down(now);
                 return;
+            }
+        }
+    }
+
+    /// Reads and writes what the events say; reads of connections still in their upgrade
+    /// are put off to the end of the turn (`upgrades`), so that a thousand slowloris
+    /// connections sending their byte at once do not delay an established client's
+    /// answer.
+    fn handle_events(&mut self, events: &Events, now: Instant) {
+        for event in events.iter() {
+            if event.token() == WAKER {
+                continue;
+            }
+            let key = event.token().0;
+            if event.is_readable() || event.is_read_closed() || event.is_error() {
+                let upgrading = self
+                    .connections
+                    .get(key)
+                    .is_some_and(|entry| entry.connection.is_upgrading());
+                if upgrading {
+                    self.upgrades.push(key);
+                } else {
+                    self.readable(key, now);
+                }
+            }
+            if event.is_writable() {
+                self.writable(key);
             }
         }
     }
