@@ -8,6 +8,18 @@
 //!
 //! The socket is a [`Transport`]: a mio `TcpStream` on the shards, an in-memory stream when
 //! the fuzz target drives a connection without sockets (`server::fuzzing`).
+//!
+//! ## Flow control
+//!
+//! A connection reads at most [`READ_BUDGET`] bytes and handles at most
+//! [`MESSAGES_PER_TURN`] messages per turn of its shard's loop, then says `ReadMore`. Its
+//! first message over the rate is refused by the session (`RESOURCE_EXHAUSTED`,
+//! `retryAfterMs`); from then on, until the peer has nothing more to send, a message that
+//! finds no token is not handed over: the rest of the read is held and the connection
+//! says `Paused` until its next token is due, and the shard does not read it before
+//! then. A peer that trickles (four reads in a row of fewer than 64 bytes completing no
+//! message) is paused for 20 ms the same way. Nothing read is lost: held input is handed
+//! over first when reading resumes.
 
 use std::io;
 use std::net::Shutdown;
@@ -126,7 +138,7 @@ struct Open<M: Model> {
     /// Whether input is held, in `held` or in tungstenite's own buffer (which may hold
     /// whole frames): the next read hands it over before reading the socket.
     holding: bool,
-    /// Reading is paused until then, because the rate budget is spent.
+    /// Reading is paused until then: the rate budget is spent, or the peer trickles.
     paused_until: Option<Instant>,
     /// The peer was refused a message over the rate and has not run out of input since:
     /// its next messages wait for tokens (the socket is not read meanwhile) instead of
@@ -143,7 +155,8 @@ pub(super) enum Next {
     Keep,
     /// Keep it; it used its turn's budget and has more to read.
     ReadMore,
-    /// Keep it; it spent its rate budget: read it again at this instant, not before.
+    /// Keep it; read it again at this instant, not before (it spent its rate budget, or
+    /// it trickles).
     Paused(Instant),
     /// Drop it.
     Drop,
@@ -183,8 +196,9 @@ impl<M: Model, S: Transport> Connection<M, S> {
 
     /// Reads what the socket has and acts on it, within the turn's budget
     /// ([`READ_BUDGET`] bytes, [`MESSAGES_PER_TURN`] messages) and the rate budget: input
-    /// held since the connection last stopped comes first; while it is paused for its
-    /// rate, nothing is read at all (TCP then slows the peer down).
+    /// held since the connection last stopped comes first; while it is paused (for its
+    /// rate, or because it trickles), nothing is read at all (TCP then slows the peer
+    /// down).
     pub(super) fn on_readable(
         &mut self,
         shared: &Shared<M>,
