@@ -17,7 +17,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use deltasync::config::Config;
-use deltasync::model::arena::{Arena, Game};
+use deltasync::game::Game;
+use deltasync::model::arena::Arena;
 use deltasync::room::{FlushPolicy, InputPolicy};
 use deltasync::server::ServerBuilder;
 

@@ -3,7 +3,7 @@
 #
 #   fuzz/run.sh TARGET SECONDS [libFuzzer flags...]
 #
-# TARGET is one of: decode, session, server_bytes, replica (see fuzz/README.md). New inputs go to
+# TARGET is one of: decode, session, server_bytes, replica, models (see fuzz/README.md). New inputs go to
 # fuzz/corpus/TARGET (minimize before committing: `cargo +nightly fuzz cmin TARGET`), crashes
 # to fuzz/artifacts/TARGET. Needs the nightly toolchain and `cargo install cargo-fuzz`.
 # FUZZ_SANITIZER=address turns AddressSanitizer on (default: none; the crate has no

@@ -17,6 +17,8 @@
 //! | [`session`] | one connection's protocol state, without I/O |
 //! | [`client`] | a client's replica of a room: server state, pending updates, visible state |
 //! | [`conformance`] | the fixture runner: protocol scenarios as data, executed |
+//! | [`game`] | a server-authoritative game loop over the arena model: the embedding demo |
+//! | [`frame`] | the WebSocket frame codec: headers, masking, frames found in place |
 //! | [`server`] | the WebSocket server: mio acceptor and shards, sharded zero-copy fan-out |
 //! | [`clock`], [`epoch`] | injected wall time; history identifiers |
 //! | [`config`] | the server's typed configuration: defaults, TOML file, environment, flags |
@@ -24,6 +26,16 @@
 //! The core has no sockets and reads no clock of its own; everything that decides
 //! something is driven by its inputs, which is what lets tests and fixtures run it
 //! deterministically.
+//!
+//! # Features
+//!
+//! - `blocking-client` (off by default): [`client::Connector`], a blocking WebSocket
+//!   client around the replica, and [`conformance::Remote`], which runs fixtures against
+//!   a server over the wire. They open sockets of their own, so they stay out of an
+//!   embedder's build unless asked for.
+//!
+//! The `deltasync` command (`serve`, `config`, `conformance`, `bench`, `soak`) is a
+//! crate of its own (`cli/` in the repository), built only on this crate's public API.
 #![deny(unsafe_code)]
 
 pub mod client;
@@ -31,6 +43,8 @@ pub mod clock;
 pub mod config;
 pub mod conformance;
 pub mod epoch;
+pub mod frame;
+pub mod game;
 pub mod model;
 pub mod protocol;
 pub mod ring;

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use common::Ws;
 use deltasync::config::Config;
-use deltasync::model::arena::{Arena, Game};
+use deltasync::game::Game;
+use deltasync::model::arena::Arena;
 use deltasync::room::{FlushPolicy, InputPolicy};
 use deltasync::server::ServerBuilder;
 use serde_json::{Value, json};

@@ -321,7 +321,7 @@ proptest! {
             harness.run(step);
         }
         assert_eq!(harness.room.rev(), harness.reference.ops.len() as u64);
-        assert_eq!(harness.room.ring().capacity(), NonZeroUsize::new(capacity).unwrap().get());
+        assert_eq!(harness.room.config().ring_capacity, NonZeroUsize::new(capacity).unwrap());
         harness.run(&Step::Snapshot);
         for index in 0..3 {
             harness.follow(index);

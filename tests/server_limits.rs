@@ -125,6 +125,42 @@ fn the_message_rate_is_limited_per_connection() {
     assert_eq!(last["payload"]["operations"][0]["clientReqId"], "a-4");
 }
 
+/// The decoder's bounds follow the configured model limits: a name JOIN refused by a
+/// fixed 1,024-byte bound while UPDATE committed it is now accepted by both, and the
+/// correlation id bound is a key of its own.
+#[test]
+fn join_accepts_every_name_the_configured_limits_allow() {
+    let server = TestServer::with(|config| {
+        config.presence.max_name_chars = 2000;
+        config.limits.max_correlation_id_bytes = 300;
+    });
+    let long_name = "n".repeat(1500);
+    let mut alice = Ws::connect(&server.url("/"));
+    let snapshot = alice.join("user-1", &long_name);
+    assert_eq!(snapshot["type"], "SYNC.SNAPSHOT", "{snapshot}");
+    assert_eq!(
+        snapshot["payload"]["participants"]["user-1"]["name"],
+        long_name
+    );
+    // UPDATE accepts it too, and a name of 2,000 four-byte characters still decodes.
+    let widest = "\u{1F600}".repeat(2000);
+    alice.send(
+        json!({"type": "UPDATE", "meta": {"correlationId": "c".repeat(300)},
+        "payload": {"patch": {"name": widest}, "clientReqId": "a-1"}}),
+    );
+    let acked = alice.recv_until_rev(2).pop().unwrap();
+    assert_eq!(acked["payload"]["operations"][0]["payload"]["name"], widest);
+    let mut bob = Ws::connect(&server.url("/"));
+    assert_eq!(bob.join("user-2", &widest)["payload"]["rev"], 3);
+    // One character more is the model's refusal, with its own words.
+    let mut carol = Ws::connect(&server.url("/"));
+    carol.send(common::join("user-3", &"n".repeat(2001)));
+    assert_eq!(
+        carol.recv()["payload"]["message"],
+        "name is 2001 characters long; the limit is 2000"
+    );
+}
+
 const BUSY_503: &str = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 53\r\nConnection: close\r\nRetry-After: 5\r\n\r\nthe connection limit (2) is reached; try again later\n";
 
 #[test]

@@ -40,6 +40,13 @@ impl IdMemory {
     pub(super) fn contains(&self, id: &str) -> bool {
         self.ids.contains(id)
     }
+
+    /// Whether an id longer than `prefix` that starts with it is remembered.
+    pub(super) fn contains_longer_with_prefix(&self, prefix: &str) -> bool {
+        self.order
+            .iter()
+            .any(|id| id.len() > prefix.len() && id.starts_with(prefix))
+    }
 }
 
 #[cfg(test)]

@@ -122,12 +122,14 @@
 //! with its `appliedRev`.
 
 mod acks;
+#[cfg(feature = "blocking-client")]
 mod connector;
 mod outgoing;
 mod replica;
 mod req_id;
 
 pub use acks::REMEMBERED_ACKS;
+#[cfg(feature = "blocking-client")]
 pub use connector::{Connector, ConnectorError, ConnectorOptions};
 pub use replica::{Pending, Replica, ReplicaError, ReplicaEvent};
 

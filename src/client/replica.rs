@@ -9,7 +9,9 @@ use super::req_id::{ReqIds, random_suffix};
 use crate::epoch::Epoch;
 use crate::model::Model;
 use crate::protocol::Dialect;
-use crate::protocol::decode::{DecodeError, OperationRecord, ServerMessage, decode_server};
+use crate::protocol::decode::{
+    CLIENT_REQ_ID_TRUNCATED, DecodeError, OperationRecord, ServerMessage, decode_server,
+};
 use crate::protocol::encode::GapInfo;
 
 /// An `UPDATE` sent and not yet acknowledged or rejected.
@@ -368,7 +370,8 @@ impl<M: Model + PartialEq> Replica<M> {
     ///   the id of a pending update acknowledges it.
     /// - `REVISION_GAP` is remembered; the next message must be the snapshot.
     /// - `ERROR` (or `RPC_ERROR`) whose `details.clientReqId` names a pending update
-    ///   rejects it, unless `details.appliedRev` says the server had already committed it
+    ///   (or, marked `details.clientReqIdTruncated`, is the prefix of the over-long id of
+    ///   one: the oldest such) rejects it, unless `details.appliedRev` says the server had already committed it
     ///   (a resent duplicate): then it is acknowledged once the replica has that revision.
     ///   Other errors become [`ReplicaEvent::Error`], except the expected answers to a
     ///   resend: "already applied" about an acknowledged update, or a rejection about an
@@ -529,6 +532,15 @@ impl<M: Model + PartialEq> Replica<M> {
         self.pending.iter().position(|p| p.client_req_id == id)
     }
 
+    /// The oldest pending update whose id is longer than `prefix` and starts with it: the
+    /// one an error naming the marked prefix of an over-long id is about (the server
+    /// answers in the order the updates were sent).
+    fn pending_index_by_prefix(&self, prefix: &str) -> Option<usize> {
+        self.pending.iter().position(|p| {
+            p.client_req_id.len() > prefix.len() && p.client_req_id.starts_with(prefix)
+        })
+    }
+
     fn on_gap(&mut self, info: GapInfo) -> Vec<ReplicaEvent> {
         self.awaiting_snapshot = true;
         self.detected_gap = true;
@@ -547,15 +559,21 @@ impl<M: Model + PartialEq> Replica<M> {
         let Some(id) = detail("clientReqId").and_then(Value::as_str) else {
             return vec![ReplicaEvent::Error { code, message }];
         };
-        let Some(index) = self.pending_index(id) else {
-            if self.is_answer_to_a_resend(id, applied_rev) {
+        let truncated = detail(CLIENT_REQ_ID_TRUNCATED) == Some(&Value::Bool(true));
+        let found = match truncated {
+            true => self.pending_index_by_prefix(id),
+            false => self.pending_index(id),
+        };
+        let Some(index) = found else {
+            if self.is_answer_to_a_resend(id, truncated, applied_rev) {
                 return Vec::new();
             }
             return vec![ReplicaEvent::Error { code, message }];
         };
         match applied_rev {
             Some(rev) if rev <= self.server_rev => {
-                let acked = self.ack(id, rev);
+                let id = self.pending[index].client_req_id.clone();
+                let acked = self.ack(&id, rev);
                 self.rebuild_visible();
                 acked.into_iter().collect()
             }
@@ -579,10 +597,14 @@ impl<M: Model + PartialEq> Replica<M> {
     }
 
     /// Whether an error about an update no longer pending is the expected answer to a
-    /// resend: "already applied" for an acknowledged update, or the same rejection again.
-    fn is_answer_to_a_resend(&self, id: &str, applied_rev: Option<u64>) -> bool {
-        (applied_rev.is_some() && self.acks.contains(id))
-            || (applied_rev.is_none() && self.rejected.contains(id))
+    /// resend: "already applied" for an acknowledged update, or the same rejection again
+    /// (of an over-long id, when `id` is its marked prefix).
+    fn is_answer_to_a_resend(&self, id: &str, truncated: bool, applied_rev: Option<u64>) -> bool {
+        match (applied_rev, truncated) {
+            (Some(_), _) => self.acks.contains(id),
+            (None, false) => self.rejected.contains(id),
+            (None, true) => self.rejected.contains_longer_with_prefix(id),
+        }
     }
 
     /// visible = server state + pending predictions, in order.

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use super::keys::{self, KEYS};
 use super::value::{self, Raw};
-use super::{Config, ConfigError, Source};
+use super::{Config, ConfigError, ConfigWarning, Source};
 
 /// A loaded [`Config`] and, for every key, the [`Source`] its value came from. Made by
 /// [`Loader::load`](super::Loader::load); printed by [`to_toml`](Self::to_toml).
@@ -14,6 +14,7 @@ pub struct Effective {
     /// One per key, in the order of the key table.
     sources: Vec<Source>,
     file: Option<PathBuf>,
+    warnings: Vec<ConfigWarning>,
 }
 
 impl Effective {
@@ -23,6 +24,7 @@ impl Effective {
             config: Config::default(),
             sources: vec![Source::Default; KEYS.len()],
             file: None,
+            warnings: Vec::new(),
         }
     }
 
@@ -41,6 +43,11 @@ impl Effective {
     /// The source of the key at `index` of the key table.
     pub(crate) fn source_at(&self, index: usize) -> &Source {
         &self.sources[index]
+    }
+
+    /// Records what loading ignored.
+    pub(crate) fn set_warnings(&mut self, warnings: Vec<ConfigWarning>) {
+        self.warnings = warnings;
     }
 
     /// Records the configuration file that was read.
@@ -67,6 +74,12 @@ impl Effective {
     /// Every key (`section.key`) with the source of its value, in the printed order.
     pub fn sources(&self) -> impl Iterator<Item = (String, &Source)> {
         KEYS.iter().map(|key| key.path()).zip(&self.sources)
+    }
+
+    /// What loading ignored but its user should hear of (unknown `DELTASYNC_*`
+    /// variables), in the order of the variables' names.
+    pub fn warnings(&self) -> &[ConfigWarning] {
+        &self.warnings
     }
 
     /// The configuration file that was read, if any.

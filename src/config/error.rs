@@ -48,12 +48,6 @@ pub enum ConfigError {
         /// The configuration file.
         path: PathBuf,
     },
-    /// A `DELTASYNC_*` environment variable names no key: a typo must not pass silently.
-    #[error("unknown environment variable {var}")]
-    UnknownEnv {
-        /// The variable's name.
-        var: String,
-    },
     /// A command-line override names no key.
     #[error("unknown key {key} ({origin})")]
     UnknownOverride {
@@ -99,5 +93,24 @@ pub enum ConfigError {
         path: PathBuf,
         /// What the parser said (with the line and column).
         source: toml::de::Error,
+    },
+}
+
+/// Something in the configuration's sources that was ignored, and that its user should
+/// hear of. Loading goes on; [`Effective::warnings`](super::Effective::warnings) lists
+/// them and the `deltasync` binary prints each as `warning: ...` on stderr.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigWarning {
+    /// A `DELTASYNC_*` environment variable names no key. The environment is shared with
+    /// other tools (a script may set `DELTASYNC_BIN` for itself), so this is no error; the
+    /// nearest known variable is named in case it is a typo.
+    #[error("ignoring unknown environment variable {var} (the nearest known one is {nearest})")]
+    UnknownEnv {
+        /// The variable's name.
+        var: String,
+        /// The known variable (a key's, [`CONFIG_FILE_VAR`](super::CONFIG_FILE_VAR) or
+        /// [`LOG_VAR`](super::LOG_VAR)) at the least edit distance from it.
+        nearest: String,
     },
 }

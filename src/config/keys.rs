@@ -225,6 +225,12 @@ pub(crate) static KEYS: &[Key] = &[
         kind: count!(limits.max_client_req_id_bytes, 1, 4096),
     },
     Key {
+        section: "limits",
+        name: "max_correlation_id_bytes",
+        doc: "longest `meta.correlationId`, in bytes",
+        kind: count!(limits.max_correlation_id_bytes, 1, 4096),
+    },
+    Key {
         section: "timeouts",
         name: "handshake_ms",
         doc: "time a new connection has to complete the WebSocket upgrade",

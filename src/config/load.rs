@@ -72,10 +72,11 @@ impl Loader {
     ///
     /// # Errors
     ///
-    /// The first [`ConfigError`] found, in this order: the environment's variable names,
-    /// the file, the environment's values, the overrides.
+    /// The first [`ConfigError`] found, in this order: the file, the environment's values,
+    /// the overrides. An unknown `DELTASYNC_*` variable is no error: it is ignored and
+    /// listed in [`Effective::warnings`].
     pub fn load(self) -> Result<Effective, ConfigError> {
-        let env = EnvLayer::read(self.env)?;
+        let env = EnvLayer::read(self.env);
         let path = match self.file {
             Some(path) if path.as_os_str().is_empty() => {
                 let origin = Source::Flag("--config".into());
@@ -90,6 +91,7 @@ impl Loader {
         }
         env.apply(&mut effective)?;
         self.overrides.apply(&mut effective)?;
+        effective.set_warnings(env.into_warnings());
         Ok(effective)
     }
 }

@@ -20,10 +20,12 @@
 //!
 //! # Strictness
 //!
-//! A typo must not pass silently: an unknown section or key in the file, an unknown
-//! `DELTASYNC_*` variable (other than [`CONFIG_FILE_VAR`] and [`LOG_VAR`]), an unknown key
+//! A typo must not pass silently: an unknown section or key in the file, an unknown key
 //! on the command line, a value of the wrong type or out of bounds are all a
-//! [`ConfigError`] that names the key, the value and where it came from:
+//! [`ConfigError`] that names the key, the value and where it came from. The environment
+//! is shared with other tools, so an unknown `DELTASYNC_*` variable (other than
+//! [`CONFIG_FILE_VAR`] and [`LOG_VAR`]) is not an error but a [`ConfigWarning`] naming the
+//! nearest known variable ([`Effective::warnings`]); the binary prints it on stderr:
 //!
 //! ```
 //! use deltasync::config::Loader;
@@ -34,6 +36,15 @@
 //!     err.to_string(),
 //!     "room.ring_capacity = 0 (from DELTASYNC_ROOM_RING_CAPACITY): must be between 1 and 16777216"
 //! );
+//!
+//! let env = [("DELTASYNC_ROOM_RING_CAPACTY".to_owned(), "4096".to_owned())];
+//! let effective = Loader::new().env(env).load()?;
+//! assert_eq!(
+//!     effective.warnings()[0].to_string(),
+//!     "ignoring unknown environment variable DELTASYNC_ROOM_RING_CAPACTY (the nearest known \
+//!      one is DELTASYNC_ROOM_RING_CAPACITY)"
+//! );
+//! # Ok::<(), deltasync::config::ConfigError>(())
 //! ```
 //!
 //! # One table of keys
@@ -66,7 +77,7 @@ mod value;
 
 pub use effective::Effective;
 pub use env::{CONFIG_FILE_VAR, ENV_PREFIX, LOG_VAR};
-pub use error::ConfigError;
+pub use error::{ConfigError, ConfigWarning};
 pub use load::Loader;
 pub use overrides::Overrides;
 pub use sections::{Config, LimitsConfig, ServerConfig, TimeoutsConfig};

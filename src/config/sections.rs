@@ -7,6 +7,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use crate::model::presence::PresenceLimits;
+use crate::protocol::decode::DecodeLimits;
 use crate::room::RoomConfig;
 
 /// The whole configuration of a server, one field per section of the file.
@@ -27,6 +28,40 @@ pub struct Config {
     /// `[presence]`: bounds on what clients put in a participant.
     pub presence: PresenceLimits,
 }
+
+impl Config {
+    /// The decoder's bounds on the strings of client messages, derived from this
+    /// configuration: the one place where they are (the server's sessions use it).
+    ///
+    /// `JOIN`'s `name` may take up to `presence.max_name_chars` characters of up to four
+    /// bytes each, so the decoder never refuses a name the model accepts (the model counts
+    /// the characters, as it does for a name in an `UPDATE`); `participantId`,
+    /// `clientReqId` and `meta.correlationId` are bounded by their own keys.
+    ///
+    /// ```
+    /// use deltasync::config::Config;
+    ///
+    /// let mut config = Config::default();
+    /// config.presence.max_name_chars = 2000;
+    /// let limits = config.decode_limits();
+    /// assert_eq!(limits.max_name_bytes, 8000);
+    /// assert_eq!(limits.max_participant_id_bytes, config.presence.max_id_bytes);
+    /// ```
+    pub fn decode_limits(&self) -> DecodeLimits {
+        DecodeLimits {
+            max_participant_id_bytes: self.presence.max_id_bytes,
+            max_name_bytes: self
+                .presence
+                .max_name_chars
+                .saturating_mul(MAX_UTF8_CHAR_BYTES),
+            max_client_req_id_bytes: self.limits.max_client_req_id_bytes,
+            max_correlation_id_bytes: self.limits.max_correlation_id_bytes,
+        }
+    }
+}
+
+/// The longest UTF-8 encoding of one character.
+const MAX_UTF8_CHAR_BYTES: usize = 4;
 
 /// The `[server]` section.
 ///
@@ -89,6 +124,8 @@ pub struct LimitsConfig {
     pub message_burst: u32,
     /// Longest `clientReqId`, in bytes (default 128).
     pub max_client_req_id_bytes: usize,
+    /// Longest `meta.correlationId`, in bytes (default 128).
+    pub max_correlation_id_bytes: usize,
 }
 
 impl Default for LimitsConfig {
@@ -102,6 +139,7 @@ impl Default for LimitsConfig {
             messages_per_second: 100,
             message_burst: 200,
             max_client_req_id_bytes: 128,
+            max_correlation_id_bytes: 128,
         }
     }
 }
@@ -168,6 +206,42 @@ mod tests {
             format!("{server:?}"),
             r#"ServerConfig { listen: 127.0.0.1:7373, shards: 0, token: Some("<redacted>") }"#
         );
+    }
+
+    #[test]
+    fn decode_limits_follow_the_configuration() {
+        let mut config = Config::default();
+        assert_eq!(
+            config.decode_limits(),
+            DecodeLimits {
+                max_participant_id_bytes: 128,
+                max_name_bytes: 256,
+                max_client_req_id_bytes: 128,
+                max_correlation_id_bytes: 128,
+            }
+        );
+        config.presence.max_name_chars = 2000;
+        config.presence.max_id_bytes = 7;
+        config.limits.max_client_req_id_bytes = 9;
+        config.limits.max_correlation_id_bytes = 11;
+        assert_eq!(
+            config.decode_limits(),
+            DecodeLimits {
+                max_participant_id_bytes: 7,
+                max_name_bytes: 8000,
+                max_client_req_id_bytes: 9,
+                max_correlation_id_bytes: 11,
+            }
+        );
+        // The widest name the model accepts decodes: 2,000 four-byte characters.
+        let name = "\u{1F600}".repeat(2000);
+        let join = serde_json::json!({"type": "JOIN",
+            "payload": {"participantId": "u1", "name": name}});
+        let decoded = crate::protocol::decode::decode_client::<crate::model::presence::PresenceInput>(
+            join.to_string().as_bytes(),
+            &config.decode_limits(),
+        );
+        assert!(decoded.is_ok(), "{decoded:?}");
     }
 
     #[test]

@@ -109,9 +109,10 @@ fn nothing_given_loads_the_defaults() {
             limits.max_rooms,
             limits.max_participants_per_room,
             limits.max_message_bytes,
-            limits.max_client_req_id_bytes
+            limits.max_client_req_id_bytes,
+            limits.max_correlation_id_bytes
         ],
-        [10_000, 1_000, 1_000, 1_000, 65_536, 128]
+        [10_000, 1_000, 1_000, 1_000, 65_536, 128, 128]
     );
     assert_eq!(
         (limits.messages_per_second, limits.message_burst),
@@ -339,10 +340,6 @@ fn an_unreadable_or_malformed_file_is_an_error_naming_it() {
 fn env_errors_name_the_variable() {
     let cases = [
         (
-            ("DELTASYNC_ROOM_RING_CAPACTY", "4096"),
-            "unknown environment variable DELTASYNC_ROOM_RING_CAPACTY",
-        ),
-        (
             ("DELTASYNC_ROOM_RING_CAPACITY", "4k"),
             "room.ring_capacity = \"4k\" (from DELTASYNC_ROOM_RING_CAPACITY): must be an \
              integer between 1 and 16777216",
@@ -377,12 +374,27 @@ fn env_errors_name_the_variable() {
 }
 
 #[test]
-fn env_errors_do_not_depend_on_the_environments_order() {
+fn unknown_env_variables_are_warnings_whatever_the_environments_order() {
     let a = ("DELTASYNC_A", "1");
-    let b = ("DELTASYNC_B", "1");
-    let expected = "unknown environment variable DELTASYNC_A";
-    assert_eq!(env_error(&[a, b]), expected);
-    assert_eq!(env_error(&[b, a]), expected);
+    let b = ("DELTASYNC_ROOM_RING_CAPACTY", "4096");
+    let expected = [
+        "ignoring unknown environment variable DELTASYNC_A (the nearest known one is \
+         DELTASYNC_LOG)",
+        "ignoring unknown environment variable DELTASYNC_ROOM_RING_CAPACTY (the nearest known \
+         one is DELTASYNC_ROOM_RING_CAPACITY)",
+    ];
+    for vars in [[a, b], [b, a]] {
+        let effective = load(None, &vars, &[]).0.unwrap();
+        let warnings: Vec<String> = effective.warnings().iter().map(|w| w.to_string()).collect();
+        assert_eq!(warnings, expected);
+        // Ignored: the key keeps its default.
+        assert_eq!(effective.config(), &Config::default());
+    }
+    // Known variables give no warning.
+    let quiet = load(None, &[("DELTASYNC_ROOM_RING_CAPACITY", "8")], &[])
+        .0
+        .unwrap();
+    assert_eq!(quiet.warnings(), []);
 }
 
 #[test]
@@ -447,6 +459,7 @@ fn everything_changed() -> (Effective, TempFile) {
             ("limits.max_participants_per_room", "3", "--set"),
             ("limits.message_burst", "9", "--set"),
             ("limits.max_client_req_id_bytes", "4096", "--set"),
+            ("limits.max_correlation_id_bytes", "4095", "--set"),
             ("timeouts.room_idle_ms", "10", "--set"),
             ("presence.max_name_chars", "11", "--set"),
             ("presence.max_id_bytes", "12", "--set"),

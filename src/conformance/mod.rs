@@ -13,6 +13,7 @@
 
 mod fixture;
 mod model;
+#[cfg(feature = "blocking-client")]
 mod remote;
 mod runner;
 mod server;
@@ -21,6 +22,7 @@ use std::path::{Path, PathBuf};
 
 pub use fixture::{Action, DEFAULT_CLIENT, Fixture, FixtureError, SCHEMA_VERSION, Step};
 pub use model::ConformanceModel;
+#[cfg(feature = "blocking-client")]
 pub use remote::{Remote, not_drivable};
 pub use runner::{Failure, run};
 pub use server::{FixtureServer, InProcess, START_MS};
@@ -95,6 +97,7 @@ pub fn run_file_in_process(path: &Path) -> Report {
 
 /// Runs one fixture file with the presence model against the server at `url`, in a room
 /// of its own, over real WebSocket connections (see [`Remote`]).
+#[cfg(feature = "blocking-client")]
 pub fn run_file_over_wire(path: &Path, url: &str) -> Report {
     let file = file_name(path);
     let fixture = match load(path) {

@@ -28,7 +28,7 @@ fn put_u64(out: &mut impl BufMut, value: u64) {
 }
 
 /// Writes a JSON string literal (with escapes) for `value`.
-pub fn put_json_str(out: &mut impl BufMut, value: &str) {
+pub(crate) fn put_json_str(out: &mut impl BufMut, value: &str) {
     // Writing a `&str` to JSON cannot fail: it has no map keys or non-finite floats.
     let mut writer = out.writer();
     let _ = serde_json::to_writer(&mut writer, value);
@@ -78,7 +78,7 @@ pub fn operation(
 
 /// The encoded length of a `SYNC.DELTAS` message for `operations` (to size buffers and
 /// frame headers before writing).
-pub fn deltas_len(from: u64, to: u64, operations: &[Bytes]) -> usize {
+pub(crate) fn deltas_len(from: u64, to: u64, operations: &[Bytes]) -> usize {
     let digits = |v: u64| itoa::Buffer::new().format(v).len();
     let ops: usize = operations.iter().map(Bytes::len).sum();
     DELTAS_PREFIX.len()
@@ -98,7 +98,7 @@ const DELTAS_SUFFIX: &[u8] = b"]}}";
 
 /// Writes `SYNC.DELTAS {fromRev, toRev, operations}` around already-encoded operations.
 /// The same bytes serve both dialects.
-pub fn write_deltas(out: &mut impl BufMut, from: u64, to: u64, operations: &[Bytes]) {
+pub(crate) fn write_deltas(out: &mut impl BufMut, from: u64, to: u64, operations: &[Bytes]) {
     out.put_slice(DELTAS_PREFIX);
     put_u64(out, from);
     out.put_slice(DELTAS_TO);
@@ -122,7 +122,7 @@ pub fn deltas(from: u64, to: u64, operations: &[Bytes]) -> Bytes {
 
 /// Writes `SYNC.SNAPSHOT {rev, [epoch,] ...state}`: `state` is the model's JSON object,
 /// whose fields become the payload's fields beside `rev`.
-pub fn write_snapshot(
+pub(crate) fn write_snapshot(
     out: &mut impl BufMut,
     dialect: Dialect,
     rev: u64,

@@ -38,6 +38,7 @@ impl Attachments {
         }
     }
 
+    #[cfg(test)]
     pub(super) fn connections(&self, actor: &str) -> usize {
         self.actors.get(actor).map_or(0, |a| a.connections)
     }

@@ -55,8 +55,8 @@
 //!
 //! # Participants and connections
 //!
-//! The I/O shell tells the room when a connection binds to an actor ([`Room::attach`]) and
-//! when it goes away ([`Room::detach`]); [`Room::expire_detached`] commits the `leave` of
+//! A [`Session`](crate::session::Session) tells the room when its connection binds to an
+//! actor and when it goes away; [`Room::expire_detached`] commits the `leave` of
 //! every actor that has had no connection for a time-to-live, so a reconnect within it
 //! changes nothing.
 
@@ -377,7 +377,7 @@ impl<M: Model> Room<M> {
     }
 
     /// Whether clients' inputs are forwarded to the owner rather than decided at once.
-    pub fn forwards_inputs(&self) -> bool {
+    pub(crate) fn forwards_inputs(&self) -> bool {
         self.inputs.is_some()
     }
 
@@ -387,7 +387,7 @@ impl<M: Model> Room<M> {
     ///
     /// `RESOURCE_EXHAUSTED` when the queue is full, `FAILED_PRECONDITION` when the room
     /// decides inputs itself.
-    pub fn forward(&self, input: ClientInput<M::Input>) -> Result<(), Rejection> {
+    pub(crate) fn forward(&self, input: ClientInput<M::Input>) -> Result<(), Rejection> {
         let Some(queue) = &self.inputs else {
             return Err(Rejection::precondition("this room decides inputs itself"));
         };
@@ -421,12 +421,12 @@ impl<M: Model> Room<M> {
     }
 
     /// The sequence number of the newest rejection (changes when there is a new one).
-    pub fn rejection_seq(&self) -> u64 {
+    pub(crate) fn rejection_seq(&self) -> u64 {
         self.rejections.seq()
     }
 
     /// Appends the rejections for `actor` newer than `seen`; returns the newest number.
-    pub fn rejections_for(&self, actor: &str, seen: u64, out: &mut Vec<Bytes>) -> u64 {
+    pub(crate) fn rejections_for(&self, actor: &str, seen: u64, out: &mut Vec<Bytes>) -> u64 {
         self.rejections.for_actor(actor, seen, out)
     }
 
@@ -438,11 +438,6 @@ impl<M: Model> Room<M> {
     /// The oldest revision a client may hold and still be served by deltas.
     pub fn buffer_first_rev(&self) -> u64 {
         self.ring.buffer_first_rev()
-    }
-
-    /// The ring of encoded operations.
-    pub fn ring(&self) -> &Ring {
-        &self.ring
     }
 
     /// The room's wall clock, in ms since the Unix epoch.
@@ -620,24 +615,25 @@ impl<M: Model> Room<M> {
     }
 
     /// A connection is now bound to `actor`.
-    pub fn attach(&self, actor: &str) {
+    pub(crate) fn attach(&self, actor: &str) {
         self.attachments.lock().attach(actor);
     }
 
     /// A connection bound to `actor` went away (or left).
-    pub fn detach(&self, actor: &str) {
+    pub(crate) fn detach(&self, actor: &str) {
         let now = self.clock.now_ms();
         self.attachments.lock().detach(actor, now);
     }
 
     /// How many connections are bound to `actor`.
-    pub fn connections(&self, actor: &str) -> usize {
+    #[cfg(test)]
+    pub(crate) fn connections(&self, actor: &str) -> usize {
         self.attachments.lock().connections(actor)
     }
 
     /// Whether no actor has a connection or waits for its time-to-live (the room may be
     /// dropped once it has been so for a while).
-    pub fn is_unattached(&self) -> bool {
+    pub(crate) fn is_unattached(&self) -> bool {
         self.attachments.lock().is_empty()
     }
 
@@ -716,7 +712,7 @@ impl<M: Model> Room<M> {
     /// # Errors
     ///
     /// As [`Room::since`]; `out` is left as it was.
-    pub fn since_into(
+    pub(crate) fn since_into(
         &self,
         rev: u64,
         epoch: Option<&str>,
@@ -733,7 +729,7 @@ impl<M: Model> Room<M> {
     }
 
     /// The `REVISION_GAP` for a client at `rev`, as of now.
-    pub fn gap(&self, rev: u64) -> GapInfo {
+    pub(crate) fn gap(&self, rev: u64) -> GapInfo {
         let server_rev = self.published_rev();
         GapInfo {
             expected_rev: rev,

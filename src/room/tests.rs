@@ -320,7 +320,7 @@ fn capacity_one_room_still_serves_the_head() {
         .unwrap();
     assert_eq!(room.since(1, None).unwrap().operations.len(), 1);
     assert_eq!(room.since(0, None).unwrap_err().buffer_first_rev, 1);
-    assert_eq!(room.ring().capacity(), NonZeroUsize::MIN.get());
+    assert_eq!(room.ring.capacity(), NonZeroUsize::MIN.get());
     let op: PresenceOp = serde_json::from_value(json!({
         "type": "participant.left", "payload": {"id": "user-1"}}))
     .unwrap();

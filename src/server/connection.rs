@@ -37,6 +37,7 @@ use super::handshake::{self, Outcome, Policy};
 use super::outbox::{Outbox, Written};
 use super::shared::Shared;
 use super::ws_io::WsIo;
+use crate::frame;
 use crate::model::Model;
 use crate::room::Room;
 use crate::session::{CloseReason, DeltaCache, Session};
@@ -467,13 +468,13 @@ impl<M: Model, S: Transport> Connection<M, S> {
     /// older one not written yet), anything else (a close frame) goes to the outbox.
     fn take_control(&mut self, work: &mut Work) {
         let mut rest = &work.control[..];
-        while let Some(len) = control_frame_len(rest) {
-            let (frame, tail) = rest.split_at(len);
+        while let Some(control) = control_frame(rest) {
+            let (bytes, tail) = rest.split_at(control.len());
             match &mut self.phase {
-                Phase::Open(open) if frame[0] == PONG => {
-                    open.pong = Some(Bytes::copy_from_slice(frame));
+                Phase::Open(open) if control.opcode == frame::PONG => {
+                    open.pong = Some(Bytes::copy_from_slice(bytes));
                 }
-                _ => self.outbox.push_raw(Bytes::copy_from_slice(frame)),
+                _ => self.outbox.push_raw(Bytes::copy_from_slice(bytes)),
             }
             rest = tail;
         }
@@ -620,15 +621,13 @@ impl<M: Model, S: Transport> Connection<M, S> {
     }
 }
 
-/// The first byte of an unmasked pong frame (FIN, opcode 0xA).
-const PONG: u8 = 0x8a;
-
-/// The length of the whole control frame (FIN set, opcode 0x8 to 0xF, unmasked, a payload
-/// of at most 125 bytes) at the start of `bytes`, if one is there.
-fn control_frame_len(bytes: &[u8]) -> Option<usize> {
-    let (&first, &second) = (bytes.first()?, bytes.get(1)?);
-    let len = 2 + usize::from(second);
-    (first & 0xf8 == 0x88 && second <= 125 && bytes.len() >= len).then_some(len)
+/// The whole control frame (final, unmasked, a payload of at most 125 bytes) at the start
+/// of `bytes`, if one is there.
+fn control_frame(bytes: &[u8]) -> Option<frame::Frame> {
+    frame::parse(bytes, frame::MAX_CONTROL_PAYLOAD)
+        .ok()
+        .flatten()
+        .filter(|found| found.fin && found.is_control() && found.mask.is_none())
 }
 
 /// Moves everything due to `outbox`: the pong owed, then the session's messages.
@@ -720,13 +719,16 @@ mod tests {
     fn control_frames_are_told_apart_and_measured() {
         // A pong of 2 bytes, then a close with a code and no reason.
         let bytes = [0x8a, 2, b'h', b'i', 0x88, 2, 0x03, 0xe8];
-        assert_eq!(control_frame_len(&bytes), Some(4));
-        assert_eq!(control_frame_len(&bytes[4..]), Some(4));
-        assert_eq!(control_frame_len(&bytes[..3]), None, "cut short");
-        assert_eq!(control_frame_len(&[]), None);
+        let len = |bytes: &[u8]| control_frame(bytes).map(|found| found.len());
+        assert_eq!(len(&bytes), Some(4));
+        assert_eq!(control_frame(&bytes).unwrap().opcode, frame::PONG);
+        assert_eq!(len(&bytes[4..]), Some(4));
+        assert_eq!(control_frame(&bytes[4..]).unwrap().opcode, frame::CLOSE);
+        assert_eq!(len(&bytes[..3]), None, "cut short");
+        assert_eq!(len(&[]), None);
         // Not a control frame: a text frame, a fragment, a long length.
-        assert_eq!(control_frame_len(&[0x81, 0]), None);
-        assert_eq!(control_frame_len(&[0x0a, 0]), None);
-        assert_eq!(control_frame_len(&[0x8a, 126, 0, 200]), None);
+        assert_eq!(len(&[0x81, 0]), None);
+        assert_eq!(len(&[0x0a, 0]), None);
+        assert_eq!(len(&[0x8a, 126, 0, 200]), None);
     }
 }

@@ -21,6 +21,8 @@ use std::time::{Duration, Instant};
 
 use mio::{Poll, Token, Waker};
 
+use crate::frame;
+
 use super::connection::{Connection, Next, Scratch, Transport, Work};
 use super::handshake::{self, Outcome, Policy};
 use super::registry::{Registry, RoomSetup};
@@ -404,105 +406,48 @@ impl Transcript {
             if self.close.is_some() {
                 return Err(format!("{} bytes after the close frame", rest.len()));
             }
-            let Some(Frame {
-                opcode,
-                payload,
-                len,
-            }) = frame(rest)?
-            else {
+            let Some((found, payload)) = frame(rest)? else {
                 self.cut = true;
                 return Ok(());
             };
-            match opcode {
-                0x1 => {
+            match found.opcode {
+                frame::TEXT => {
                     std::str::from_utf8(payload).map_err(|e| format!("a text frame: {e}"))?;
                     self.texts.push(payload.to_vec());
                 }
-                0xa => self.pongs += 1,
-                0x8 => {
+                frame::PONG => self.pongs += 1,
+                frame::CLOSE => {
                     self.close = Some(close_code(payload)?);
                 }
                 other => return Err(format!("a server frame of opcode {other:#x}")),
             }
-            rest = &rest[len..];
+            rest = &rest[found.len()..];
         }
         Ok(())
     }
 }
 
-/// One whole server frame.
-struct Frame<'a> {
-    opcode: u8,
-    payload: &'a [u8],
-    /// Its length with its header.
-    len: usize,
-}
-
-/// The first whole frame of `bytes`; `None` when it is cut short.
-fn frame(bytes: &[u8]) -> Result<Option<Frame<'_>>, String> {
-    let (Some(&first), Some(&second)) = (bytes.first(), bytes.get(1)) else {
+/// The first whole frame of `bytes` with its payload, checked as a server frame; `None`
+/// when it is cut short.
+fn frame(bytes: &[u8]) -> Result<Option<(frame::Frame, &[u8])>, String> {
+    let Some(found) = frame::parse(bytes, usize::MAX).map_err(|e| e.to_string())? else {
         return Ok(None);
     };
-    if first & 0xf0 != 0x80 {
-        return Err(format!("a fragmented frame or reserved bits: {first:#x}"));
-    }
-    if second & 0x80 != 0 {
-        return Err("a masked server frame".to_owned());
-    }
-    let (len, header) = match second & 0x7f {
-        126 => {
-            let Some(ext) = bytes.get(2..4) else {
-                return Ok(None);
-            };
-            let len = usize::from(u16::from_be_bytes([ext[0], ext[1]]));
-            if len < 126 {
-                return Err("a length not in its shortest form".to_owned());
-            }
-            (len, 4)
-        }
-        127 => {
-            let Some(ext) = bytes.get(2..10) else {
-                return Ok(None);
-            };
-            let mut be = [0u8; 8];
-            be.copy_from_slice(ext);
-            let len = usize::try_from(u64::from_be_bytes(be)).map_err(|e| e.to_string())?;
-            if len <= usize::from(u16::MAX) {
-                return Err("a length not in its shortest form".to_owned());
-            }
-            (len, 10)
-        }
-        n => (usize::from(n), 2),
-    };
-    let opcode = first & 0x0f;
-    if opcode >= 0x8 && len > 125 {
-        return Err(format!("a control frame of {len} bytes"));
-    }
-    let Some(payload) = bytes.get(header..header + len) else {
-        return Ok(None);
-    };
-    Ok(Some(Frame {
-        opcode,
-        payload,
-        len: header + len,
-    }))
+    found.check_from_server().map_err(|e| e.to_string())?;
+    Ok(Some((found, found.payload(bytes))))
 }
 
 /// The code of a close frame's payload: empty (1005), or a code and a UTF-8 reason.
 fn close_code(payload: &[u8]) -> Result<u16, String> {
-    match payload {
-        [] => Ok(1005),
-        [_] => Err("a close frame with a 1-byte payload".to_owned()),
-        [high, low, reason @ ..] => {
-            std::str::from_utf8(reason).map_err(|e| format!("a close reason: {e}"))?;
-            let code = u16::from_be_bytes([*high, *low]);
-            match code {
-                // The codes of the IANA registry an endpoint may send (1012 to 1014 too:
-                // tungstenite echoes the peer's code when it answers a close).
-                1000..=1003 | 1007..=1014 | 3000..=4999 => Ok(code),
-                other => Err(format!("a close code a server may not send: {other}")),
-            }
-        }
+    let code = frame::close_code(payload).map_err(|e| e.to_string())?;
+    std::str::from_utf8(payload.get(2..).unwrap_or_default())
+        .map_err(|e| format!("a close reason: {e}"))?;
+    match code {
+        // The codes of the IANA registry an endpoint may send (1012 to 1014 too:
+        // tungstenite echoes the peer's code when it answers a close), or none.
+        1005 if payload.is_empty() => Ok(code),
+        1000..=1003 | 1007..=1014 | 3000..=4999 => Ok(code),
+        other => Err(format!("a close code a server may not send: {other}")),
     }
 }
 

@@ -10,39 +10,26 @@ use std::io::{self, IoSlice, Write};
 
 use bytes::Bytes;
 
+use crate::frame::{self, Header};
+
 /// How many frames one `writev` covers at most (two slices each).
 const MAX_FRAMES_PER_WRITE: usize = 32;
-
-/// The header of an unmasked server text frame carrying `len` bytes (RFC 6455 §5.2).
-pub(super) fn text_header(len: usize) -> ([u8; 10], u8) {
-    let mut header = [0u8; 10];
-    header[0] = 0x81; // FIN, opcode 1 (text)
-    let used = if len < 126 {
-        header[1] = len as u8;
-        2
-    } else if let Ok(len) = u16::try_from(len) {
-        header[1] = 126;
-        header[2..4].copy_from_slice(&len.to_be_bytes());
-        4
-    } else {
-        header[1] = 127;
-        header[2..10].copy_from_slice(&(len as u64).to_be_bytes());
-        10
-    };
-    (header, used)
-}
 
 /// One frame to write: a header (empty for raw frames) and a body.
 #[derive(Debug)]
 struct Frame {
-    header: [u8; 10],
-    header_len: u8,
+    /// `None` for raw frames, which carry their own headers.
+    header: Option<Header>,
     body: Bytes,
 }
 
 impl Frame {
+    fn header(&self) -> &[u8] {
+        self.header.as_ref().map_or(&[], Header::as_bytes)
+    }
+
     fn len(&self) -> usize {
-        usize::from(self.header_len) + self.body.len()
+        self.header().len() + self.body.len()
     }
 }
 
@@ -70,10 +57,9 @@ impl Outbox {
 
     /// Queues a text message; its frame header is computed here.
     pub(super) fn push_text(&mut self, body: Bytes) {
-        let (header, header_len) = text_header(body.len());
+        let header = Header::new(frame::TEXT, body.len(), None);
         self.frames.push_back(Frame {
-            header,
-            header_len,
+            header: Some(header),
             body,
         });
     }
@@ -82,8 +68,7 @@ impl Outbox {
     pub(super) fn push_raw(&mut self, frames: Bytes) {
         if !frames.is_empty() {
             self.frames.push_back(Frame {
-                header: [0; 10],
-                header_len: 0,
+                header: None,
                 body: frames,
             });
         }
@@ -124,8 +109,7 @@ impl Outbox {
         // Only the front frame can be partly written.
         let mut skip = self.written;
         for frame in self.frames.iter().take(MAX_FRAMES_PER_WRITE) {
-            let header = &frame.header[..usize::from(frame.header_len)];
-            for part in [header, &frame.body[..]] {
+            for part in [frame.header(), &frame.body[..]] {
                 if skip >= part.len() {
                     skip -= part.len();
                     continue;
@@ -184,16 +168,6 @@ mod tests {
         fn flush(&mut self) -> io::Result<()> {
             Ok(())
         }
-    }
-
-    #[test]
-    fn headers_follow_rfc_6455_length_encoding() {
-        assert_eq!(text_header(5), ([0x81, 5, 0, 0, 0, 0, 0, 0, 0, 0], 2));
-        assert_eq!(text_header(125).1, 2);
-        let (h, n) = text_header(126);
-        assert_eq!((&h[..n as usize], n), (&[0x81, 126, 0, 126][..], 4));
-        let (h, n) = text_header(65_536);
-        assert_eq!(&h[..n as usize], &[0x81, 127, 0, 0, 0, 0, 0, 1, 0, 0]);
     }
 
     #[test]

@@ -13,7 +13,6 @@ use tungstenite::protocol::WebSocketConfig;
 use super::registry::Registry;
 use crate::config::Config;
 use crate::model::Model;
-use crate::protocol::decode::DecodeLimits;
 use crate::room::CommitListener;
 use crate::session::SessionConfig;
 
@@ -112,11 +111,7 @@ pub(super) enum Busy {
 impl<M: Model> Shared<M> {
     pub(super) fn new(config: &Config, registry: Registry<M>, wakers: Arc<Wakers>) -> Self {
         let session = Arc::new(SessionConfig {
-            decode: DecodeLimits {
-                max_client_req_id_bytes: config.limits.max_client_req_id_bytes,
-                max_participant_id_bytes: config.presence.max_id_bytes,
-                ..DecodeLimits::default()
-            },
+            decode: config.decode_limits(),
             messages_per_second: config.limits.messages_per_second,
             message_burst: config.limits.message_burst,
             idle_timeout: config.timeouts.idle(),

@@ -52,7 +52,7 @@ use crate::protocol::{Dialect, ErrorCode};
 use crate::room::{ClientInput, Room};
 
 pub use delta_cache::DeltaCache;
-use rate::TokenBucket;
+use rate::{TokenBucket, retry_after_ms};
 
 /// The per-connection limits a session enforces.
 #[derive(Debug, Clone, PartialEq)]
@@ -156,30 +156,32 @@ impl<M: Model> Session<M> {
         self.last_sent_rev = Some(rev);
     }
 
-    /// Handles one text message from the client.
+    /// Handles one text message from the client, read at `now`.
+    ///
+    /// A message over the rate limit is refused with a `retryAfterMs` counted from `now`
+    /// and rounded up: the client that waits that long after the refusal reaches it is
+    /// admitted, as long as `now` is no later than the moment the refusal is sent (the
+    /// shell passes the time it read the socket).
     pub fn handle_message(&mut self, text: &[u8], now: Instant) {
         self.last_heard = now;
         let decoded = decode_client::<M::Input>(text, &self.config.decode);
         if let Err(wait) = self.rate.take(now) {
-            let (client_req_id, correlation_id) = match &decoded {
+            // A message that does not decode names its update as its decode error would
+            // (a marked prefix of an over-long `clientReqId`).
+            let (client_req_id, details, correlation_id) = match &decoded {
                 Ok(envelope) => (
-                    client_req_id(&envelope.message),
-                    envelope.correlation_id.as_deref(),
+                    client_req_id(&envelope.message).map(str::to_owned),
+                    None,
+                    envelope.correlation_id.clone(),
                 ),
-                Err(error) => (
-                    error.client_req_id.as_deref(),
-                    error.correlation_id.as_deref(),
-                ),
+                Err(error) => (None, error.details(), error.correlation_id.clone()),
             };
             let mut error = ErrorMessage::new(
                 ErrorCode::ResourceExhausted,
                 "message rate limit exceeded; slow down",
             );
-            error.retry_after_ms = Some(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX));
-            let (client_req_id, correlation_id) = (
-                client_req_id.map(str::to_owned),
-                correlation_id.map(str::to_owned),
-            );
+            error.retry_after_ms = Some(retry_after_ms(wait));
+            error.details = details.as_ref();
             return self.reply(error, client_req_id.as_deref(), correlation_id.as_deref());
         }
         let envelope = match decoded {
@@ -387,12 +389,15 @@ impl<M: Model> Session<M> {
         self.participant = participant;
     }
 
+    /// Answers a message that does not decode, naming its update when it can (whole, or
+    /// by a marked prefix: [`DecodeError::details`]).
     fn reply_decode_error(&mut self, error: &DecodeError) {
-        self.reply(
-            ErrorMessage::new(ErrorCode::InvalidArgument, &error.message),
-            error.client_req_id.as_deref(),
-            error.correlation_id.as_deref(),
-        );
+        let details = error.details();
+        let message = ErrorMessage {
+            details: details.as_ref(),
+            ..ErrorMessage::new(error.code(), &error.message)
+        };
+        self.reply(message, None, error.correlation_id.as_deref());
     }
 
     /// Queues an `ERROR`, adding `clientReqId` to its details when the request had one.

@@ -425,6 +425,42 @@ fn a_flood_is_rate_limited_with_a_retry_hint() {
     assert!(f.poll(&mut s).is_empty());
 }
 
+/// A client that waits exactly `retryAfterMs` from the refusal is admitted, and one that
+/// waits a millisecond less is not: the hint is rounded up, never down.
+#[test]
+fn a_client_that_waits_retry_after_ms_is_admitted() {
+    // (messages per second, when the refused message is read, the hint it gets): refusals
+    // at sub-millisecond instants, and token intervals of no whole number of milliseconds.
+    let cases = [
+        (2, 100_000_100, 400),
+        (2, 1, 500),
+        (3, 0, 334),
+        (7, 42_857_143, 100),
+        (1000, 499_900, 1),
+    ];
+    for (per_second, read_after_ns, expected) in cases {
+        let mut f = Fixture::new(8);
+        let config = SessionConfig {
+            messages_per_second: per_second,
+            message_burst: 1,
+            ..SessionConfig::default()
+        };
+        let mut s = Session::new(Arc::clone(&f.room), Dialect::WsKit, config, f.now);
+        let heartbeat = br#"{"type":"HEARTBEAT"}"#;
+        s.handle_message(heartbeat, f.now);
+        let refused_at = f.now + Duration::from_nanos(read_after_ns);
+        s.handle_message(heartbeat, refused_at);
+        let refusal = f.poll(&mut s);
+        let case = format!("{per_second}/s, read at +{read_after_ns} ns: {refusal:?}");
+        assert_eq!(refusal[0]["payload"]["retryAfterMs"], expected, "{case}");
+        let early = refused_at + Duration::from_millis(expected - 1);
+        s.handle_message(heartbeat, early);
+        assert_eq!(f.poll(&mut s)[0]["payload"]["retryAfterMs"], 1, "{case}");
+        s.handle_message(heartbeat, refused_at + Duration::from_millis(expected));
+        assert_eq!(f.poll(&mut s), Vec::<Value>::new(), "{case}");
+    }
+}
+
 #[test]
 fn idle_and_flooding_connections_are_asked_to_close() {
     let f = Fixture::new(8);

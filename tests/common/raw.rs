@@ -178,25 +178,7 @@ pub fn frame(opcode: u8, fin: bool, payload: &[u8]) -> Vec<u8> {
 
 /// A frame with the given mask (`None`: unmasked, which a server must refuse).
 pub fn frame_with(opcode: u8, fin: bool, mask: Option<[u8; 4]>, payload: &[u8]) -> Vec<u8> {
-    let mut out = vec![if fin { 0x80 } else { 0 } | opcode];
-    let mask_bit = if mask.is_some() { 0x80 } else { 0 };
-    match payload.len() {
-        n if n < 126 => out.push(mask_bit | n as u8),
-        n if n <= usize::from(u16::MAX) => {
-            out.push(mask_bit | 126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(mask_bit | 127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    match mask {
-        Some(mask) => {
-            out.extend_from_slice(&mask);
-            out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-        }
-        None => out.extend_from_slice(payload),
-    }
+    let mut out = Vec::new();
+    deltasync::frame::put_fragment(&mut out, fin, opcode, payload, mask);
     out
 }

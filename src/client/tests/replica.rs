@@ -616,6 +616,46 @@ fn undecodable_messages_are_errors_and_ask_for_a_resume() {
     assert_eq!(replica.last_received_ms(), Some(1000));
 }
 
+/// A rejection naming the marked prefix of an over-long id rejects the oldest pending
+/// update whose longer id starts with it (errors come in the order updates were sent).
+#[test]
+fn a_truncated_client_req_id_rejects_the_oldest_pending_update_it_prefixes() {
+    let mut replica = replica_at(5);
+    let (long_a, long_b) = (
+        format!("{}a", "x".repeat(128)),
+        format!("{}b", "x".repeat(128)),
+    );
+    replica.update_with_id(status(Status::Away), "x".repeat(128), None, 1000);
+    replica.update_with_id(status(Status::Offline), long_a.clone(), None, 1000);
+    replica.update_with_id(rename("Alicia"), long_b.clone(), None, 1000);
+    let rejection = error(
+        ErrorCode::InvalidArgument,
+        "payload.clientReqId is 129 bytes long; the limit is 128",
+        json!({"clientReqId": "x".repeat(128), "clientReqIdTruncated": true}),
+    );
+    let rejected = |id: &str| ReplicaEvent::Rejected {
+        client_req_id: id.into(),
+        code: "INVALID_ARGUMENT".into(),
+        message: "payload.clientReqId is 129 bytes long; the limit is 128".into(),
+    };
+    assert_eq!(
+        replica.handle_text(&rejection, 1001),
+        Ok(vec![rejected(&long_a)])
+    );
+    assert_eq!(pending_ids(&replica), ["x".repeat(128), long_b.clone()]);
+    assert_eq!(
+        replica.handle_text(&rejection, 1001),
+        Ok(vec![rejected(&long_b)])
+    );
+    assert_eq!(pending_ids(&replica), ["x".repeat(128)]);
+    // The same rejection again (the answer to a resend) says nothing, and the id that is
+    // exactly the prefix is no over-long id: it stays pending.
+    assert_eq!(replica.handle_text(&rejection, 1001), Ok(vec![]));
+    assert_eq!(pending_ids(&replica), ["x".repeat(128)]);
+    let expected = presence([participant("user-1", "Alice", Status::Away)]);
+    assert_eq!(replica.visible(), Some(&expected));
+}
+
 #[test]
 fn errors_about_no_pending_update_are_reported() {
     let mut replica = replica_at(5);

@@ -97,7 +97,10 @@ pub fn decode_client<I: DeserializeOwned>(
     let client_req_id = readable_client_req_id(&root, limits);
     decode_root(root, limits).map_err(|mut error| {
         error.correlation_id = correlation_id;
-        error.client_req_id = client_req_id;
+        if let Some((id, truncated)) = client_req_id {
+            error.client_req_id = Some(id);
+            error.client_req_id_truncated = truncated;
+        }
         error
     })
 }
@@ -108,13 +111,33 @@ fn readable_correlation_id(root: &Map<String, Value>, limits: &DecodeLimits) -> 
     (id.len() <= limits.max_correlation_id_bytes).then(|| id.to_owned())
 }
 
-/// The `clientReqId` of an `UPDATE`, if it is a valid one, whatever else is wrong.
-fn readable_client_req_id(root: &Map<String, Value>, limits: &DecodeLimits) -> Option<String> {
+/// The `clientReqId` of an `UPDATE`, if it is a non-empty string, whatever else is wrong;
+/// with `true` when it is over the limit and cut to a prefix within it.
+fn readable_client_req_id(
+    root: &Map<String, Value>,
+    limits: &DecodeLimits,
+) -> Option<(String, bool)> {
     if root.get("type")?.as_str()? != Kind::Update.name() {
         return None;
     }
     let id = root.get("payload")?.get("clientReqId")?.as_str()?;
-    (!id.is_empty() && id.len() <= limits.max_client_req_id_bytes).then(|| id.to_owned())
+    if id.is_empty() {
+        return None;
+    }
+    let limit = limits.max_client_req_id_bytes;
+    if id.len() <= limit {
+        return Some((id.to_owned(), false));
+    }
+    Some((prefix_within(id, limit).to_owned(), true))
+}
+
+/// The longest prefix of `text` of at most `limit` bytes that ends on a character boundary.
+fn prefix_within(text: &str, limit: usize) -> &str {
+    let mut end = limit.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 fn decode_root<I: DeserializeOwned>(

@@ -31,6 +31,13 @@
 //! readable `meta.correlationId`, the error carries them, so that the answer names the
 //! rejected update ([`DecodeError::details`]) and echoes the correlation id.
 //!
+//! An `UPDATE` whose `clientReqId` is over the limit is named too, so that every rejected
+//! update is attributable: the answer echoes a bounded prefix, the id's first
+//! `max_client_req_id_bytes` bytes cut back to a character boundary, and marks it with
+//! `"clientReqIdTruncated": true` ([`CLIENT_REQ_ID_TRUNCATED`]). A client matches it to its oldest
+//! pending update whose longer id starts with that prefix (errors come in the order the
+//! updates were sent). An empty or non-string `clientReqId` names nothing.
+//!
 //! ```
 //! use deltasync::model::presence::PresenceInput;
 //! use deltasync::protocol::decode::{decode_client, ClientMessage, DecodeLimits};
@@ -57,7 +64,15 @@ use super::ErrorCode;
 pub use client::{ClientEnvelope, ClientMessage, decode_client};
 pub use server::{OperationRecord, ServerMessage, decode_server};
 
+/// The `details` key that marks `clientReqId` as the prefix of an over-long id.
+pub const CLIENT_REQ_ID_TRUNCATED: &str = "clientReqIdTruncated";
+
 /// Bounds on the strings a client may send, in bytes.
+///
+/// A server derives them from its configuration with
+/// [`Config::decode_limits`](crate::config::Config::decode_limits), so that they follow
+/// the model's limits (a name the model accepts is never refused here); the `Default` is
+/// for a decoder used on its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DecodeLimits {
     /// Longest `JOIN` `participantId` (default 128).
@@ -88,9 +103,12 @@ impl Default for DecodeLimits {
 pub struct DecodeError {
     /// What is wrong, naming the key and where it is.
     pub message: String,
-    /// The `clientReqId` of a bad `UPDATE`, when it could be read (a non-empty string
-    /// within bounds).
+    /// The `clientReqId` of a bad `UPDATE`, when it is a non-empty string: the whole id, or,
+    /// when it is over `max_client_req_id_bytes`, its first `max_client_req_id_bytes`
+    /// bytes cut back to a character boundary (see `client_req_id_truncated`).
     pub client_req_id: Option<String>,
+    /// `client_req_id` is the prefix of an over-long id, not the whole id.
+    pub client_req_id_truncated: bool,
     /// The message's `meta.correlationId`, when it could be read.
     pub correlation_id: Option<String>,
 }
@@ -100,6 +118,7 @@ impl DecodeError {
         Self {
             message: message.into(),
             client_req_id: None,
+            client_req_id_truncated: false,
             correlation_id: None,
         }
     }
@@ -110,11 +129,15 @@ impl DecodeError {
     }
 
     /// The `details` of that `ERROR`: `{"clientReqId": ...}` when the bad message was an
-    /// `UPDATE` whose id could be read, else `None`.
+    /// `UPDATE` whose id could be read, plus `"clientReqIdTruncated": true` when that is
+    /// the prefix of an over-long id; else `None`.
     pub fn details(&self) -> Option<Map<String, Value>> {
         let id = self.client_req_id.as_ref()?;
         let mut details = Map::new();
         details.insert("clientReqId".to_owned(), Value::String(id.clone()));
+        if self.client_req_id_truncated {
+            details.insert(CLIENT_REQ_ID_TRUNCATED.to_owned(), Value::Bool(true));
+        }
         Some(details)
     }
 }

@@ -2,17 +2,7 @@ use super::*;
 
 /// A client frame with the zero mask (so the payload reads as it is).
 fn text(payload: &str) -> Vec<u8> {
-    let mut out = vec![0x81];
-    match payload.len() {
-        n if n < 126 => out.push(0x80 | n as u8),
-        n => {
-            out.push(0x80 | 126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-    }
-    out.extend_from_slice(&[0, 0, 0, 0]);
-    out.extend_from_slice(payload.as_bytes());
-    out
+    frame::encode(frame::TEXT, payload.as_bytes(), Some([0; 4]))
 }
 
 const UPGRADE: &str = "GET /rooms/a HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";

@@ -1,4 +1,4 @@
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::*;
 use crate::model::presence::{Patch, PresenceInput, Status};
@@ -336,9 +336,47 @@ fn a_rejected_update_names_its_client_req_id_and_correlation_id() {
     assert_eq!(err.correlation_id, None);
 }
 
+/// An over-long `clientReqId` is named by its prefix: the first `max_client_req_id_bytes`
+/// bytes, cut back to a character boundary, marked truncated.
+#[test]
+fn an_over_long_client_req_id_is_named_by_a_marked_prefix() {
+    // 127 ASCII bytes then "é" (2 bytes): the cut at 128 falls inside "é".
+    let id = format!("{}é", "r".repeat(127));
+    let text = json!({"type": "UPDATE", "payload": {"patch": {}, "clientReqId": id}});
+    let err = decode(&text.to_string()).unwrap_err();
+    assert_eq!(
+        err.message,
+        "payload.clientReqId is 129 bytes long; the limit is 128"
+    );
+    assert_eq!(err.client_req_id, Some("r".repeat(127)));
+    assert!(err.client_req_id_truncated);
+    let details = json!({"clientReqId": "r".repeat(127), "clientReqIdTruncated": true});
+    assert_eq!(err.details().map(Value::Object), Some(details));
+
+    // A limit smaller than the first character: the prefix is empty, still marked.
+    let limits = DecodeLimits {
+        max_client_req_id_bytes: 1,
+        ..DecodeLimits::default()
+    };
+    let text = json!({"type": "UPDATE", "payload": {"patch": {}, "clientReqId": "éa"}});
+    let err = decode_client::<PresenceInput>(text.to_string().as_bytes(), &limits).unwrap_err();
+    assert_eq!(
+        (err.client_req_id.as_deref(), err.client_req_id_truncated),
+        (Some(""), true)
+    );
+    // A whole id is not marked.
+    let text =
+        json!({"type": "UPDATE", "payload": {"patch": {}, "clientReqId": "r".repeat(128), "x": 1}});
+    let err = decode(&text.to_string()).unwrap_err();
+    assert_eq!(
+        (err.client_req_id, err.client_req_id_truncated),
+        (Some("r".repeat(128)), false)
+    );
+}
+
 #[test]
 fn an_unreadable_client_req_id_is_not_carried() {
-    for id in [json!(""), json!(5), json!("r".repeat(129))] {
+    for id in [json!(""), json!(5)] {
         let text = json!({"type": "UPDATE", "payload": {"clientReqId": id}}).to_string();
         let err = decode(&text).unwrap_err();
         assert_eq!(err.client_req_id, None, "for {text}");

@@ -1,0 +1,29 @@
+//! Helpers for the tests of the `deltasync` binary: the library's test helpers
+//! (`tests/common` at the repository root, shared by path so there is one copy), plus
+//! running the binary itself.
+#![allow(dead_code, unreachable_pub)]
+
+#[path = "../../../tests/common/mod.rs"]
+mod library;
+
+#[allow(unused_imports)]
+pub use library::*;
+
+use serde_json::Value;
+
+/// Runs the `deltasync` binary with `args` and parses what it prints as one JSON object;
+/// a clear panic (with stdout and stderr) if it is not JSON.
+pub fn run_json(args: &[&str]) -> (std::process::Output, Value) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_deltasync"))
+        .args(args)
+        .output()
+        .expect("run deltasync");
+    let json = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {}\nstderr: {}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    (output, json)
+}
