@@ -72,7 +72,7 @@ impl Attachments {
 
     /// Forgets `actor` if it has no connection: it left, so it no longer counts.
     pub(super) fn forget_unattached(&mut self, actor: &str) {
-        if self.connections(actor) == 0 {
+        if self.actors.get(actor).is_some_and(|a| a.connections == 0) {
             self.actors.remove(actor);
         }
     }

@@ -553,7 +553,7 @@ impl<M: Model> Room<M> {
     /// # Errors
     ///
     /// As [`Room::join`]; nothing is committed or attached.
-    pub fn join_attached(&self, actor: &str, name: &str) -> Result<Option<u64>, Rejection> {
+    pub(crate) fn join_attached(&self, actor: &str, name: &str) -> Result<Option<u64>, Rejection> {
         let mut attachments = self.attachments.lock();
         self.check_capacity(&attachments, actor)?;
         let rev = self.join_locked(actor, name)?;
