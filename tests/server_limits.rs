@@ -1,13 +1,14 @@
 //! Every per-message and per-server limit over real sockets, each set low through the
 //! configuration: message size, UTF-8, binary frames, pings, the message rate, the
-//! connection and room limits.
+//! connection limits (server-wide and per client address), the room limit and the
+//! participants per room.
 mod common;
 
 use std::time::Duration;
 
 use common::raw::{self, RawWs};
 use common::{TestServer, Ws, assert_serves, eventually, update};
-use serde_json::json;
+use serde_json::{Value, json};
 use tungstenite::Message;
 
 #[test]
@@ -186,6 +187,84 @@ fn connections_over_the_limit_are_refused_with_503() {
     });
     let mut third = Ws::connect(&server.url("/"));
     assert_eq!(third.join("user-3", "Carol")["payload"]["rev"], 1);
+}
+
+const BUSY_429: &str = "HTTP/1.1 429 Too Many Requests\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 74\r\nConnection: close\r\nRetry-After: 5\r\n\r\nthe limit of 2 connections per client address is reached; close one first\n";
+
+#[test]
+fn connections_over_the_per_address_limit_are_refused_with_429() {
+    // The server-wide limit is far away: only the address's share is full.
+    let server = TestServer::with(|config| config.limits.max_connections_per_ip = 2);
+    let mut first = Ws::connect(&server.url("/"));
+    let mut second = Ws::connect(&server.url("/"));
+    let upgrade = raw::upgrade_request("/", "");
+    for _ in 0..3 {
+        assert_eq!(raw::exchange(server.addr(), upgrade.as_bytes()), BUSY_429);
+    }
+    match Ws::try_connect(&server.url("/"), &[]) {
+        Err(tungstenite::Error::Http(response)) => assert_eq!(response.status(), 429),
+        Err(e) => panic!("expected a 429, got {e}"),
+        Ok(_) => panic!("a third connection from the address was admitted"),
+    }
+    assert_eq!(server.server().connections(), 2);
+    // The two admitted go on.
+    assert_eq!(second.join("user-2", "Bob")["payload"]["rev"], 1);
+    // A connection that goes frees its address's place.
+    first.socket.close(None).unwrap();
+    assert_eq!(first.recv_close(), None);
+    drop(first);
+    eventually("the closed connection is released", || {
+        server.server().connections() == 1
+    });
+    let mut third = Ws::connect(&server.url("/"));
+    assert_eq!(third.join("user-3", "Carol")["payload"]["rev"], 2);
+    assert_eq!(raw::exchange(server.addr(), upgrade.as_bytes()), BUSY_429);
+}
+
+#[test]
+fn a_new_participant_in_a_full_room_gets_resource_exhausted_and_the_others_go_on() {
+    let server = TestServer::with(|config| config.limits.max_participants_per_room = 2);
+    let mut alice = Ws::connect(&server.url("/rooms/r"));
+    let mut bob = Ws::connect(&server.url("/rooms/r"));
+    let mut carol = Ws::connect(&server.url("/rooms/r"));
+    assert_eq!(alice.join("user-1", "Alice")["payload"]["rev"], 1);
+    assert_eq!(bob.join("user-2", "Bob")["payload"]["rev"], 2);
+    alice.recv_until_rev(2);
+    assert_eq!(
+        carol.join("user-3", "Carol"),
+        json!({"type": "ERROR", "meta": {}, "payload": {"code": "RESOURCE_EXHAUSTED",
+            "message": "room \"r\" is full: it admits 2 participants at most",
+            "retryable": true}})
+    );
+    // The participants go on, and one of them may come in again on a second connection.
+    alice.send(update("away", "a-1"));
+    let acked = alice.recv_until_rev(3).pop().unwrap();
+    assert_eq!(acked["payload"]["operations"][0]["clientReqId"], "a-1");
+    let mut alice_again = Ws::connect(&server.url("/rooms/r"));
+    assert_eq!(alice_again.join("user-1", "Alice")["payload"]["rev"], 3);
+    // Carol's connection is still usable: once Bob leaves, her JOIN is admitted.
+    carol.send(json!({"type": "HEARTBEAT"}));
+    bob.send(json!({"type": "LEAVE"}));
+    bob.recv_until_rev(4);
+    let snapshot = carol.join("user-3", "Carol");
+    assert_eq!(snapshot["type"], "SYNC.SNAPSHOT", "{snapshot}");
+    assert_eq!(snapshot["payload"]["rev"], 5);
+    let kinds: Vec<Value> = alice
+        .recv_until_rev(5)
+        .iter()
+        .flat_map(|m| m["payload"]["operations"].as_array().unwrap().clone())
+        .map(|op| op["type"].clone())
+        .collect();
+    assert_eq!(
+        kinds,
+        [json!("participant.left"), json!("participant.joined")]
+    );
+    assert_eq!(
+        server
+            .room("r")
+            .with_state(|state, _| state.participants().len()),
+        2
+    );
 }
 
 #[test]

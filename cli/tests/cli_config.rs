@@ -82,8 +82,12 @@ token = "<redacted>"  # from DELTASYNC_SERVER_TOKEN
 [limits]
 # open WebSocket connections at once (1 to 10000000)
 max_connections = 10000  # default
+# open connections from one client IP address; 0 means no limit (behind a proxy) (0 to 10000000)
+max_connections_per_ip = 1000  # default
 # rooms held at once (1 to 1000000)
 max_rooms = 1000  # default
+# participants one room admits at once; 0 means no limit (0 to 10000000)
+max_participants_per_room = 1000  # default
 # largest message a client may send, in bytes (128 to 16777216)
 max_message_bytes = 65536  # default
 # sustained messages per second one connection may send (1 to 1000000)

@@ -206,9 +206,21 @@ pub(crate) static KEYS: &[Key] = &[
     },
     Key {
         section: "limits",
+        name: "max_connections_per_ip",
+        doc: "open connections from one client IP address; 0 means no limit (behind a proxy)",
+        kind: count!(limits.max_connections_per_ip, 0, 10_000_000),
+    },
+    Key {
+        section: "limits",
         name: "max_rooms",
         doc: "rooms held at once",
         kind: count!(limits.max_rooms, 1, 1_000_000),
+    },
+    Key {
+        section: "limits",
+        name: "max_participants_per_room",
+        doc: "participants one room admits at once; 0 means no limit",
+        kind: count!(limits.max_participants_per_room, 0, 10_000_000),
     },
     Key {
         section: "limits",

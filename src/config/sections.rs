@@ -109,8 +109,15 @@ impl fmt::Debug for ServerConfig {
 pub struct LimitsConfig {
     /// Open WebSocket connections at once (default 10,000).
     pub max_connections: usize,
+    /// Open connections at once from one client IP address (default 1,000, a tenth of
+    /// `max_connections`: one host cannot take every place); 0: no per-address limit,
+    /// for a server behind a proxy whose clients all arrive from the proxy's address.
+    pub max_connections_per_ip: usize,
     /// Rooms held at once (default 1,000).
     pub max_rooms: usize,
+    /// Participants one room admits at once (default 1,000); 0: no limit. A participant
+    /// counts from its `JOIN` until it leaves or its time-to-live runs out.
+    pub max_participants_per_room: usize,
     /// Largest message a client may send, in bytes (default 65,536).
     pub max_message_bytes: usize,
     /// Sustained messages per second one connection may send (default 100).
@@ -128,7 +135,9 @@ impl Default for LimitsConfig {
     fn default() -> Self {
         Self {
             max_connections: 10_000,
+            max_connections_per_ip: 1_000,
             max_rooms: 1_000,
+            max_participants_per_room: 1_000,
             max_message_bytes: 65_536,
             messages_per_second: 100,
             message_burst: 200,

@@ -105,12 +105,14 @@ fn nothing_given_loads_the_defaults() {
     assert_eq!(
         [
             limits.max_connections,
+            limits.max_connections_per_ip,
             limits.max_rooms,
+            limits.max_participants_per_room,
             limits.max_message_bytes,
             limits.max_client_req_id_bytes,
             limits.max_correlation_id_bytes
         ],
-        [10_000, 1_000, 65_536, 128, 128]
+        [10_000, 1_000, 1_000, 1_000, 65_536, 128, 128]
     );
     assert_eq!(
         (limits.messages_per_second, limits.message_burst),
@@ -453,8 +455,10 @@ fn everything_changed() -> (Effective, TempFile) {
             ("DELTASYNC_LIMITS_MESSAGES_PER_SECOND", "7"),
             ("DELTASYNC_TIMEOUTS_PARTICIPANT_TTL_MS", "8"),
             ("DELTASYNC_ROOM_SNAPSHOT_MAX_LAG", "1000000000"),
+            ("DELTASYNC_LIMITS_MAX_CONNECTIONS_PER_IP", "0"),
         ],
         &[
+            ("limits.max_participants_per_room", "3", "--set"),
             ("limits.message_burst", "9", "--set"),
             ("limits.max_client_req_id_bytes", "4096", "--set"),
             ("limits.max_correlation_id_bytes", "4095", "--set"),
@@ -518,6 +522,8 @@ fn the_printout_shows_each_keys_meaning_value_and_source() {
     for line in [
         "messages_per_second = 7  # from DELTASYNC_LIMITS_MESSAGES_PER_SECOND\n",
         "message_burst = 9  # from --set\n",
+        "max_connections_per_ip = 0  # from DELTASYNC_LIMITS_MAX_CONNECTIONS_PER_IP\n",
+        "max_participants_per_room = 3  # from --set\n",
         "ring_capacity = 16777216  # from FILE\n",
         "max_id_bytes = 12  # from --set\n",
     ] {

@@ -60,6 +60,23 @@ impl Attachments {
         expired
     }
 
+    /// Whether `actor` is known: it has a connection or waits for its time-to-live.
+    pub(super) fn contains(&self, actor: &str) -> bool {
+        self.actors.contains_key(actor)
+    }
+
+    /// How many actors are known (see [`Attachments::contains`]).
+    pub(super) fn len(&self) -> usize {
+        self.actors.len()
+    }
+
+    /// Forgets `actor` if it has no connection: it left, so it no longer counts.
+    pub(super) fn forget_unattached(&mut self, actor: &str) {
+        if self.actors.get(actor).is_some_and(|a| a.connections == 0) {
+            self.actors.remove(actor);
+        }
+    }
+
     /// Whether any actor still has a connection or waits for its time-to-live.
     pub(super) fn is_empty(&self) -> bool {
         self.actors.is_empty()
@@ -84,5 +101,20 @@ mod tests {
         attachments.detach("a", 3000);
         assert_eq!(attachments.take_expired(3010, 10), ["a"]);
         assert!(attachments.is_empty());
+    }
+
+    #[test]
+    fn a_known_actor_is_forgotten_when_it_leaves_without_a_connection() {
+        let mut attachments = Attachments::default();
+        attachments.attach("a");
+        attachments.attach("b");
+        attachments.detach("b", 1000);
+        assert_eq!(attachments.len(), 2);
+        assert!(attachments.contains("b"), "b waits for its time-to-live");
+        attachments.forget_unattached("a");
+        attachments.forget_unattached("b");
+        assert_eq!(attachments.len(), 1);
+        assert!(attachments.contains("a"), "a still has a connection");
+        assert!(!attachments.contains("b"));
     }
 }

@@ -121,6 +121,8 @@ pub struct Room<M: Model> {
     snapshots_encoded: AtomicU64,
     clock: Arc<dyn Clock>,
     attachments: Mutex<Attachments>,
+    /// The most participants (actors known to `attachments`) the room admits; 0: no limit.
+    max_participants: usize,
     flush: FlushPolicy,
     /// The revision connections are brought to: the head under `Immediate`, the head at
     /// the last `flush` under `Tick`, and never past what storage made durable.
@@ -240,6 +242,7 @@ pub struct RoomBuilder<M: Model> {
     flush: FlushPolicy,
     inputs: InputPolicy,
     storage: Option<Arc<dyn Storage>>,
+    max_participants: usize,
 }
 
 impl<M: Model> RoomBuilder<M> {
@@ -250,6 +253,15 @@ impl<M: Model> RoomBuilder<M> {
     /// yet (so the model factory must make the same initial state each time).
     pub fn storage(mut self, storage: Arc<dyn Storage>) -> Self {
         self.storage = Some(storage);
+        self
+    }
+
+    /// The most participants the room admits at once (default 0: no limit). A participant
+    /// counts from its `JOIN` until it leaves or its time-to-live runs out without a
+    /// connection; a `JOIN` of a new participant into a full room is refused with
+    /// `RESOURCE_EXHAUSTED`.
+    pub fn max_participants(mut self, max: usize) -> Self {
+        self.max_participants = max;
         self
     }
 
@@ -398,6 +410,7 @@ impl<M: Model> RoomBuilder<M> {
             snapshots_encoded: AtomicU64::new(1),
             clock: self.clock,
             attachments: Mutex::new(Attachments::default()),
+            max_participants: self.max_participants,
             flush: self.flush,
             visibility,
             log,
@@ -454,6 +467,7 @@ impl<M: Model> Room<M> {
             flush: FlushPolicy::default(),
             inputs: InputPolicy::default(),
             storage: None,
+            max_participants: 0,
         }
     }
 
@@ -662,8 +676,46 @@ impl<M: Model> Room<M> {
     ///
     /// # Errors
     ///
-    /// The model's [`Rejection`]; nothing is committed.
+    /// `RESOURCE_EXHAUSTED` if `actor` is new and the room is full (see
+    /// [`RoomBuilder::max_participants`]), or the model's [`Rejection`]; nothing is
+    /// committed.
     pub fn join(&self, actor: &str, name: &str) -> Result<Option<u64>, Rejection> {
+        let attachments = self.attachments.lock();
+        self.check_capacity(&attachments, actor)?;
+        // Lock order: attachments, then committed.
+        self.join_locked(actor, name)
+    }
+
+    /// [`Room::join`] and [`Room::attach`] at once, so that two new participants racing
+    /// for the last place of a full room cannot both take it.
+    ///
+    /// # Errors
+    ///
+    /// As [`Room::join`]; nothing is committed or attached.
+    pub(crate) fn join_attached(&self, actor: &str, name: &str) -> Result<Option<u64>, Rejection> {
+        let mut attachments = self.attachments.lock();
+        self.check_capacity(&attachments, actor)?;
+        let rev = self.join_locked(actor, name)?;
+        attachments.attach(actor);
+        Ok(rev)
+    }
+
+    /// Refuses a new actor when the room is full.
+    fn check_capacity(&self, attachments: &Attachments, actor: &str) -> Result<(), Rejection> {
+        let max = self.max_participants;
+        if max == 0 || attachments.contains(actor) || attachments.len() < max {
+            return Ok(());
+        }
+        Err(Rejection::new(
+            ErrorCode::ResourceExhausted,
+            format!(
+                "room {:?} is full: it admits {max} participants at most",
+                &*self.name
+            ),
+        ))
+    }
+
+    fn join_locked(&self, actor: &str, name: &str) -> Result<Option<u64>, Rejection> {
         let rev = {
             let mut committed = self.committed.lock();
             let Some(op) = committed.model.join(actor, name, self.clock.now_ms())? else {
@@ -675,13 +727,21 @@ impl<M: Model> Room<M> {
         Ok(Some(rev))
     }
 
-    /// `actor` leaves: commits what the model's `leave` decides. Returns the revision
-    /// committed, or `None` when there was nothing to commit.
+    /// `actor` leaves: commits what the model's `leave` decides, and no longer counts
+    /// against the room's participant limit once it has no connection. Returns the
+    /// revision committed, or `None` when there was nothing to commit.
     ///
     /// # Errors
     ///
     /// An `INTERNAL` [`Rejection`] if the model's operation does not encode.
     pub fn leave(&self, actor: &str) -> Result<Option<u64>, Rejection> {
+        let mut attachments = self.attachments.lock();
+        attachments.forget_unattached(actor);
+        // Lock order: attachments, then committed.
+        self.leave_locked(actor)
+    }
+
+    fn leave_locked(&self, actor: &str) -> Result<Option<u64>, Rejection> {
         let rev = {
             let mut committed = self.committed.lock();
             let Some(op) = committed.model.leave(actor, self.clock.now_ms()) else {
@@ -730,7 +790,7 @@ impl<M: Model> Room<M> {
         let expired = attachments.take_expired(self.clock.now_ms(), ttl_ms);
         let mut revs = Vec::new();
         for actor in expired {
-            revs.extend(self.leave(&actor)?);
+            revs.extend(self.leave_locked(&actor)?);
         }
         Ok(revs)
     }

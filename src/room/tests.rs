@@ -326,3 +326,60 @@ fn capacity_one_room_still_serves_the_head() {
     .unwrap();
     assert_eq!(room.commit(op, Origin::SERVER).unwrap().rev, 3);
 }
+
+#[test]
+fn a_full_room_refuses_new_participants_until_one_leaves_or_expires() {
+    let clock = Arc::new(ManualClock::new(1000));
+    let room = Room::builder("full", Presence::default())
+        .clock(Arc::clone(&clock) as Arc<dyn Clock>)
+        .max_participants(2)
+        .build()
+        .unwrap();
+    assert_eq!(room.join_attached("a", "A").unwrap(), Some(1));
+    assert_eq!(room.join_attached("b", "B").unwrap(), Some(2));
+    let full = Rejection::new(
+        ErrorCode::ResourceExhausted,
+        "room \"full\" is full: it admits 2 participants at most",
+    );
+    assert_eq!(room.join_attached("c", "C"), Err(full.clone()));
+    assert_eq!(room.join("c", "C"), Err(full.clone()));
+    assert_eq!(room.rev(), 2, "nothing committed");
+    assert_eq!(room.connections("c"), 0, "nothing attached");
+    // A participant already in the room is always admitted.
+    assert_eq!(room.join_attached("a", "A2").unwrap(), Some(3));
+    // One whose connection went away still counts until its time-to-live runs out.
+    room.detach("b");
+    assert_eq!(room.join_attached("c", "C"), Err(full.clone()));
+    clock.set(5000);
+    assert_eq!(room.expire_detached(1000).unwrap(), vec![4]);
+    assert_eq!(room.join_attached("c", "C").unwrap(), Some(5));
+    // One that leaves frees its place at once.
+    room.detach("c");
+    assert_eq!(room.leave("c").unwrap(), Some(6));
+    assert_eq!(room.join_attached("d", "D").unwrap(), Some(7));
+}
+
+#[test]
+fn racing_joins_never_overfill_a_room() {
+    let room = Arc::new(
+        Room::builder("race", Presence::default())
+            .max_participants(3)
+            .build()
+            .unwrap(),
+    );
+    let barrier = Arc::new(Barrier::new(8));
+    let admitted: usize = (0..8)
+        .map(|i| {
+            let (room, barrier) = (Arc::clone(&room), Arc::clone(&barrier));
+            std::thread::spawn(move || {
+                barrier.wait();
+                room.join_attached(&format!("p-{i}"), "P").is_ok()
+            })
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|t| usize::from(t.join().unwrap()))
+        .sum();
+    assert_eq!(admitted, 3);
+    assert_eq!(room.rev(), 3);
+}

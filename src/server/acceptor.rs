@@ -1,8 +1,10 @@
 //! The acceptor: takes new TCP connections, refuses those over the connection limit with
-//! a plain `503`, and hands the others to the shards in turn. It also runs the registry's
+//! a plain `503` (and those over the per-address limit with a `429`), and hands the
+//! others, with their client's address, to the shards in turn. It also runs the registry's
 //! once-a-second housekeeping (participant time-to-live, idle rooms).
 
 use std::io::{self, Write};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -11,7 +13,7 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 
 use super::handshake;
-use super::shared::Shared;
+use super::shared::{Busy, Shared};
 use crate::model::Model;
 
 const LISTENER: Token = Token(0);
@@ -28,7 +30,7 @@ pub(super) struct Acceptor<M: Model> {
     pub(super) poll: Poll,
     pub(super) listener: TcpListener,
     pub(super) shared: Arc<Shared<M>>,
-    pub(super) shards: Vec<Sender<TcpStream>>,
+    pub(super) shards: Vec<Sender<(TcpStream, IpAddr)>>,
 }
 
 impl<M: Model> Acceptor<M> {
@@ -81,16 +83,18 @@ impl<M: Model> Acceptor<M> {
         loop {
             match self.listener.accept() {
                 Ok((stream, peer)) => {
-                    if !self.shared.admit() {
-                        tracing::debug!(%peer, "connection limit reached; refused");
-                        refuse_busy(stream, self.shared.max_connections);
+                    // An IPv4 client of a dual-stack listener counts as its IPv4 address.
+                    let ip = peer.ip().to_canonical();
+                    if let Err(busy) = self.shared.admit(ip) {
+                        tracing::debug!(%peer, ?busy, "connection limit reached; refused");
+                        refuse_busy(stream, busy, &self.shared);
                         continue;
                     }
                     let _ = stream.set_nodelay(true);
                     let shard = *next_shard % self.shards.len();
                     *next_shard = next_shard.wrapping_add(1);
-                    if self.shards[shard].send(stream).is_err() {
-                        self.shared.release();
+                    if self.shards[shard].send((stream, ip)).is_err() {
+                        self.shared.release(ip);
                         continue;
                     }
                     self.shared.wakers.shards[shard].wake();
@@ -107,11 +111,24 @@ impl<M: Model> Acceptor<M> {
     }
 }
 
-/// Answers `503` on a fresh socket; the write of a few bytes to a new socket does not
-/// block in practice, and if it does the client just sees the connection close.
-fn refuse_busy(mut stream: TcpStream, limit: usize) {
-    let body = format!("the connection limit ({limit}) is reached; try again later");
-    let refusal = handshake::refusal(503, &body, &[("Retry-After", "5")]);
+/// Answers `503` (the server is full) or `429` (this address has its share) on a fresh
+/// socket; the write of a few bytes to a new socket does not block in practice, and if it
+/// does the client just sees the connection close.
+fn refuse_busy<M: Model>(mut stream: TcpStream, busy: Busy, shared: &Shared<M>) {
+    let refusal = match busy {
+        Busy::Server => {
+            let limit = shared.max_connections;
+            let body = format!("the connection limit ({limit}) is reached; try again later");
+            handshake::refusal(503, &body, &[("Retry-After", "5")])
+        }
+        Busy::Address => {
+            let limit = shared.max_connections_per_ip;
+            let body = format!(
+                "the limit of {limit} connections per client address is reached; close one first"
+            );
+            handshake::refusal(429, &body, &[("Retry-After", "5")])
+        }
+    };
     let _ = stream.write_all(&refusal.response);
     let _ = stream.shutdown(std::net::Shutdown::Write);
 }

@@ -8,6 +8,18 @@
 //!
 //! The socket is a [`Transport`]: a mio `TcpStream` on the shards, an in-memory stream when
 //! the fuzz target drives a connection without sockets (`server::fuzzing`).
+//!
+//! ## Flow control
+//!
+//! A connection reads at most [`READ_BUDGET`] bytes and handles at most
+//! [`MESSAGES_PER_TURN`] messages per turn of its shard's loop, then says `ReadMore`. Its
+//! first message over the rate is refused by the session (`RESOURCE_EXHAUSTED`,
+//! `retryAfterMs`); from then on, until the peer has nothing more to send, a message that
+//! finds no token is not handed over: the rest of the read is held and the connection
+//! says `Paused` until its next token is due, and the shard does not read it before
+//! then. A peer that trickles (four reads in a row of fewer than 64 bytes completing no
+//! message) is paused for 20 ms the same way. Nothing read is lost: held input is handed
+//! over first when reading resumes.
 
 use std::io;
 use std::net::Shutdown;
@@ -34,8 +46,30 @@ use crate::session::{CloseReason, DeltaCache, Session};
 const CLOSE_LINGER: Duration = Duration::from_secs(2);
 /// How many replies a pipelined batch may queue before they are written out mid-batch.
 const REPLY_BATCH: usize = 16;
-/// How many bytes one connection may read per event-loop turn before others get theirs.
-pub(super) const READ_BUDGET: usize = 256 * 1024;
+/// How many bytes one connection may read per event-loop turn before others get theirs:
+/// one fill of the shard's read buffer. A message of the largest allowed size may need
+/// several turns; each turn decodes at most this much of it.
+pub(super) const READ_BUDGET: usize = 64 * 1024;
+/// How many WebSocket messages (control frames included) one connection may have handled
+/// per event-loop turn before others get theirs. Handling a small message costs a few
+/// microseconds (decode, commit, reply), so a pipelining client holds its shard for at
+/// most a few hundred microseconds per turn; then it waits behind everyone else's events.
+/// Not a configuration key: it trades nothing a user could want to tune (a client's
+/// throughput is bounded by its message rate, not by this).
+pub(super) const MESSAGES_PER_TURN: usize = 32;
+/// A read of fewer bytes than this that completes no message is a trickle.
+const TRICKLE_BYTES: usize = 64;
+/// After this many trickles in a row, the connection is not read for `TRICKLE_PAUSE`.
+const TRICKLE_READS: u8 = 4;
+/// How long a trickling connection is left unread, so that its bytes arrive in one read
+/// instead of one event and two system calls each (a client sending a frame a byte at a
+/// time). A well-behaved client sends a message in one or two writes and never trickles
+/// four times in a row; if it did, its message would be 20 ms late, no more.
+const TRICKLE_PAUSE: Duration = Duration::from_millis(20);
+/// The granularity of a rate pause: a connection resumes at the first whole millisecond
+/// after its next token is due (mio's poll timeout has millisecond resolution, and a
+/// resume a hair early would find no token and pause again).
+const PAUSE_GRANULARITY: Duration = Duration::from_millis(1);
 
 /// The shard's scratch space, shared by its connections one at a time.
 pub(super) struct Scratch {
@@ -98,6 +132,21 @@ struct Open<M: Model> {
     /// The answer to the latest ping, not written yet. Only the latest is kept (RFC 6455
     /// §5.5.3 allows it): a peer that pings without reading must not grow a queue.
     pong: Option<Bytes>,
+    /// Input read from the socket and not yet handed to tungstenite: the connection
+    /// stopped in the middle of a read (its turn's budget or its rate budget was spent).
+    /// At most one read's worth: the socket is not read again while input is held.
+    held: Vec<u8>,
+    /// Whether input is held, in `held` or in tungstenite's own buffer (which may hold
+    /// whole frames): the next read hands it over before reading the socket.
+    holding: bool,
+    /// Reading is paused until then: the rate budget is spent, or the peer trickles.
+    paused_until: Option<Instant>,
+    /// The peer was refused a message over the rate and has not run out of input since:
+    /// its next messages wait for tokens (the socket is not read meanwhile) instead of
+    /// being refused one by one.
+    throttled: bool,
+    /// Trickles in a row (reads of a few bytes that complete no message).
+    trickles: u8,
 }
 
 /// What the shard should do with a connection after an event.
@@ -105,12 +154,11 @@ struct Open<M: Model> {
 pub(super) enum Next {
     /// Keep it; nothing special.
     Keep,
-    /// Keep it; it used its read budget and has more to read.
+    /// Keep it; it used its turn's budget and has more to read.
     ReadMore,
-    /// It has just become a WebSocket in this room: index it.
-    Opened,
-    /// Both: it opened, and it used its read budget (the upgrade came with more bytes).
-    OpenedReadMore,
+    /// Keep it; read it again at this instant, not before (it spent its rate budget, or
+    /// it trickles).
+    Paused(Instant),
     /// Drop it.
     Drop,
 }
@@ -132,6 +180,11 @@ impl<M: Model, S: Transport> Connection<M, S> {
         &mut self.stream
     }
 
+    /// Whether the connection is still waiting for its whole HTTP upgrade request.
+    pub(super) fn is_upgrading(&self) -> bool {
+        matches!(self.phase, Phase::Handshake { .. })
+    }
+
     /// The room the connection counts in: from its upgrade until it is dropped, closing
     /// included.
     pub(super) fn room(&self) -> Option<&Arc<Room<M>>> {
@@ -142,28 +195,82 @@ impl<M: Model, S: Transport> Connection<M, S> {
         }
     }
 
-    /// Reads what the socket has (up to the read budget) and acts on it.
+    /// Reads what the socket has and acts on it, within the turn's budget
+    /// ([`READ_BUDGET`] bytes, [`MESSAGES_PER_TURN`] messages) and the rate budget: input
+    /// held since the connection last stopped comes first; while it is paused (for its
+    /// rate, or because it trickles), nothing is read at all (TCP then slows the peer
+    /// down).
     pub(super) fn on_readable(
         &mut self,
         shared: &Shared<M>,
         scratch: &mut Scratch,
         now: Instant,
     ) -> Next {
+        if self.is_paused(now) {
+            return Next::Keep;
+        }
         let Scratch { read, work } = scratch;
+        let mut messages = MESSAGES_PER_TURN;
+        let mut next = self.resume_held(work, now, &mut messages);
+        if next == Next::Keep {
+            next = self.read_socket(read, shared, work, now, &mut messages);
+        }
+        if next == Next::Drop || self.flush(work) == Next::Drop {
+            return Next::Drop;
+        }
+        next
+    }
+
+    /// Whether reading is paused at `now`; a pause that is over is cleared.
+    fn is_paused(&mut self, now: Instant) -> bool {
+        let Phase::Open(open) = &mut self.phase else {
+            return false;
+        };
+        match open.paused_until {
+            Some(until) if now < until => true,
+            Some(_) => {
+                open.paused_until = None;
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// Hands over the input held since the connection last stopped, if any.
+    fn resume_held(&mut self, work: &mut Work, now: Instant, messages: &mut usize) -> Next {
+        let Phase::Open(open) = &mut self.phase else {
+            return Next::Keep;
+        };
+        if !open.holding {
+            return Next::Keep;
+        }
+        let held = std::mem::take(&mut open.held);
+        self.frames_input(&held, work, now, messages)
+    }
+
+    /// Reads the socket until it has nothing more, the turn's budget is spent or the
+    /// connection stops.
+    fn read_socket(
+        &mut self,
+        read: &mut [u8],
+        shared: &Shared<M>,
+        work: &mut Work,
+        now: Instant,
+        messages: &mut usize,
+    ) -> Next {
         let mut total = 0;
-        let mut next = Next::Keep;
         loop {
             if total >= READ_BUDGET {
-                return if next == Next::Opened {
-                    Next::OpenedReadMore
-                } else {
-                    Next::ReadMore
-                };
+                return Next::ReadMore;
             }
-            let n = match self.stream.read(read) {
+            let limit = read.len().min(READ_BUDGET - total);
+            let n = match self.stream.read(&mut read[..limit]) {
                 Ok(0) => return Next::Drop,
                 Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.drained();
+                    return Next::Keep;
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     tracing::debug!(error = %e, "read failed");
@@ -172,22 +279,49 @@ impl<M: Model, S: Transport> Connection<M, S> {
             };
             total += n;
             let input = &read[..n];
+            let before = *messages;
             let step = match &mut self.phase {
-                Phase::Handshake { .. } => self.handshake_input(input, shared, work, now),
-                Phase::Open(_) => self.frames_input(input, work, now),
+                Phase::Handshake { .. } => self.handshake_input(input, shared, work, now, messages),
+                Phase::Open(_) => self.frames_input(input, work, now, messages),
                 // Whatever a closing peer still sends is discarded.
                 Phase::Closing { .. } => Next::Keep,
             };
-            match step {
-                Next::Drop => return Next::Drop,
-                Next::Opened | Next::OpenedReadMore => next = Next::Opened,
-                Next::Keep | Next::ReadMore => {}
+            if step != Next::Keep {
+                return step;
+            }
+            if let Some(until) = self.trickled(n, *messages < before, now) {
+                return Next::Paused(until);
             }
         }
-        if self.flush(work) == Next::Drop {
-            return Next::Drop;
+    }
+
+    /// Counts a read of `n` bytes that did or did not complete a `message`; after
+    /// `TRICKLE_READS` trickles in a row, pauses reading for `TRICKLE_PAUSE` and says until
+    /// when.
+    fn trickled(&mut self, n: usize, message: bool, now: Instant) -> Option<Instant> {
+        let Phase::Open(open) = &mut self.phase else {
+            return None;
+        };
+        if message || n >= TRICKLE_BYTES {
+            open.trickles = 0;
+            return None;
         }
-        next
+        open.trickles += 1;
+        if open.trickles < TRICKLE_READS {
+            return None;
+        }
+        open.trickles = 0;
+        let until = now + TRICKLE_PAUSE;
+        open.paused_until = Some(until);
+        Some(until)
+    }
+
+    /// The peer has nothing more to send for now: a throttled connection that caught up
+    /// is refused by name again the next time it goes over its rate.
+    fn drained(&mut self) {
+        if let Phase::Open(open) = &mut self.phase {
+            open.throttled = false;
+        }
     }
 
     fn handshake_input(
@@ -196,6 +330,7 @@ impl<M: Model, S: Transport> Connection<M, S> {
         shared: &Shared<M>,
         work: &mut Work,
         now: Instant,
+        messages: &mut usize,
     ) -> Next {
         let Phase::Handshake { request, .. } = &mut self.phase else {
             return Next::Keep;
@@ -228,11 +363,16 @@ impl<M: Model, S: Transport> Connection<M, S> {
                     ws,
                     session,
                     pong: None,
+                    held: Vec::new(),
+                    holding: false,
+                    paused_until: None,
+                    throttled: false,
+                    trickles: 0,
                 }));
-                if !leftover.is_empty() && self.frames_input(&leftover, work, now) == Next::Drop {
-                    return Next::Drop;
+                if leftover.is_empty() {
+                    return Next::Keep;
                 }
-                Next::Opened
+                self.frames_input(&leftover, work, now, messages)
             }
         }
     }
@@ -248,13 +388,35 @@ impl<M: Model, S: Transport> Connection<M, S> {
         Next::Keep
     }
 
-    /// Hands WebSocket bytes to tungstenite and the messages to the session.
-    fn frames_input(&mut self, input: &[u8], work: &mut Work, now: Instant) -> Next {
+    /// Hands WebSocket bytes to tungstenite and the messages to the session, until the
+    /// input runs out (`Keep`), the turn's message budget is spent (`ReadMore`) or the
+    /// rate budget of a throttled connection is (`Paused`); when it stops early, the rest
+    /// of `input` is held for the next read.
+    ///
+    /// A message over the rate is refused by name (the session's `RESOURCE_EXHAUSTED`
+    /// with `retryAfterMs`) when the connection was reading freely; the connection is then
+    /// throttled, and its next messages wait for tokens instead, until it has nothing
+    /// more to send (see `drained`).
+    fn frames_input(
+        &mut self,
+        input: &[u8],
+        work: &mut Work,
+        now: Instant,
+        messages: &mut usize,
+    ) -> Next {
         let Phase::Open(open) = &mut self.phase else {
             return Next::Keep;
         };
         let mut io = WsIo::new(input, &mut work.control);
-        let close = loop {
+        let ended = loop {
+            if let Some(stop) = stop_reason(open, now, *messages) {
+                open.held.extend_from_slice(io.rest());
+                open.holding = true;
+                if let Next::Paused(until) = stop {
+                    open.paused_until = Some(until);
+                }
+                break Ended::Stopped(stop);
+            }
             // Replies to a long pipelined batch go out as they pile up, so that only a
             // peer that does not read them reaches the session's limit of unread replies.
             if open.session.queued_replies() >= REPLY_BATCH && !self.write_blocked {
@@ -265,48 +427,40 @@ impl<M: Model, S: Transport> Connection<M, S> {
                     Err(_) => return Next::Drop,
                 }
             }
-            match open.ws.read(&mut io) {
-                Ok(Message::Text(text)) => open.session.handle_message(text.as_bytes(), now),
-                Ok(Message::Binary(_)) => open.session.reject_binary(now),
-                // Control frames show the peer is alive, as any message does.
-                Ok(Message::Ping(_) | Message::Pong(_)) => open.session.heard(now),
-                Ok(Message::Frame(_)) => {}
-                // tungstenite has queued its answer; `end` writes it out.
-                Ok(Message::Close(_)) => break Some(None),
+            let message = match open.ws.read(&mut io) {
+                Ok(message) => message,
                 Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
-                    break None;
+                    open.holding = false;
+                    break Ended::Input;
                 }
-                Err(tungstenite::Error::Capacity(e)) => {
-                    if let tungstenite::error::CapacityError::MessageTooLong { size, max_size } = e
-                    {
-                        open.session.reject_oversized(size, max_size, now);
+                Err(e) => break Ended::Closed(read_error(open, e, now)),
+            };
+            *messages = messages.saturating_sub(1);
+            match message {
+                Message::Text(text) => {
+                    if open.session.rate_wait(now).is_some() {
+                        // Refused by the session, by name; the next ones wait.
+                        open.throttled = true;
                     }
-                    break Some(Some((CloseCode::Size, "message too large")));
+                    open.session.handle_message(text.as_bytes(), now);
                 }
-                Err(tungstenite::Error::Utf8(_)) => {
-                    break Some(Some((CloseCode::Invalid, "invalid UTF-8")));
-                }
-                Err(tungstenite::Error::Protocol(e)) => {
-                    tracing::debug!(error = %e, "WebSocket protocol error");
-                    break Some(Some((CloseCode::Protocol, "WebSocket protocol error")));
-                }
-                Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => {
-                    break Some(None);
-                }
-                Err(e) => {
-                    tracing::debug!(error = %e, "WebSocket error");
-                    break Some(Some((CloseCode::Error, "internal error")));
-                }
+                Message::Binary(_) => open.session.reject_binary(now),
+                // Control frames show the peer is alive, as any message does.
+                Message::Ping(_) | Message::Pong(_) => open.session.heard(now),
+                Message::Frame(_) => {}
+                // tungstenite has queued its answer; `end` writes it out.
+                Message::Close(_) => break Ended::Closed(None),
             }
         };
         self.take_control(work);
         if let Some(reason) = open_close_reason(&self.phase) {
             return self.close(reason.0, reason.1, work, now);
         }
-        match close {
-            None => Next::Keep,
-            Some(None) => self.end(None, work, now),
-            Some(Some((code, reason))) => self.close(code, reason, work, now),
+        match ended {
+            Ended::Input => Next::Keep,
+            Ended::Stopped(next) => next,
+            Ended::Closed(None) => self.end(None, work, now),
+            Ended::Closed(Some((code, reason))) => self.close(code, reason, work, now),
         }
     }
 
@@ -489,6 +643,57 @@ fn queue_due<M: Model>(
     let _ = open.session.poll_transmit(cache, transmit);
     for message in transmit.drain(..) {
         outbox.push_text(message);
+    }
+}
+
+/// How the handling of a connection's input ended.
+enum Ended {
+    /// The input ran out.
+    Input,
+    /// It stopped early (`ReadMore` or `Paused`); the rest of the input is held.
+    Stopped(Next),
+    /// The WebSocket ends: the peer closed (`None`) or we close with this code.
+    Closed(Option<(CloseCode, &'static str)>),
+}
+
+/// Why an open connection must stop handling input now, if it must: its turn's message
+/// budget is spent (`ReadMore`), or it is throttled and has no token (`Paused` until the
+/// next one is due).
+fn stop_reason<M: Model>(open: &Open<M>, now: Instant, messages: usize) -> Option<Next> {
+    if messages == 0 {
+        return Some(Next::ReadMore);
+    }
+    if !open.throttled {
+        return None;
+    }
+    let wait = open.session.rate_wait(now)?;
+    Some(Next::Paused(now + wait + PAUSE_GRANULARITY))
+}
+
+/// What a read error of tungstenite means: the peer closed (`None`), or the code and
+/// reason we close with. A message over the size limit is answered first.
+fn read_error<M: Model>(
+    open: &mut Open<M>,
+    error: tungstenite::Error,
+    now: Instant,
+) -> Option<(CloseCode, &'static str)> {
+    match error {
+        tungstenite::Error::Capacity(e) => {
+            if let tungstenite::error::CapacityError::MessageTooLong { size, max_size } = e {
+                open.session.reject_oversized(size, max_size, now);
+            }
+            Some((CloseCode::Size, "message too large"))
+        }
+        tungstenite::Error::Utf8(_) => Some((CloseCode::Invalid, "invalid UTF-8")),
+        tungstenite::Error::Protocol(e) => {
+            tracing::debug!(error = %e, "WebSocket protocol error");
+            Some((CloseCode::Protocol, "WebSocket protocol error"))
+        }
+        tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed => None,
+        e => {
+            tracing::debug!(error = %e, "WebSocket error");
+            Some((CloseCode::Error, "internal error"))
+        }
     }
 }
 

@@ -60,6 +60,9 @@ pub enum HandshakeOutcome {
 
 /// The longest upgrade request the fuzzed server accepts (the shards' limit).
 pub const MAX_REQUEST_BYTES: usize = 8 * 1024;
+/// The most turns one read takes before the bench gives up on the input: enough for an
+/// input of 64 KiB of the smallest messages, each waiting for a token of its own.
+const READ_TURNS: usize = 1 << 16;
 
 /// Runs the upgrade parser on `request`, with `token` as the server's secret.
 pub fn handshake(request: &[u8], token: Option<&str>) -> HandshakeOutcome {
@@ -199,6 +202,7 @@ impl Bench {
             .map_err(io::Error::other)?;
         let setup = RoomSetup {
             config: room,
+            max_participants: 0,
             factory: Arc::new(|_: &str| Presence::default()),
             clock: Arc::new(ManualClock::new(1000)),
             flush: FlushPolicy::Immediate,
@@ -236,9 +240,10 @@ impl Bench {
         })
     }
 
-    /// Reads until the stream has nothing more, as the shard does (read budget included).
+    /// Reads until the stream has nothing more, as the shard does (turn budget included;
+    /// a rate pause moves the clock to its end, as the shard's timer would).
     fn read(&mut self) {
-        for _ in 0..1024 {
+        for _ in 0..READ_TURNS {
             if self.dropped {
                 return;
             }
@@ -248,8 +253,9 @@ impl Bench {
                 .on_readable(&self.shared, &mut self.scratch, self.now);
             match next {
                 Next::Drop => self.dropped = true,
-                Next::ReadMore | Next::OpenedReadMore => continue,
-                Next::Keep | Next::Opened => return,
+                Next::ReadMore => continue,
+                Next::Paused(until) => self.now = self.now.max(until),
+                Next::Keep => return,
             }
         }
     }

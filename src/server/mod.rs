@@ -185,6 +185,7 @@ impl<M: Model> ServerBuilder<M> {
         });
         let setup = RoomSetup {
             config: self.config.room.clone(),
+            max_participants: self.config.limits.max_participants_per_room,
             factory: self.factory,
             clock: self.clock,
             flush: self.flush,

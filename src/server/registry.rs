@@ -19,6 +19,8 @@ pub type ModelFactory<M> = dyn Fn(&str) -> M + Send + Sync;
 /// How the server builds its rooms.
 pub(super) struct RoomSetup<M: Model> {
     pub(super) config: RoomConfig,
+    /// The most participants a room admits; 0: no limit.
+    pub(super) max_participants: usize,
     pub(super) factory: Arc<ModelFactory<M>>,
     pub(super) clock: Arc<dyn Clock>,
     pub(super) flush: FlushPolicy,
@@ -114,6 +116,7 @@ impl<M: Model> Registry<M> {
             let setup = &self.setup;
             let room = Room::builder(name, (setup.factory)(name))
                 .config(setup.config.clone())
+                .max_participants(setup.max_participants)
                 .clock(Arc::clone(&setup.clock))
                 .flush_policy(setup.flush)
                 .input_policy(setup.inputs)

@@ -2,13 +2,28 @@
 //! their whole life.
 //!
 //! Each turn of the loop: handle socket events (read, write), take new connections from
-//! the acceptor, then flush the connections of every room whose revision moved since the
-//! last turn. Commits anywhere wake the shard through its `Waker` at most once per burst
+//! the acceptor, flush the connections of every room whose revision moved since the
+//! last turn, then read the connections still in their upgrade (established clients
+//! first). Commits anywhere wake the shard through its `Waker` at most once per burst
 //! (see `ShardWake`), and the delta messages it builds in a turn are shared by all its
 //! connections at the same revision (`DeltaCache`). Deadlines (handshake, idle, close) are
 //! checked once per tick.
+//!
+//! ## Fairness
+//!
+//! One connection gets a bounded share of a turn: at most `READ_BUDGET` bytes and
+//! `MESSAGES_PER_TURN` messages (see `connection`); one with more waits in `read_more`
+//! for the next turn, after everyone else's events. A connection that spent its message
+//! rate is not read at all until its next token is due: it sits in the shard's one timer
+//! heap (`resumes`), its events cover writes only, and TCP flow control holds its peer
+//! back meanwhile. A connection that trickles (reads of a few bytes that complete no
+//! message, four in a row) is left unread for 20 ms the same way, so that a client
+//! sending a byte at a time costs one read per pause rather than one event and two
+//! system calls per byte.
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -45,15 +60,23 @@ pub(super) struct Shard<M: Model> {
     index: usize,
     poll: Poll,
     shared: Arc<Shared<M>>,
-    incoming: Receiver<TcpStream>,
+    incoming: Receiver<(TcpStream, IpAddr)>,
     connections: Slab<Entry<M>>,
     rooms: HashMap<usize, RoomConnections<M>>,
     read_more: Vec<usize>,
+    /// Connections paused for their message rate, by the instant they may be read again.
+    /// An entry may outlive its connection (the key is then reused or vacant): a resume
+    /// is only a read, which finds nothing or a connection still paused.
+    resumes: BinaryHeap<Reverse<(Instant, usize)>>,
+    /// Connections in their upgrade with something to read, read at the end of the turn.
+    upgrades: Vec<usize>,
     scratch: Scratch,
 }
 
 struct Entry<M: Model> {
     connection: Connection<M>,
+    /// The client's address, counted against `limits.max_connections_per_ip`.
+    peer: IpAddr,
     /// Where the connection sits in its room's `tokens` (when it has a room).
     room_slot: Option<(usize, usize)>,
 }
@@ -67,7 +90,7 @@ impl<M: Model> Shard<M> {
         index: usize,
         poll: Poll,
         shared: Arc<Shared<M>>,
-        incoming: Receiver<TcpStream>,
+        incoming: Receiver<(TcpStream, IpAddr)>,
     ) -> Self {
         Self {
             index,
@@ -77,6 +100,8 @@ impl<M: Model> Shard<M> {
             connections: Slab::new(),
             rooms: HashMap::new(),
             read_more: Vec::new(),
+            resumes: BinaryHeap::new(),
+            upgrades: Vec::new(),
             scratch: Scratch {
                 read: vec![0; READ_BUFFER].into_boxed_slice(),
                 work: Work {
@@ -95,11 +120,7 @@ impl<M: Model> Shard<M> {
         #[allow(clippy::disallowed_methods)]
         let mut next_tick = Instant::now() + TICK;
         loop {
-            let timeout = if self.read_more.is_empty() {
-                TICK
-            } else {
-                Duration::ZERO
-            };
+            let timeout = self.timeout();
             if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
                 if e.kind() != std::io::ErrorKind::Interrupted {
                     tracing::error!(shard = self.index, error = %e, "poll failed; the shard stops");
@@ -109,24 +130,18 @@ impl<M: Model> Shard<M> {
             #[allow(clippy::disallowed_methods)]
             let now = Instant::now();
             self.scratch.work.cache.clear();
-            for event in events.iter() {
-                if event.token() == WAKER {
-                    continue;
-                }
-                let key = event.token().0;
-                if event.is_readable() || event.is_read_closed() || event.is_error() {
-                    self.readable(key, now);
-                }
-                if event.is_writable() {
-                    self.writable(key);
-                }
-            }
+            self.handle_events(&events, now);
             for key in std::mem::take(&mut self.read_more) {
                 self.readable(key, now);
             }
+            self.resume_due(now);
             self.shared.wakers.shards[self.index].take();
             self.accept(now);
             self.flush_rooms();
+            // Upgrades last: what established connections sent is answered first.
+            for key in std::mem::take(&mut self.upgrades) {
+                self.readable(key, now);
+            }
             if now >= next_tick {
                 next_tick = now + TICK;
                 self.tick(now);
@@ -138,8 +153,63 @@ impl<M: Model> Shard<M> {
         }
     }
 
+    /// Reads and writes what the events say; reads of connections still in their upgrade
+    /// are put off to the end of the turn (`upgrades`), so that a thousand slowloris
+    /// connections sending their byte at once do not delay an established client's
+    /// answer.
+    fn handle_events(&mut self, events: &Events, now: Instant) {
+        for event in events.iter() {
+            if event.token() == WAKER {
+                continue;
+            }
+            let key = event.token().0;
+            if event.is_readable() || event.is_read_closed() || event.is_error() {
+                let upgrading = self
+                    .connections
+                    .get(key)
+                    .is_some_and(|entry| entry.connection.is_upgrading());
+                if upgrading {
+                    self.upgrades.push(key);
+                } else {
+                    self.readable(key, now);
+                }
+            }
+            if event.is_writable() {
+                self.writable(key);
+            }
+        }
+    }
+
+    /// How long the next poll may wait: not at all when connections have input left from
+    /// their last turn, else until the next resume or tick.
+    fn timeout(&self) -> Duration {
+        if !self.read_more.is_empty() {
+            return Duration::ZERO;
+        }
+        match self.resumes.peek() {
+            Some(Reverse((at, _))) => {
+                #[allow(clippy::disallowed_methods)]
+                let now = Instant::now();
+                at.saturating_duration_since(now).min(TICK)
+            }
+            None => TICK,
+        }
+    }
+
+    /// Reads the connections whose rate pause is over.
+    fn resume_due(&mut self, now: Instant) {
+        while let Some(&Reverse((at, key))) = self.resumes.peek() {
+            if at > now {
+                return;
+            }
+            self.resumes.pop();
+            self.listen(key, Interest::READABLE | Interest::WRITABLE);
+            self.readable(key, now);
+        }
+    }
+
     fn accept(&mut self, now: Instant) {
-        while let Ok(stream) = self.incoming.try_recv() {
+        while let Ok((stream, peer)) = self.incoming.try_recv() {
             let entry = self.connections.vacant_entry();
             let key = entry.key();
             let mut connection = Connection::new(stream, now, self.shared.handshake_timeout);
@@ -150,11 +220,12 @@ impl<M: Model> Shard<M> {
             );
             if let Err(e) = registered {
                 tracing::warn!(error = %e, "cannot register a connection");
-                self.shared.release();
+                self.shared.release(peer);
                 continue;
             }
             entry.insert(Entry {
                 connection,
+                peer,
                 room_slot: None,
             });
         }
@@ -164,18 +235,36 @@ impl<M: Model> Shard<M> {
         let Some(entry) = self.connections.get_mut(key) else {
             return;
         };
-        match entry
+        let next = entry
             .connection
-            .on_readable(&self.shared, &mut self.scratch, now)
-        {
+            .on_readable(&self.shared, &mut self.scratch, now);
+        // Just upgraded: filed under its room, so that room moves flush it.
+        if entry.room_slot.is_none() && entry.connection.room().is_some() {
+            self.index_room(key);
+        }
+        match next {
             Next::Keep => {}
             Next::ReadMore => self.read_more.push(key),
-            Next::Opened => self.index_room(key),
-            Next::OpenedReadMore => {
-                self.index_room(key);
-                self.read_more.push(key);
+            Next::Paused(until) => {
+                // Its bytes are not read before `until`: no event needs to say they came.
+                self.listen(key, Interest::WRITABLE);
+                self.resumes.push(Reverse((until, key)));
             }
             Next::Drop => self.remove(key, now),
+        }
+    }
+
+    /// Sets what the connection's events are about: writes only while it is paused.
+    fn listen(&mut self, key: usize, interest: Interest) {
+        if let Some(entry) = self.connections.get_mut(key) {
+            let stream = entry.connection.stream_mut();
+            if let Err(e) = self
+                .poll
+                .registry()
+                .reregister(stream, Token(key), interest)
+            {
+                tracing::warn!(error = %e, "cannot change a connection's events");
+            }
         }
     }
 
@@ -267,7 +356,7 @@ impl<M: Model> Shard<M> {
             self.shared.registry.disconnect(room.name(), now);
         }
         entry.connection.release();
-        self.shared.release();
+        self.shared.release(entry.peer);
     }
 
     fn unindex(&mut self, room_key: usize, position: usize) {
@@ -289,6 +378,8 @@ impl<M: Model> Shard<M> {
     fn shut_down(&mut self, now: Instant) {
         let keys: Vec<usize> = self.connections.iter().map(|(key, _)| key).collect();
         for key in keys {
+            // A paused connection must hear its peer's close too.
+            self.listen(key, Interest::READABLE | Interest::WRITABLE);
             let next = match self.connections.get_mut(key) {
                 Some(entry) => entry.connection.shut_down(&mut self.scratch.work, now),
                 None => continue,

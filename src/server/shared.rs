@@ -1,10 +1,13 @@
 //! What every thread of a server shares: the rooms, the limits, the counters, the wakers.
 
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use mio::Waker;
+use parking_lot::Mutex;
 use tungstenite::protocol::WebSocketConfig;
 
 use super::registry::Registry;
@@ -102,11 +105,25 @@ pub(super) struct Shared<M: Model> {
     pub(super) max_request_bytes: usize,
     pub(super) max_rooms: usize,
     pub(super) max_connections: usize,
+    /// Open connections per client address; 0: no limit.
+    pub(super) max_connections_per_ip: usize,
     pub(super) max_message_bytes: usize,
     pub(super) handshake_timeout: Duration,
     pub(super) participant_ttl: Duration,
     pub(super) room_idle: Duration,
     pub(super) connections: AtomicUsize,
+    /// Open connections per client address (only kept when there is a limit); an address
+    /// with none is removed, so the map holds only addresses connected now.
+    per_ip: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// Why a new connection is refused at accept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Busy {
+    /// `limits.max_connections` is reached.
+    Server,
+    /// `limits.max_connections_per_ip` is reached for the client's address.
+    Address,
 }
 
 impl<M: Model> Shared<M> {
@@ -126,11 +143,13 @@ impl<M: Model> Shared<M> {
             max_request_bytes: 8 * 1024,
             max_rooms: config.limits.max_rooms,
             max_connections: config.limits.max_connections,
+            max_connections_per_ip: config.limits.max_connections_per_ip,
             max_message_bytes: config.limits.max_message_bytes,
             handshake_timeout: config.timeouts.handshake(),
             participant_ttl: config.timeouts.participant_ttl(),
             room_idle: config.timeouts.room_idle(),
             connections: AtomicUsize::new(0),
+            per_ip: Mutex::new(HashMap::new()),
         }
     }
 
@@ -148,20 +167,45 @@ impl<M: Model> Shared<M> {
             .max_frame_size(Some(self.max_message_bytes))
     }
 
-    /// Counts a new connection unless the limit is reached.
-    pub(super) fn admit(&self) -> bool {
+    /// Counts a new connection from `peer` unless a limit is reached.
+    pub(super) fn admit(&self, peer: IpAddr) -> Result<(), Busy> {
         // Relaxed: a counter compared to a limit; nothing is published with it.
         let admitted = self
             .connections
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
                 (n < self.max_connections).then_some(n + 1)
             });
-        admitted.is_ok()
+        if admitted.is_err() {
+            return Err(Busy::Server);
+        }
+        if self.max_connections_per_ip == 0 {
+            return Ok(());
+        }
+        let mut per_ip = self.per_ip.lock();
+        let count = per_ip.entry(peer).or_insert(0);
+        if *count >= self.max_connections_per_ip {
+            drop(per_ip);
+            // Relaxed: as above.
+            self.connections.fetch_sub(1, Ordering::Relaxed);
+            return Err(Busy::Address);
+        }
+        *count += 1;
+        Ok(())
     }
 
-    /// A connection is gone.
-    pub(super) fn release(&self) {
+    /// A connection from `peer` is gone.
+    pub(super) fn release(&self, peer: IpAddr) {
         // Relaxed: as in `admit`.
         self.connections.fetch_sub(1, Ordering::Relaxed);
+        if self.max_connections_per_ip == 0 {
+            return;
+        }
+        let mut per_ip = self.per_ip.lock();
+        if let Some(count) = per_ip.get_mut(&peer) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                per_ip.remove(&peer);
+            }
+        }
     }
 }

@@ -19,6 +19,11 @@ impl<'a> WsIo<'a> {
     pub(super) fn new(input: &'a [u8], control: &'a mut Vec<u8>) -> Self {
         Self { input, control }
     }
+
+    /// The input tungstenite has not taken yet.
+    pub(super) fn rest(&self) -> &'a [u8] {
+        self.input
+    }
 }
 
 impl Read for WsIo<'_> {
@@ -54,7 +59,9 @@ mod tests {
         let mut io = WsIo::new(b"abcdef", &mut control);
         let mut buf = [0u8; 4];
         assert_eq!(io.read(&mut buf).unwrap(), 4);
+        assert_eq!(io.rest(), b"ef");
         assert_eq!(io.read(&mut buf).unwrap(), 2);
+        assert_eq!(io.rest(), b"");
         assert_eq!(
             io.read(&mut buf).unwrap_err().kind(),
             io::ErrorKind::WouldBlock

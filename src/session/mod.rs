@@ -226,6 +226,13 @@ impl<M: Model> Session<M> {
         );
     }
 
+    /// How long until the rate limit admits another message, at `now`: `None` when it
+    /// would admit one now. A shell that does not want to refuse messages over the rate
+    /// stops reading the connection for this long (see `server::connection`).
+    pub fn rate_wait(&self, now: Instant) -> Option<Duration> {
+        self.rate.wait(now)
+    }
+
     /// The peer showed it is alive without a message (a WebSocket ping or pong).
     pub fn heard(&mut self, now: Instant) {
         self.last_heard = now;
@@ -266,8 +273,13 @@ impl<M: Model> Session<M> {
                 ));
             }
         }
-        self.room.join(participant_id, name)?;
-        self.set_participant(Some(participant_id.to_owned()));
+        if self.participant.is_some() {
+            self.room.join(participant_id, name)?;
+        } else {
+            // Attached in the same step as the room's participant limit is checked.
+            self.room.join_attached(participant_id, name)?;
+            self.participant = Some(participant_id.to_owned());
+        }
         match rev {
             Some(rev) => self.resume(rev, epoch),
             None => {

@@ -34,6 +34,20 @@ impl TokenBucket {
         }
     }
 
+    /// How long after `now` a token is available: `None` when one is. Takes nothing
+    /// (the bucket is not refilled either), so that the I/O shell can stop reading a
+    /// connection until its next message would be admitted. Exact, as `take`'s wait.
+    pub(crate) fn wait(&self, now: Instant) -> Option<Duration> {
+        let elapsed = now.saturating_duration_since(self.updated).as_nanos();
+        let refill = elapsed.saturating_mul(self.per_second);
+        let nanotokens = self.nanotokens.saturating_add(refill).min(self.capacity);
+        let missing = TOKEN.checked_sub(nanotokens).filter(|&m| m > 0)?;
+        let wait_ns = missing.div_ceil(self.per_second);
+        Some(Duration::from_nanos(
+            u64::try_from(wait_ns).unwrap_or(u64::MAX),
+        ))
+    }
+
     /// Takes one token at `now` (when the message was read), or says how long after `now`
     /// one is available: exactly, to the nanosecond, never less.
     pub(crate) fn take(&mut self, now: Instant) -> Result<(), Duration> {
@@ -87,6 +101,27 @@ mod tests {
             assert!(bucket.take(later).is_ok());
         }
         assert!(bucket.take(later).is_err());
+    }
+
+    #[test]
+    fn wait_says_when_the_next_token_is_due_and_takes_nothing() {
+        let start = Instant::now();
+        let mut bucket = TokenBucket::new(10, 2, start);
+        assert_eq!(bucket.wait(start), None);
+        assert!(bucket.take(start).is_ok());
+        assert_eq!(bucket.wait(start), None, "one token left");
+        assert!(bucket.take(start).is_ok());
+        assert_eq!(bucket.wait(start).map(|w| w.as_millis()), Some(100));
+        assert_eq!(
+            bucket
+                .wait(start + Duration::from_millis(40))
+                .map(|w| w.as_millis()),
+            Some(60)
+        );
+        assert_eq!(bucket.wait(start + Duration::from_millis(100)), None);
+        // Asking took nothing: the token due at 100 ms is still there to take.
+        assert!(bucket.take(start + Duration::from_millis(100)).is_ok());
+        assert!(bucket.take(start + Duration::from_millis(100)).is_err());
     }
 
     #[test]

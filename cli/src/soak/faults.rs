@@ -107,6 +107,11 @@ fn server_args(plan: &Plan) -> Vec<String> {
         plan.ring_capacity.to_string(),
         "--max-connections".to_owned(),
         "10000".to_owned(),
+        // Every client comes from one address, and each room holds many of them.
+        "--set".to_owned(),
+        "limits.max_connections_per_ip=0".to_owned(),
+        "--set".to_owned(),
+        "limits.max_participants_per_room=0".to_owned(),
         "--set".to_owned(),
         format!("room.dedup_window={}", plan.dedup_window),
         // A resend storm after a reconnect is not a flood.

@@ -105,6 +105,8 @@ fn start_server(plan: &Plan) -> std::io::Result<Server<Presence>> {
     let mut config = Config::default();
     config.server.listen = "127.0.0.1:0".parse().map_err(std::io::Error::other)?;
     config.limits.max_connections = plan.clients + 100;
+    // Every client comes from one address.
+    config.limits.max_connections_per_ip = 0;
     config.room.ring_capacity =
         deltasync::room::ring_capacity(plan.ring_capacity).map_err(std::io::Error::other)?;
     config.timeouts.participant_ttl_ms = 3_600_000;

@@ -101,3 +101,62 @@ fn a_peer_too_slow_for_its_unread_replies_is_cut_off_after_the_close_linger() {
     assert_eq!(transcript.close, None, "the close frame was still queued");
     assert!(!transcript.texts.is_empty() && transcript.texts.len() < 100);
 }
+
+/// A bench whose connection has upgraded, and the instant it reads at.
+fn upgraded_bench() -> (Bench, Instant) {
+    let mut bench = Bench::new(&Options::default()).unwrap();
+    let now = bench.now;
+    assert_eq!(feed(&mut bench, UPGRADE.as_bytes(), now), Next::Keep);
+    (bench, now)
+}
+
+/// Makes `bytes` readable at once and lets the connection read at `now`.
+fn feed(bench: &mut Bench, bytes: &[u8], now: Instant) -> Next {
+    let stream = bench.connection.stream_mut();
+    stream.input.extend(bytes);
+    stream.readable = stream.input.len();
+    bench
+        .connection
+        .on_readable(&bench.shared, &mut bench.scratch, now)
+}
+
+#[test]
+fn a_connection_sending_a_byte_at_a_time_is_left_unread_between_bursts() {
+    let (mut bench, now) = upgraded_bench();
+    let frame = text(r#"{"type":"HEARTBEAT"}"#);
+    for byte in &frame[..3] {
+        assert_eq!(feed(&mut bench, &[*byte], now), Next::Keep);
+    }
+    // The fourth trickle in a row: not read again for 20 ms.
+    let until = now + Duration::from_millis(20);
+    assert_eq!(feed(&mut bench, &frame[3..4], now), Next::Paused(until));
+    let rest = &frame[4..];
+    let later = now + Duration::from_millis(19);
+    assert_eq!(feed(&mut bench, rest, later), Next::Keep);
+    assert_eq!(
+        bench.connection.stream_mut().input.len(),
+        rest.len(),
+        "unread"
+    );
+    // Then the rest comes in one read.
+    assert_eq!(feed(&mut bench, &[], until), Next::Keep);
+    assert!(bench.connection.stream_mut().input.is_empty());
+}
+
+#[test]
+fn one_connection_handles_at_most_32_messages_per_turn() {
+    let (mut bench, now) = upgraded_bench();
+    let mut batch = text(r#"{"type":"JOIN","payload":{"participantId":"u","name":"U"}}"#);
+    for i in 0..39 {
+        let status = if i % 2 == 0 { "away" } else { "online" };
+        batch.extend(text(&format!(
+            r#"{{"type":"UPDATE","payload":{{"patch":{{"status":"{status}"}},"clientReqId":"r{i}"}}}}"#
+        )));
+    }
+    assert_eq!(feed(&mut bench, &batch, now), Next::ReadMore);
+    let room = bench.connection.room().cloned().unwrap();
+    assert_eq!(room.rev(), 32, "the JOIN and 31 updates");
+    assert!(bench.connection.stream_mut().input.is_empty(), "read, held");
+    assert_eq!(feed(&mut bench, &[], now), Next::Keep);
+    assert_eq!(room.rev(), 40);
+}
