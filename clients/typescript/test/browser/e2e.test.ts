@@ -7,7 +7,8 @@
 
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, mkdirSync, readFileSync, statSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Server as HttpServer } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -18,6 +19,9 @@ import { PACKAGE_ROOT, startServer, type Server } from "../server.js";
 const CHROMIUM = process.env.CHROMIUM_BIN ?? "/usr/bin/chromium";
 const ARTIFACTS = join(PACKAGE_ROOT, "test-artifacts");
 const WAIT = { timeout: 10_000, polling: 20 };
+/** In-memory revisions from 0, so the tests can name exact revisions (the server's default
+ * starts each in-memory history above any revision an earlier one could have reached). */
+const FROM_ZERO = ["--set", "storage.memory_revisions=from-zero"];
 
 let browser: Browser;
 let http: HttpServer;
@@ -104,7 +108,7 @@ const countOf = (list: Event[], type: string, id?: string) =>
 
 describe("browser", () => {
   it("two pages converge on every update, and the demo page shows both participants", async () => {
-    const server = await startServer();
+    const server = await startServer(FROM_ZERO);
     try {
       const ann = await open(server, "converge", "ann", "Ann");
       const bob = await open(server, "converge", "bob", "Bob");
@@ -146,7 +150,7 @@ describe("browser", () => {
   });
 
   it("a page that went offline resumes with deltas, and its offline update is acknowledged exactly once", async () => {
-    const server = await startServer();
+    const server = await startServer(FROM_ZERO);
     try {
       const ann = await open(server, "offline", "ann", "Ann");
       const bob = await open(server, "offline", "bob", "Bob");
@@ -179,8 +183,10 @@ describe("browser", () => {
     }
   });
 
-  it("after a server restart both pages get a gap and a snapshot of the new history, and converge", async () => {
-    let server = await startServer();
+  it("after a restart on the same data directory both pages resume with deltas of the same history", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "deltasync-e2e-"));
+    const args = ["--data-dir", dir];
+    let server = await startServer(args);
     try {
       const ann = await open(server, "restart", "ann", "Ann");
       const bob = await open(server, "restart", "bob", "Bob");
@@ -193,12 +199,44 @@ describe("browser", () => {
       for (const page of [ann, bob]) {
         await page.waitForFunction(() => (window as any).demo.log.statuses.includes("reconnecting"), null, WAIT);
       }
-      // Made while the server is down: pending until the new server acknowledges it.
+      // Made while the server is down: pending until the restarted server acknowledges it.
       const downId = await update(bob, { status: "away" });
-      // Memory mode: the new server is a new history (a new epoch, revisions from 0).
-      // TODO(durable storage): once `deltasync serve --data-dir DIR` exists, restart with the
-      // same --data-dir and assert instead that both pages resume with deltas
-      // ({kind: "resumed", fromRev: 3, ...}) and keep the epoch.
+      server = await startServer(args, server.port);
+      for (const page of [ann, bob]) await live(page);
+      const after = await converge([ann, bob], { ann: "away", bob: "away" });
+      // The same history: the rejoins change nothing, bob's update is revision 4.
+      assert.equal(after, 4);
+      for (const page of [ann, bob]) {
+        const last = (await reports(page)).at(-1)!;
+        assert.equal(last.kind, "resumed", JSON.stringify(last));
+        assert.equal(last.fromRev, 3);
+        assert.equal(await page.evaluate(() => (window as any).demo.client.replica.epoch as string), epoch);
+        const pageEvents = await events(page);
+        assert.equal(countOf(pageEvents, "snapshot"), 1, "only the first join took a snapshot");
+        assert.equal(countOf(pageEvents, "gap"), 0);
+      }
+      assert.equal(countOf(await events(bob), "acked", downId), 1);
+      await ann.close();
+      await bob.close();
+    } finally {
+      await server.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("after a restart of an in-memory server both pages get a gap and a snapshot of a new history above the old revisions", async () => {
+    let server = await startServer();
+    try {
+      const ann = await open(server, "restart-memory", "ann", "Ann");
+      const bob = await open(server, "restart-memory", "bob", "Bob");
+      await update(ann, { status: "away" });
+      const before = await converge([ann, bob], { ann: "away", bob: "online" });
+      const epoch = await ann.evaluate(() => (window as any).demo.client.replica.epoch as string);
+      await server.stop();
+      for (const page of [ann, bob]) {
+        await page.waitForFunction(() => (window as any).demo.log.statuses.includes("reconnecting"), null, WAIT);
+      }
+      const downId = await update(bob, { status: "away" });
       server = await startServer([], server.port);
       for (const page of [ann, bob]) await live(page);
       const after = await converge([ann, bob], { ann: "online", bob: "away" });
@@ -206,11 +244,14 @@ describe("browser", () => {
         const last = (await reports(page)).at(-1)!;
         assert.equal(last.kind, "reset");
         assert.equal(last.epochChanged, true);
-        assert.deepEqual(last.gap && { expectedRev: last.gap.expectedRev, bufferFirstRev: last.gap.bufferFirstRev }, { expectedRev: 3, bufferFirstRev: 0 });
+        assert.equal(last.gap?.expectedRev, before);
+        // The new history starts above every revision the old one reached, so a client that
+        // resumes by revision alone (ws-kit) can never be handed another history's deltas.
+        assert.ok(last.gap!.bufferFirstRev > before, `new history at ${last.gap!.bufferFirstRev}, old at ${before}`);
         assert.equal(countOf(await events(page), "snapshot"), 2);
       }
-      // In the new history: two joins (back online: a new room) and bob's update.
-      assert.equal(after, 3);
+      // In the new history: two joins (a new room) and bob's update.
+      assert.ok(after > before);
       assert.notEqual(await ann.evaluate(() => (window as any).demo.client.replica.epoch as string), epoch);
       assert.equal(countOf(await events(bob), "acked", downId), 1);
       await ann.close();
@@ -221,7 +262,7 @@ describe("browser", () => {
   });
 
   it("a ws-kit dialect page and a native page converge, and the ws-kit page resumes by rev alone", async () => {
-    const server = await startServer();
+    const server = await startServer(FROM_ZERO);
     try {
       const ann = await open(server, "wskit", "ann", "Ann");
       const kit = await open(server, "wskit", "kit", "Kit", "ws-kit");
