@@ -294,5 +294,6 @@ pub fn open(config: &StorageConfig, clock: &dyn Clock) -> Result<Arc<dyn Storage
     })
 }
 
-#[cfg(test)]
+// Rooms use loom atomics under `cfg(loom)`; only the loom models run there.
+#[cfg(all(test, not(loom)))]
 mod tests;
