@@ -45,17 +45,25 @@ fn assert_ticks(output: &Output, json: &Value) {
             .as_f64()
             .map(|fps| (fps * 2.0).round() as u64)
     );
-    // The property: at most one frame per tick. A loaded machine may make a client lag
-    // (fewer, coalesced frames), which is not an error; 61 allows for a frame of the
-    // tick before the window arriving inside it.
+    // The property: at most one frame per tick. It is checked against the ticks the game
+    // loop ran in the window, not the nominal rate: on a loaded machine a late loop catches
+    // up with ticks in quick succession (more than 60 in a second), and a client may lag
+    // (fewer, coalesced frames), which is not an error. Two more allow for frames of the
+    // ticks before the window still unread when it opened.
     let per_client = &f["frames_per_client_per_s"];
     let (min, max) = (
         per_client["min"].as_f64().unwrap(),
         per_client["max"].as_f64().unwrap(),
     );
+    let window_s = f["window_s"].as_f64().unwrap();
+    let ticks = f["ticks"].as_u64().unwrap() as f64;
     // How many frames a client gets depends on how loaded the machine is (no timing is
-    // asserted); that every client gets some, and none more than the tick rate, does not.
-    assert!(min > 0.0 && max <= 61.0, "{per_client}");
+    // asserted); that every client gets some, and none more than one per tick, does not.
+    assert!(min > 0.0, "{per_client}");
+    assert!(
+        max * window_s <= ticks + 2.0,
+        "{per_client} over {window_s} s with {ticks} ticks"
+    );
     assert!(f["ops_per_frame"].as_f64().unwrap() >= 100.0, "{f}");
     assert!(f["ticks_per_frame"].as_f64().unwrap() >= 1.0, "{f}");
     assert!(f["ticks"].as_u64().unwrap() > 0, "{f}");
