@@ -4,11 +4,11 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::mpsc;
 
 use common::raw::{self, RawWs, frame};
-use common::{TestServer, WAIT, Ws, assert_serves, eventually};
+use common::{TestServer, WAIT, Ws, assert_serves, eventually, serve};
 
 #[test]
 fn a_close_from_the_client_is_answered_with_a_close_frame() {
@@ -81,23 +81,6 @@ fn a_server_handle_stops_the_server_from_another_thread() {
     in_background(move || server.join())
         .recv_timeout(WAIT)
         .expect("the threads end");
-}
-
-/// `deltasync serve` with `args`, its standard streams piped and no `DELTASYNC_*`
-/// variable of the environment running the tests.
-fn serve(args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_deltasync"));
-    command.arg("serve").args(args);
-    for (var, _) in std::env::vars_os() {
-        if var.to_string_lossy().starts_with("DELTASYNC_") {
-            command.env_remove(var);
-        }
-    }
-    command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    command
 }
 
 #[test]

@@ -11,9 +11,9 @@ mod common;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 
-use common::{Ws, deltas, join, rename};
+use common::{Ws, deltas, join, rename, serve};
 use serde_json::{Value, json};
 
 /// A `deltasync serve` child on a loopback port.
@@ -69,22 +69,6 @@ impl Drop for Served {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn serve(args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_deltasync"));
-    command.arg("serve").args(args);
-    for (var, _) in std::env::vars_os() {
-        if var.to_string_lossy().starts_with("DELTASYNC_") {
-            command.env_remove(var);
-        }
-    }
-    command
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    command
 }
 
 /// A `JOIN` resuming at `rev`; `name` is the participant's current name (another name

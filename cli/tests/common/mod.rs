@@ -9,7 +9,27 @@ mod library;
 #[allow(unused_imports)]
 pub use library::*;
 
+use std::process::{Command, Stdio};
+
 use serde_json::Value;
+
+/// `deltasync serve` with `args`: its standard streams piped, warnings only in its log, and
+/// no `DELTASYNC_*` variable of the environment running the tests.
+pub fn serve(args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_deltasync"));
+    command.arg("serve").args(args);
+    for (var, _) in std::env::vars_os() {
+        if var.to_string_lossy().starts_with("DELTASYNC_") {
+            command.env_remove(var);
+        }
+    }
+    command
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
+}
 
 /// Runs the `deltasync` binary with `args` and parses what it prints as one JSON object;
 /// a clear panic (with stdout and stderr) if it is not JSON.
