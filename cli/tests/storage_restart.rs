@@ -286,7 +286,7 @@ fn in_memory_a_ws_kit_client_of_the_previous_history_gets_a_gap_not_foreign_delt
 /// A real full disk: a 1 MiB tmpfs, filled up. Needs root to mount (the same behaviour is
 /// covered without root by the storage unit test with an injected write error).
 #[test]
-#[ignore = "needs root to mount a tmpfs: cargo test --test storage_restart -- --ignored"]
+#[ignore = "needs root to mount a tmpfs: cargo test -p deltasync-cli --test storage_restart -- --ignored"]
 fn a_full_disk_refuses_commits_retryably_and_recovers_when_space_is_freed() {
     let dir = tempfile::tempdir().unwrap();
     let mounted = Command::new("mount")
