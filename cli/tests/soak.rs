@@ -3,20 +3,25 @@
 //! (The long run is the same command with `--secs` or `DELTASYNC_SOAK_SECS`; see
 //! `docs/reliability.md`.)
 
-use std::process::Command;
+mod common;
 
 #[test]
 fn a_short_soak_with_faults_loses_nothing() {
-    let output = Command::new(env!("CARGO_BIN_EXE_deltasync"))
-        .args(["soak", "--secs", "2", "--clients", "60", "--rooms", "3"])
-        .args(["--ring-capacity", "8", "--fault-rate", "0.5", "--seed", "7"])
-        .env_remove("DELTASYNC_SOAK_SECS")
-        .output()
-        .expect("the binary runs");
-    let report = String::from_utf8_lossy(&output.stdout);
-    println!("{report}");
-    eprintln!("{}", String::from_utf8_lossy(&output.stderr));
-    assert!(output.status.success(), "{report}");
+    let (code, report) = common::soak(&[
+        "--secs",
+        "2",
+        "--clients",
+        "60",
+        "--rooms",
+        "3",
+        "--ring-capacity",
+        "8",
+        "--fault-rate",
+        "0.5",
+        "--seed",
+        "7",
+    ]);
+    assert_eq!(code, Some(0), "{report}");
     assert_eq!(report.lines().last(), Some("violations: 0"), "{report}");
     let answers = report
         .lines()
@@ -30,22 +35,18 @@ fn a_short_soak_with_faults_loses_nothing() {
 
 #[test]
 fn twenty_sigkills_of_the_server_lose_and_duplicate_nothing() {
-    let output = Command::new(env!("CARGO_BIN_EXE_deltasync"))
-        .args([
-            "soak",
-            "--kill-server",
-            "--kills",
-            "20",
-            "--kill-interval-ms",
-            "200",
-        ])
-        .args(["--rooms", "2", "--seed", "3"])
-        .output()
-        .expect("the binary runs");
-    let report = String::from_utf8_lossy(&output.stdout);
-    println!("{report}");
-    eprintln!("{}", String::from_utf8_lossy(&output.stderr));
-    assert!(output.status.success(), "{report}");
+    let (code, report) = common::soak(&[
+        "--kill-server",
+        "--kills",
+        "20",
+        "--kill-interval-ms",
+        "200",
+        "--rooms",
+        "2",
+        "--seed",
+        "3",
+    ]);
+    assert_eq!(code, Some(0), "{report}");
     let counters: Vec<&str> = report
         .lines()
         .filter(|line| {
@@ -87,13 +88,19 @@ fn twenty_sigkills_of_the_server_lose_and_duplicate_nothing() {
 fn the_kill_server_checker_counts_what_a_server_without_durability_loses() {
     // The same run against memory storage: the checker must see the losses (a checker that
     // cannot fail proves nothing).
-    let output = Command::new(env!("CARGO_BIN_EXE_deltasync"))
-        .args(["soak", "--kill-server", "--in-memory", "--kills", "3"])
-        .args(["--kill-interval-ms", "400", "--rooms", "1", "--seed", "3"])
-        .output()
-        .expect("the binary runs");
-    let report = String::from_utf8_lossy(&output.stdout);
-    assert_eq!(output.status.code(), Some(1), "{report}");
+    let (code, report) = common::soak(&[
+        "--kill-server",
+        "--in-memory",
+        "--kills",
+        "3",
+        "--kill-interval-ms",
+        "400",
+        "--rooms",
+        "1",
+        "--seed",
+        "3",
+    ]);
+    assert_eq!(code, Some(1), "{report}");
     let lost = report
         .lines()
         .find_map(|line| line.strip_prefix("lost: "))

@@ -4,18 +4,12 @@
 //! one, every client current with the room's state, and a client of another room served
 //! without an error. The 10,000-client run is the same command without `--clients`.
 
-use std::process::Command;
+mod common;
 
 #[test]
 fn three_hundred_clients_reconnecting_at_once_cost_one_snapshot_and_all_end_current() {
-    let output = Command::new(env!("CARGO_BIN_EXE_deltasync"))
-        .args(["soak", "--storm", "--clients", "300"])
-        .output()
-        .expect("the binary runs");
-    let report = String::from_utf8_lossy(&output.stdout);
-    println!("{report}");
-    eprintln!("{}", String::from_utf8_lossy(&output.stderr));
-    assert!(output.status.success(), "{report}");
+    let (code, report) = common::soak(&["--storm", "--clients", "300"]);
+    assert_eq!(code, Some(0), "{report}");
     let line = |prefix: &str| {
         report
             .lines()

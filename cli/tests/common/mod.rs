@@ -13,6 +13,21 @@ use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
+/// Runs `deltasync soak` with `args` (its duration never taken from the environment),
+/// shows what it printed, and returns its exit code and its report (standard output).
+pub fn soak(args: &[&str]) -> (Option<i32>, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_deltasync"))
+        .arg("soak")
+        .args(args)
+        .env_remove("DELTASYNC_SOAK_SECS")
+        .output()
+        .expect("the binary runs");
+    let report = String::from_utf8_lossy(&output.stdout).into_owned();
+    println!("{report}");
+    eprintln!("{}", String::from_utf8_lossy(&output.stderr));
+    (output.status.code(), report)
+}
+
 /// `deltasync serve` with `args`: its standard streams piped, warnings only in its log, and
 /// no `DELTASYNC_*` variable of the environment running the tests.
 pub fn serve(args: &[&str]) -> Command {
