@@ -73,7 +73,12 @@
 //! arrives that already contains it, meaning the model accepts it on the snapshot and
 //! predicting it there changes nothing (acked); an `ERROR` names it in `details.clientReqId` (rejected), unless the
 //! same error carries `details.appliedRev`, the server's notice that a resent update was
-//! already committed at that revision (acked once the replica has that revision). The
+//! already committed at that revision (acked once the replica has that revision). A
+//! `retryable` `ERROR` naming it (`RESOURCE_EXHAUSTED` with `retryAfterMs` for a rate
+//! limit, `UNAVAILABLE` for a full disk) settles nothing: the server did not process it,
+//! so it stays pending and visible ([`ReplicaEvent::Deferred`]), and its caller sends it
+//! again ([`Replica::message_of`]) after `retryAfterMs`, as the TypeScript client does;
+//! a new connection resends it anyway. The
 //! replica remembers the last [`REMEMBERED_ACKS`] acknowledged ids
 //! ([`Replica::was_acked`]).
 //!

@@ -68,6 +68,20 @@ pub enum ReplicaEvent {
         /// The server's reason.
         message: String,
     },
+    /// The server did not process a pending update for now (a retryable `ERROR` naming
+    /// it: a rate limit, a full disk); it stays pending and visible, to be sent again
+    /// ([`Replica::message_of`]) after `retry_after_ms`, or with the resends of the next
+    /// connection.
+    Deferred {
+        /// Its id.
+        client_req_id: String,
+        /// The wire code of the `ERROR` (`RESOURCE_EXHAUSTED`, `UNAVAILABLE`, ...).
+        code: String,
+        /// The server's reason.
+        message: String,
+        /// How long the server asked to wait before sending it again, when it said.
+        retry_after_ms: Option<u64>,
+    },
     /// `REVISION_GAP`: a snapshot must come next.
     Gap(GapInfo),
     /// An `ERROR` about no pending update.
@@ -332,6 +346,13 @@ impl<M: Model + PartialEq> Replica<M> {
         outgoing::join(participant_id, name, rev, epoch)
     }
 
+    /// The `UPDATE` of the pending update `client_req_id`, as first sent (to send a
+    /// [deferred](ReplicaEvent::Deferred) update again); `None` once it is settled.
+    pub fn message_of(&self, client_req_id: &str) -> Option<Bytes> {
+        let index = self.pending_index(client_req_id)?;
+        Some(self.pending[index].message.clone())
+    }
+
     /// The `UPDATE`s of every pending update, oldest first, as first sent: to send after
     /// the `JOIN` of a new connection (the server applies each id at most once).
     pub fn resend_messages(&self) -> Vec<Bytes> {
@@ -372,7 +393,9 @@ impl<M: Model + PartialEq> Replica<M> {
     /// - `ERROR` (or `RPC_ERROR`) whose `details.clientReqId` names a pending update
     ///   (or, marked `details.clientReqIdTruncated`, is the prefix of the over-long id of
     ///   one: the oldest such) rejects it, unless `details.appliedRev` says the server had already committed it
-    ///   (a resent duplicate): then it is acknowledged once the replica has that revision.
+    ///   (a resent duplicate): then it is acknowledged once the replica has that revision;
+    ///   or unless the error is `retryable` (a rate limit, a full disk): the server did not
+    ///   process it, and it stays pending ([`ReplicaEvent::Deferred`]).
     ///   Other errors become [`ReplicaEvent::Error`], except the expected answers to a
     ///   resend: "already applied" about an acknowledged update, or a rejection about an
     ///   update already rejected.
@@ -403,8 +426,12 @@ impl<M: Model + PartialEq> Replica<M> {
                 code,
                 message,
                 details,
-                ..
-            } => Ok(self.on_error(code, message, details.as_ref())),
+                retryable,
+                retry_after_ms,
+            } => {
+                let retry = retryable.then_some(retry_after_ms);
+                Ok(self.on_error(code, message, details.as_ref(), retry))
+            }
         }
     }
 
@@ -548,11 +575,13 @@ impl<M: Model + PartialEq> Replica<M> {
         vec![ReplicaEvent::Gap(info)]
     }
 
+    /// `retry` is `Some(retryAfterMs)` for a retryable error.
     fn on_error(
         &mut self,
         code: String,
         message: String,
         details: Option<&Map<String, Value>>,
+        retry: Option<Option<u64>>,
     ) -> Vec<ReplicaEvent> {
         let detail = |key: &str| details.and_then(|d| d.get(key));
         let applied_rev = detail("appliedRev").and_then(Value::as_u64);
@@ -583,6 +612,12 @@ impl<M: Model + PartialEq> Replica<M> {
                 self.pending[index].applied_rev = Some(rev);
                 Vec::new()
             }
+            None if retry.is_some() => vec![ReplicaEvent::Deferred {
+                client_req_id: self.pending[index].client_req_id.clone(),
+                code,
+                message,
+                retry_after_ms: retry.flatten(),
+            }],
             None => {
                 let rejected = self.pending.remove(index);
                 self.rejected.record(&rejected.client_req_id);

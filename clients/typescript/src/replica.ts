@@ -15,10 +15,10 @@
  *   whole ({@link ReplicaError}) and sets {@link Replica.needsResume}.
  * - After a snapshot, pending updates it does not contain must be sent again
  *   ({@link Replica.resendMessages}): the server applies each id at most once.
- * - One difference from the Rust replica: an `ERROR` naming a pending update with
- *   `retryable: true` (a rate limit: `RESOURCE_EXHAUSTED` with `retryAfterMs`) did not
- *   process it, so the update stays pending (a `deferred` event) and is to be sent again
- *   after `retryAfterMs` ({@link Replica.messageOf}); the Rust replica drops it as rejected.
+ * - An `ERROR` naming a pending update with `retryable: true` (a rate limit:
+ *   `RESOURCE_EXHAUSTED` with `retryAfterMs`) did not process it, so the update stays
+ *   pending (a `deferred` event) and is to be sent again after `retryAfterMs`
+ *   ({@link Replica.messageOf}); the Rust replica does the same (`ReplicaEvent::Deferred`).
  *
  * @module
  */

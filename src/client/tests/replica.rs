@@ -679,3 +679,50 @@ fn errors_about_no_pending_update_are_reported() {
         }])
     );
 }
+
+// regression: a rate-limited UPDATE was dropped as rejected, though the server never
+// processed it; the TypeScript replica keeps it pending and sends it again.
+#[test]
+fn a_retryable_error_defers_the_pending_update_instead_of_rejecting_it() {
+    let mut replica = replica_at(5);
+    let sent = replica.update_with_id(status(Status::Away), "r1".into(), None, 1000);
+    let details = json!({"clientReqId": "r1"});
+    let limited = encode::error(&ErrorMessage {
+        retry_after_ms: Some(250),
+        details: details.as_object(),
+        ..ErrorMessage::new(ErrorCode::ResourceExhausted, "slow down")
+    });
+    assert_eq!(
+        replica.handle_text(&limited, 1001),
+        Ok(vec![ReplicaEvent::Deferred {
+            client_req_id: "r1".into(),
+            code: "RESOURCE_EXHAUSTED".into(),
+            message: "slow down".into(),
+            retry_after_ms: Some(250),
+        }])
+    );
+    assert_eq!(pending_ids(&replica), ["r1"]);
+    assert_eq!(replica.message_of("r1"), Some(sent));
+    let expected = presence([alice(Status::Away)]);
+    assert_eq!(replica.visible(), Some(&expected), "still predicted");
+    // Sent again later, it is committed and acknowledged once.
+    let op = updated("user-1", None, Some(Status::Away));
+    assert_eq!(
+        replica.handle_text(&deltas(5, 6, &[(6, op, Some("r1"))]), 1300),
+        Ok(vec![ReplicaEvent::Applied { from: 5, to: 6 }, acked("r1", 6)])
+    );
+    assert_eq!(replica.message_of("r1"), None);
+    // A retryable error without a delay (a full disk) defers too; a final one rejects.
+    replica.update_with_id(status(Status::Online), "r2".into(), None, 1400);
+    let unavailable = error(ErrorCode::Unavailable, "disk full", json!({"clientReqId": "r2"}));
+    assert_eq!(
+        replica.handle_text(&unavailable, 1401),
+        Ok(vec![ReplicaEvent::Deferred {
+            client_req_id: "r2".into(),
+            code: "UNAVAILABLE".into(),
+            message: "disk full".into(),
+            retry_after_ms: None,
+        }])
+    );
+    assert_eq!(pending_ids(&replica), ["r2"]);
+}
