@@ -9,6 +9,27 @@
 //! revision and resends every pending update (the server applies each `clientReqId` at most
 //! once, so resending is safe).
 //!
+//! # Reconnecting by itself
+//!
+//! Once connected, a connector whose connection ends reconnects by itself, inside
+//! [`Connector::poll`] (a blocking client has no other thread): after a delay drawn with
+//! full jitter from [`ConnectorOptions::backoff`] (see [`Backoff`]), and never sooner than
+//! the server asked (`Retry-After` on a refused upgrade, `retryAfterMs` on a refused
+//! `JOIN`). The new connection resumes from the replica's revision and epoch and resends
+//! every pending update as first sent; the server applies each `clientReqId` at most once
+//! and the replica settles each update exactly once. Updates made meanwhile stay pending
+//! and go out with the resends. A refusal (HTTP 401, close 1008 or 4400-4499, a `JOIN`
+//! refused for good) or, when [`ConnectorOptions::going_away_is_final`] says so, close
+//! 1001 stops it: `poll` returns that error once, then [`ConnectorError::NotConnected`].
+//! The full table is in the `retry` module's documentation and `docs/protocol.md`.
+//!
+//! [`Connector::take_events`] says what happened: each [`ConnectorEvent::Reconnect`]
+//! (attempt, delay, cause) and each answered `JOIN` ([`ConnectorEvent::Resume`]: resumed
+//! with N operations, or reset by a snapshot after a gap or a new history).
+//!
+//! An update the server deferred (a rate limit: [`ReplicaEvent::Deferred`]) is sent again
+//! by `poll` after the `retryAfterMs` it asked for.
+//!
 //! ```no_run
 //! use std::time::Duration;
 //! use deltasync::client::Connector;
@@ -22,7 +43,7 @@
 //! ```
 
 use std::io;
-use std::net::TcpStream;
+use std::net::{TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
 use tungstenite::client::IntoClientRequest;
@@ -30,9 +51,14 @@ use tungstenite::http::HeaderValue;
 use tungstenite::protocol::WebSocketConfig;
 use tungstenite::{Message, WebSocket};
 
+use super::backoff::{Backoff, Jitter};
+use super::report::{ConnectorEvent, ConnectorStatus, ResumeReport};
+use super::retry::{self, Verdict};
 use super::{Replica, ReplicaError, ReplicaEvent};
+use crate::epoch::Epoch;
 use crate::model::Model;
 use crate::protocol::Dialect;
+use crate::protocol::encode::GapInfo;
 
 /// Why a connector failed.
 #[derive(Debug, thiserror::Error)]
@@ -88,8 +114,22 @@ pub struct ConnectorOptions {
     pub dialect: Dialect,
     /// A token sent as `Authorization: Bearer`.
     pub token: Option<String>,
-    /// How long `connect` and `reconnect` wait for the first state.
+    /// How long `connect` and `reconnect` wait for the first state, and how long one
+    /// TCP connect may take.
     pub join_timeout: Duration,
+    /// Whether a lost connection is opened again by [`Connector::poll`] (default true);
+    /// when false, `poll` returns the error and the connector stays disconnected until
+    /// [`Connector::reconnect`].
+    pub reconnect: bool,
+    /// The bounds of the reconnect delays (default 250 ms, doubling up to 10 s).
+    pub backoff: Backoff,
+    /// Whether close 1001 (going away) is final: the server operator stopped it for good
+    /// (`server.shutdown_close_code = "going-away"`). Default false: 1001 reconnects, as
+    /// the TypeScript client does (older servers and proxies send 1001 on a restart).
+    pub going_away_is_final: bool,
+    /// The seed of the jitter (default: random): for tests that want the same delays on
+    /// every run.
+    pub jitter_seed: Option<u64>,
 }
 
 impl Default for ConnectorOptions {
@@ -98,8 +138,66 @@ impl Default for ConnectorOptions {
             dialect: Dialect::Native,
             token: None,
             join_timeout: Duration::from_secs(10),
+            reconnect: true,
+            backoff: Backoff::default(),
+            going_away_is_final: false,
+            jitter_seed: None,
         }
     }
+}
+
+impl ConnectorOptions {
+    /// Sets [`dialect`](Self::dialect).
+    pub fn dialect(mut self, dialect: Dialect) -> Self {
+        self.dialect = dialect;
+        self
+    }
+
+    /// Sets [`token`](Self::token).
+    pub fn token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+
+    /// Sets [`join_timeout`](Self::join_timeout).
+    pub fn join_timeout(mut self, timeout: Duration) -> Self {
+        self.join_timeout = timeout;
+        self
+    }
+
+    /// Sets [`reconnect`](Self::reconnect).
+    pub fn reconnect(mut self, reconnect: bool) -> Self {
+        self.reconnect = reconnect;
+        self
+    }
+
+    /// Sets the [`backoff`](Self::backoff) bounds: the first delay's and the largest.
+    pub fn backoff(mut self, initial: Duration, max: Duration) -> Self {
+        self.backoff = Backoff { initial, max };
+        self
+    }
+
+    /// Sets [`going_away_is_final`](Self::going_away_is_final).
+    pub fn going_away_is_final(mut self, is_final: bool) -> Self {
+        self.going_away_is_final = is_final;
+        self
+    }
+
+    /// Sets [`jitter_seed`](Self::jitter_seed).
+    pub fn jitter_seed(mut self, seed: u64) -> Self {
+        self.jitter_seed = Some(seed);
+        self
+    }
+}
+
+/// The `JOIN` of the current connection, until it is answered.
+struct Joining {
+    /// The revision it resumed from; `None` when it asked for a first snapshot.
+    resumed_from: Option<u64>,
+    /// The replica's history when it was sent.
+    epoch: Option<Epoch>,
+    /// The `REVISION_GAP` that answered it, if one did.
+    gap: Option<GapInfo>,
 }
 
 /// A replica kept current over one WebSocket connection at a time.
@@ -111,6 +209,22 @@ pub struct Connector<M: Model + PartialEq> {
     replica: Replica<M>,
     socket: Option<WebSocket<TcpStream>>,
     started: Instant,
+    /// The `JOIN` of the current connection, until answered.
+    joining: Option<Joining>,
+    /// When the next reconnect is due (`None` while connected or stopped).
+    retry_at: Option<Instant>,
+    /// Reconnect attempts since the last answered `JOIN`.
+    attempt: u32,
+    jitter: Jitter,
+    events: Vec<ConnectorEvent>,
+    /// Deferred updates by id, and when to send them again.
+    deferred: Vec<(Instant, String)>,
+}
+
+/// The shell's clock: the connector is part of the I/O shell.
+fn now() -> Instant {
+    #[allow(clippy::disallowed_methods)]
+    Instant::now()
 }
 
 impl<M: Model + PartialEq> Connector<M> {
@@ -135,9 +249,9 @@ impl<M: Model + PartialEq> Connector<M> {
         name: &str,
         options: ConnectorOptions,
     ) -> Result<Self, ConnectorError> {
-        // The connector is part of the I/O shell: it keeps real time for the replica.
-        #[allow(clippy::disallowed_methods)]
-        let started = Instant::now();
+        let jitter = options
+            .jitter_seed
+            .map_or_else(Jitter::from_entropy, Jitter::seeded);
         let mut connector = Self {
             url: url.to_owned(),
             participant: participant.to_owned(),
@@ -145,7 +259,13 @@ impl<M: Model + PartialEq> Connector<M> {
             options,
             replica: Replica::new(participant),
             socket: None,
-            started,
+            started: now(),
+            joining: None,
+            retry_at: None,
+            attempt: 0,
+            jitter,
+            events: Vec::new(),
+            deferred: Vec::new(),
         };
         connector.reconnect()?;
         Ok(connector)
@@ -156,50 +276,68 @@ impl<M: Model + PartialEq> Connector<M> {
         &self.replica
     }
 
+    /// Where the connector is.
+    pub fn status(&self) -> ConnectorStatus {
+        match (&self.socket, &self.joining, self.retry_at) {
+            (Some(_), None, _) => ConnectorStatus::Live,
+            (Some(_), Some(_), _) => ConnectorStatus::Joining,
+            (None, _, Some(_)) => ConnectorStatus::Reconnecting,
+            (None, _, None) => ConnectorStatus::Stopped,
+        }
+    }
+
+    /// What happened since the last call: reconnects scheduled, `JOIN`s answered, the
+    /// stop. Oldest first.
+    pub fn take_events(&mut self) -> Vec<ConnectorEvent> {
+        std::mem::take(&mut self.events)
+    }
+
     /// Milliseconds since the connector started (the replica's clock).
     fn now_ms(&self) -> u64 {
         u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    fn socket(&mut self) -> Result<&mut WebSocket<TcpStream>, ConnectorError> {
-        self.socket.as_mut().ok_or(ConnectorError::NotConnected)
-    }
-
-    /// Opens a new connection that resumes from the replica's revision (or asks for a
-    /// snapshot the first time) and resends every pending update; waits for the state.
+    /// Opens a new connection now that resumes from the replica's revision (or asks for
+    /// a snapshot the first time) and resends every pending update; waits for the state.
+    /// A failure of this first connection is returned, not retried; once it is made, a
+    /// lost connection is retried within the join timeout as [`Connector::poll`] does.
     ///
     /// # Errors
     ///
-    /// If the connection fails or no state comes within the join timeout.
+    /// If the connection fails, the server refuses the `JOIN`, or no state comes within
+    /// the join timeout.
     pub fn reconnect(&mut self) -> Result<(), ConnectorError> {
+        self.drop_socket();
+        self.retry_at = None;
+        self.open_and_join()?;
+        let timeout = self.options.join_timeout;
+        let deadline = now() + timeout;
+        while self.status() != ConnectorStatus::Live {
+            let left = deadline.saturating_duration_since(now());
+            if left.is_zero() {
+                return Err(ConnectorError::Timeout(timeout));
+            }
+            self.poll(left)?;
+        }
+        Ok(())
+    }
+
+    /// Closes the current connection, if any; pending updates stay.
+    fn drop_socket(&mut self) {
         if let Some(mut old) = self.socket.take() {
             let _ = old.close(None);
             let _ = old.flush();
             self.replica.disconnected();
         }
-        self.socket = Some(self.open()?);
-        self.send_join()?;
-        // The join is answered by a snapshot, or by deltas for a resume; an error first
-        // means the server refused it.
-        let timeout = self.options.join_timeout;
-        #[allow(clippy::disallowed_methods)]
-        let deadline = Instant::now() + timeout;
-        loop {
-            #[allow(clippy::disallowed_methods)]
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(ConnectorError::Timeout(timeout));
-            }
-            for event in self.poll(left)? {
-                match event {
-                    ReplicaEvent::Snapshot { .. } | ReplicaEvent::Applied { .. } => return Ok(()),
-                    ReplicaEvent::Error { code, message } => {
-                        return Err(ConnectorError::Refused { code, message });
-                    }
-                    _ => {}
-                }
-            }
-        }
+        self.joining = None;
+        self.deferred.clear();
+    }
+
+    /// Opens a connection and sends the `JOIN` and the pending updates.
+    fn open_and_join(&mut self) -> Result<(), ConnectorError> {
+        let socket = self.open()?;
+        self.socket = Some(socket);
+        self.send_join()
     }
 
     fn open(&self) -> Result<WebSocket<TcpStream>, ConnectorError> {
@@ -229,10 +367,7 @@ impl<M: Model + PartialEq> Connector<M> {
             .authority()
             .map(|a| a.as_str().to_owned())
             .ok_or_else(|| url_error("no host".into()))?;
-        let stream = TcpStream::connect(&address).map_err(|source| ConnectorError::Connect {
-            address: address.clone(),
-            source,
-        })?;
+        let stream = self.tcp_connect(&address)?;
         let _ = stream.set_nodelay(true);
         let config = WebSocketConfig::default()
             .read_buffer_size(16 * 1024)
@@ -248,12 +383,37 @@ impl<M: Model + PartialEq> Connector<M> {
         Ok(socket)
     }
 
+    /// Connects to the first address of `address` that answers, each within the join
+    /// timeout.
+    fn tcp_connect(&self, address: &str) -> Result<TcpStream, ConnectorError> {
+        let failed = |source| ConnectorError::Connect {
+            address: address.to_owned(),
+            source,
+        };
+        let mut last = io::Error::new(io::ErrorKind::NotFound, "the host has no address");
+        for socket_addr in address.to_socket_addrs().map_err(failed)? {
+            match TcpStream::connect_timeout(&socket_addr, self.options.join_timeout) {
+                Ok(stream) => return Ok(stream),
+                Err(e) => last = e,
+            }
+        }
+        Err(failed(last))
+    }
+
     /// Sends `JOIN` (a resume once the replica has a state) and every pending update.
     fn send_join(&mut self) -> Result<(), ConnectorError> {
         let join = self
             .replica
             .join_message(&self.participant, &self.name, self.options.dialect);
         let resend = self.replica.resend_messages();
+        self.joining = Some(Joining {
+            resumed_from: self
+                .replica
+                .server_state()
+                .map(|_| self.replica.server_rev()),
+            epoch: self.replica.epoch().cloned(),
+            gap: None,
+        });
         let socket = self.socket()?;
         socket.send(text(&join))?;
         for message in resend {
@@ -262,42 +422,101 @@ impl<M: Model + PartialEq> Connector<M> {
         Ok(())
     }
 
+    fn socket(&mut self) -> Result<&mut WebSocket<TcpStream>, ConnectorError> {
+        self.socket.as_mut().ok_or(ConnectorError::NotConnected)
+    }
+
+    /// Sends `message` on the current connection; a failure is a lost connection.
+    fn send(&mut self, message: &[u8]) -> Result<(), ConnectorError> {
+        let sent = match self.socket.as_mut() {
+            Some(socket) => socket.send(text(message)).map_err(ConnectorError::from),
+            None => return Ok(()),
+        };
+        match sent {
+            Ok(()) => Ok(()),
+            Err(error) => self.lost(error),
+        }
+    }
+
     /// Applies `input` to the visible state at once and sends it; returns its
     /// `clientReqId`. The update stays pending until the server acknowledges or rejects
-    /// it, across reconnects.
+    /// it, across reconnects; while the connector is reconnecting it is kept for the next
+    /// connection.
     ///
     /// # Errors
     ///
-    /// If the connection fails (the update stays pending and is resent on reconnect).
+    /// [`ConnectorError::NotConnected`] once the connector stopped, or the error that
+    /// stopped it (the update stays pending and is resent by [`Connector::reconnect`]).
     pub fn update(&mut self, input: M::Input) -> Result<String, ConnectorError> {
         let now = self.now_ms();
         let (id, message) = self.replica.update(input, now);
-        self.socket()?.send(text(&message))?;
+        if self.status() == ConnectorStatus::Stopped {
+            return Err(ConnectorError::NotConnected);
+        }
+        self.send(&message)?;
         Ok(id)
     }
 
-    /// Sends `HEARTBEAT`.
+    /// Sends `HEARTBEAT` (nothing while reconnecting).
     ///
     /// # Errors
     ///
-    /// If the connection fails.
+    /// [`ConnectorError::NotConnected`] once the connector stopped, or the error that
+    /// stopped it.
     pub fn heartbeat(&mut self) -> Result<(), ConnectorError> {
-        self.socket()?
-            .send(Message::text(r#"{"type":"HEARTBEAT","meta":{}}"#))?;
-        Ok(())
+        if self.status() == ConnectorStatus::Stopped {
+            return Err(ConnectorError::NotConnected);
+        }
+        self.send(br#"{"type":"HEARTBEAT","meta":{}}"#)
     }
 
-    /// Waits up to `timeout` for one message and applies it. Returns its events (none
-    /// when nothing came in time).
+    /// Waits up to `timeout` for one message and applies it; returns its events (none
+    /// when nothing came in time). While the connection is down it waits for the next
+    /// reconnect and makes it (see [Reconnecting by itself](self#reconnecting-by-itself)).
     ///
     /// # Errors
     ///
-    /// If the connection fails or the server closes it.
+    /// The error that stopped the connector (a refusal, a final close, or any lost
+    /// connection when [`ConnectorOptions::reconnect`] is false), then
+    /// [`ConnectorError::NotConnected`].
     pub fn poll(&mut self, timeout: Duration) -> Result<Vec<ReplicaEvent>, ConnectorError> {
-        let socket = self.socket()?;
+        let deadline = now() + timeout;
+        loop {
+            if self.socket.is_some() {
+                return self.read_one(deadline);
+            }
+            let Some(at) = self.retry_at else {
+                return Err(ConnectorError::NotConnected);
+            };
+            if at > deadline {
+                std::thread::sleep(deadline.saturating_duration_since(now()));
+                return Ok(Vec::new());
+            }
+            std::thread::sleep(at.saturating_duration_since(now()));
+            self.retry_at = None;
+            if let Err(error) = self.open_and_join() {
+                self.lost(error)?;
+            }
+            if self.socket.is_none() && now() >= deadline {
+                return Ok(Vec::new());
+            }
+        }
+    }
+
+    /// Reads one message, waiting at most until `deadline` (or until a deferred update is
+    /// due, which is then sent again).
+    fn read_one(&mut self, deadline: Instant) -> Result<Vec<ReplicaEvent>, ConnectorError> {
+        self.send_deferred_due()?;
+        let Some(socket) = self.socket.as_mut() else {
+            return Ok(Vec::new());
+        };
+        let mut wait = deadline.saturating_duration_since(now());
+        if let Some(due) = self.deferred.iter().map(|(at, _)| *at).min() {
+            wait = wait.min(due.saturating_duration_since(now()));
+        }
         socket
             .get_ref()
-            .set_read_timeout(Some(timeout.max(Duration::from_millis(1))))
+            .set_read_timeout(Some(wait.max(Duration::from_millis(1))))
             .map_err(tungstenite::Error::Io)?;
         let message = match socket.read() {
             Ok(message) => message,
@@ -309,53 +528,170 @@ impl<M: Model + PartialEq> Connector<M> {
             {
                 return Ok(Vec::new());
             }
-            Err(e) => {
-                self.socket = None;
-                self.replica.disconnected();
-                return Err(e.into());
-            }
+            Err(e) => return self.lost(e.into()).map(|()| Vec::new()),
         };
         match message {
             Message::Text(body) => self.apply(body.as_bytes()),
             Message::Close(frame) => {
-                self.socket = None;
-                self.replica.disconnected();
-                Err(ConnectorError::Closed {
+                // tungstenite queued the answer to the close; send it before hanging up.
+                let _ = socket.flush();
+                let closed = ConnectorError::Closed {
                     code: frame.as_ref().map_or(1000, |f| u16::from(f.code)),
                     reason: frame.map(|f| f.reason.to_string()).unwrap_or_default(),
-                })
+                };
+                self.lost(closed).map(|()| Vec::new())
             }
             _ => Ok(Vec::new()),
         }
     }
 
-    /// Applies one server message; resends after snapshots and resumes after a protocol
-    /// violation.
-    fn apply(&mut self, body: &[u8]) -> Result<Vec<ReplicaEvent>, ConnectorError> {
-        let now = self.now_ms();
-        match self.replica.handle_text(body, now) {
-            Ok(events) => {
-                if events
-                    .iter()
-                    .any(|e| matches!(e, ReplicaEvent::Snapshot { .. }))
-                {
-                    let resend = self.replica.resend_messages();
-                    let socket = self.socket()?;
-                    for message in resend {
-                        socket.send(text(&message))?;
-                    }
-                }
-                Ok(events)
+    /// Sends again the deferred updates whose time came (those still pending).
+    fn send_deferred_due(&mut self) -> Result<(), ConnectorError> {
+        let now = now();
+        let (due, later) = std::mem::take(&mut self.deferred)
+            .into_iter()
+            .partition::<Vec<_>, _>(|(at, _)| *at <= now);
+        self.deferred = later;
+        for (_, id) in due {
+            if let Some(message) = self.replica.message_of(&id) {
+                self.send(&message)?;
             }
+        }
+        Ok(())
+    }
+
+    /// The connection is gone with `error`: schedules a reconnect, or stops and returns
+    /// the error (a refusal, a final close, or reconnecting is off).
+    fn lost(&mut self, error: ConnectorError) -> Result<(), ConnectorError> {
+        self.drop_socket();
+        let verdict = match self.options.reconnect {
+            true => self.verdict(&error),
+            false => Verdict::Stop,
+        };
+        let Verdict::Retry { at_least } = verdict else {
+            self.retry_at = None;
+            tracing::debug!(%error, "the connector stops");
+            self.events.push(ConnectorEvent::Stopped {
+                cause: error.to_string(),
+            });
+            return Err(error);
+        };
+        let delay = at_least.max(self.options.backoff.delay(self.attempt, &mut self.jitter));
+        self.attempt = self.attempt.saturating_add(1);
+        self.retry_at = Some(now() + delay);
+        tracing::debug!(%error, ?delay, attempt = self.attempt, "reconnecting");
+        self.events.push(ConnectorEvent::Reconnect {
+            attempt: self.attempt,
+            delay,
+            cause: error.to_string(),
+        });
+        Ok(())
+    }
+
+    /// Whether to come back after `error` (see the `retry` module).
+    fn verdict(&self, error: &ConnectorError) -> Verdict {
+        match error {
+            ConnectorError::Closed { code, .. } => {
+                retry::after_close(*code, self.options.going_away_is_final)
+            }
+            ConnectorError::WebSocket(tungstenite::Error::Http(response)) => {
+                let retry_after = response.headers().get("retry-after");
+                let retry_after = retry_after.and_then(|value| value.to_str().ok());
+                retry::after_refused_upgrade(response.status().as_u16(), retry_after)
+            }
+            ConnectorError::Refused { code, .. } => retry::after_join_error(code, None),
+            ConnectorError::WebSocket(_)
+            | ConnectorError::Connect { .. }
+            | ConnectorError::Timeout(_) => Verdict::Retry {
+                at_least: Duration::ZERO,
+            },
+            ConnectorError::Url { .. } | ConnectorError::NotConnected => Verdict::Stop,
+        }
+    }
+
+    /// Applies one server message; resends after snapshots, resumes after a protocol
+    /// violation, reports the answer to a `JOIN`.
+    fn apply(&mut self, body: &[u8]) -> Result<Vec<ReplicaEvent>, ConnectorError> {
+        let now_ms = self.now_ms();
+        let events = match self.replica.handle_text(body, now_ms) {
+            Ok(events) => events,
             Err(error) => {
                 tracing::warn!(%error, "the server broke the protocol; resuming");
                 if matches!(error, ReplicaError::Decode(_)) && !self.replica.needs_resume() {
                     return Ok(Vec::new());
                 }
-                self.send_join()?;
-                Ok(Vec::new())
+                if let Err(error) = self.send_join() {
+                    self.lost(error)?;
+                }
+                return Ok(Vec::new());
             }
+        };
+        for event in &events {
+            self.react(event)?;
         }
+        Ok(events)
+    }
+
+    /// What the connector does about one replica event.
+    fn react(&mut self, event: &ReplicaEvent) -> Result<(), ConnectorError> {
+        match event {
+            ReplicaEvent::Snapshot { rev, after_gap } => {
+                self.answered(|joining, replica| match joining.resumed_from {
+                    None if !after_gap => ResumeReport::Joined { rev: *rev },
+                    _ => ResumeReport::Reset {
+                        rev: *rev,
+                        gap: joining.gap,
+                        epoch_changed: joining.epoch.is_some()
+                            && replica.epoch() != joining.epoch.as_ref(),
+                    },
+                });
+                // A snapshot skips the acks its deltas carried: resend what is pending.
+                for message in self.replica.resend_messages() {
+                    self.send(&message)?;
+                }
+            }
+            ReplicaEvent::Applied { from, to } => {
+                self.answered(|_, _| ResumeReport::Resumed {
+                    from_rev: *from,
+                    to_rev: *to,
+                    operations: to - from,
+                });
+            }
+            ReplicaEvent::Gap(info) => {
+                if let Some(joining) = self.joining.as_mut() {
+                    joining.gap = Some(*info);
+                }
+            }
+            ReplicaEvent::Deferred {
+                client_req_id,
+                retry_after_ms,
+                ..
+            } => {
+                let wait =
+                    retry_after_ms.map_or(self.options.backoff.initial, Duration::from_millis);
+                self.deferred.push((now() + wait, client_req_id.clone()));
+            }
+            ReplicaEvent::Error { code, message } if self.joining.is_some() => {
+                let refused = ConnectorError::Refused {
+                    code: code.clone(),
+                    message: message.clone(),
+                };
+                self.lost(refused)?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// The `JOIN` was answered: reports how (`report` is given the `JOIN` and the
+    /// replica after the answer).
+    fn answered(&mut self, report: impl FnOnce(&Joining, &Replica<M>) -> ResumeReport) {
+        let Some(joining) = self.joining.take() else {
+            return;
+        };
+        self.attempt = 0;
+        let report = report(&joining, &self.replica);
+        self.events.push(ConnectorEvent::Resume(report));
     }
 
     /// Polls until `done` holds for the replica or `timeout` passes; returns whether it
@@ -363,17 +699,16 @@ impl<M: Model + PartialEq> Connector<M> {
     ///
     /// # Errors
     ///
-    /// [`ConnectorError::Timeout`] if it did not hold in time; a connection error.
+    /// [`ConnectorError::Timeout`] if it did not hold in time; the error that stopped the
+    /// connector.
     pub fn poll_until(
         &mut self,
         timeout: Duration,
         mut done: impl FnMut(&Replica<M>) -> bool,
     ) -> Result<(), ConnectorError> {
-        #[allow(clippy::disallowed_methods)]
-        let deadline = Instant::now() + timeout;
+        let deadline = now() + timeout;
         while !done(&self.replica) {
-            #[allow(clippy::disallowed_methods)]
-            let left = deadline.saturating_duration_since(Instant::now());
+            let left = deadline.saturating_duration_since(now());
             if left.is_zero() {
                 return Err(ConnectorError::Timeout(timeout));
             }
@@ -384,10 +719,7 @@ impl<M: Model + PartialEq> Connector<M> {
 
     /// Closes the connection (close frame 1000).
     pub fn close(mut self) {
-        if let Some(mut socket) = self.socket.take() {
-            let _ = socket.close(None);
-            let _ = socket.flush();
-        }
+        self.drop_socket();
     }
 }
 

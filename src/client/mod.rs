@@ -127,16 +127,24 @@
 //! with its `appliedRev`.
 
 mod acks;
+mod backoff;
 #[cfg(feature = "blocking-client")]
 mod connector;
 mod outgoing;
 mod replica;
+#[cfg(feature = "blocking-client")]
+mod report;
 mod req_id;
+#[cfg(feature = "blocking-client")]
+mod retry;
 
 pub use acks::REMEMBERED_ACKS;
+pub use backoff::{Backoff, Jitter};
 #[cfg(feature = "blocking-client")]
 pub use connector::{Connector, ConnectorError, ConnectorOptions};
 pub use replica::{Pending, Replica, ReplicaError, ReplicaEvent};
+#[cfg(feature = "blocking-client")]
+pub use report::{ConnectorEvent, ConnectorStatus, ResumeReport};
 
 #[cfg(all(test, not(loom)))]
 mod tests;

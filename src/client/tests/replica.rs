@@ -709,12 +709,19 @@ fn a_retryable_error_defers_the_pending_update_instead_of_rejecting_it() {
     let op = updated("user-1", None, Some(Status::Away));
     assert_eq!(
         replica.handle_text(&deltas(5, 6, &[(6, op, Some("r1"))]), 1300),
-        Ok(vec![ReplicaEvent::Applied { from: 5, to: 6 }, acked("r1", 6)])
+        Ok(vec![
+            ReplicaEvent::Applied { from: 5, to: 6 },
+            acked("r1", 6)
+        ])
     );
     assert_eq!(replica.message_of("r1"), None);
     // A retryable error without a delay (a full disk) defers too; a final one rejects.
     replica.update_with_id(status(Status::Online), "r2".into(), None, 1400);
-    let unavailable = error(ErrorCode::Unavailable, "disk full", json!({"clientReqId": "r2"}));
+    let unavailable = error(
+        ErrorCode::Unavailable,
+        "disk full",
+        json!({"clientReqId": "r2"}),
+    );
     assert_eq!(
         replica.handle_text(&unavailable, 1401),
         Ok(vec![ReplicaEvent::Deferred {
