@@ -1,4 +1,5 @@
-//! `deltasync serve`: runs the WebSocket server until SIGINT or SIGTERM.
+//! `deltasync serve`: runs the WebSocket server until SIGINT or SIGTERM, then stops it
+//! gracefully (see `docs/reliability.md`, "Restarts").
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -25,8 +26,10 @@ pub(crate) struct ServeArgs {
 }
 
 /// Loads the configuration, starts the server, prints where it listens, and stops it
-/// cleanly (close 1001 to every client) on SIGINT or SIGTERM. Exit 0 after a clean stop,
-/// 2 on a configuration error, 1 if the server cannot start.
+/// gracefully on SIGINT or SIGTERM (both the same way: every client gets what it is owed,
+/// then close `server.shutdown_close_code`, 1012 by default; the process exits within
+/// `server.shutdown_grace_ms`). Exit 0 after a clean stop, 2 on a configuration error, 1 if
+/// the server cannot start.
 pub(crate) fn run(args: &ServeArgs) -> ExitCode {
     let mut config = match args.config.load() {
         Ok(effective) => effective.into_config(),
@@ -38,6 +41,8 @@ pub(crate) fn run(args: &ServeArgs) -> ExitCode {
     init_logging();
     raise_file_limit(config.limits.max_connections);
     let listen = config.server.listen;
+    let close = config.server.shutdown_close_code;
+    let grace_ms = config.server.shutdown_grace_ms;
     let clock: Arc<dyn Clock> = match args.test_clock {
         Some(ms) => {
             tracing::warn!(
@@ -84,7 +89,12 @@ pub(crate) fn run(args: &ServeArgs) -> ExitCode {
     let handle = server.handle();
     std::thread::spawn(move || {
         if let Some(signal) = signals.forever().next() {
-            tracing::info!(signal, "stopping: closing every connection (1001)");
+            tracing::info!(
+                signal,
+                close_code = close.code(),
+                grace_ms,
+                "stopping: flushing and closing every connection ({close})"
+            );
             handle.shutdown();
         }
     });

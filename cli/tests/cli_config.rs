@@ -78,6 +78,10 @@ listen = "0.0.0.0:7373"  # from {path}
 shards = 0  # default
 # shared secret clients must present; unset admits everyone
 token = "<redacted>"  # from DELTASYNC_SERVER_TOKEN
+# what a stopping server tells clients: `restart` (close 1012, come back) or `going-away` (close 1001, a final stop)
+shutdown_close_code = "restart"  # default
+# time a stopping server takes at most to flush, close and let clients answer; then it cuts the rest (0 to 86400000)
+shutdown_grace_ms = 10000  # default
 
 [limits]
 # open WebSocket connections at once (1 to 10000000)

@@ -199,6 +199,18 @@ pub(crate) static KEYS: &[Key] = &[
         },
     },
     Key {
+        section: "server",
+        name: "shutdown_close_code",
+        doc: "what a stopping server tells clients: `restart` (close 1012, come back) or `going-away` (close 1001, a final stop)",
+        kind: word!(server.shutdown_close_code, r#""restart" or "going-away""#),
+    },
+    Key {
+        section: "server",
+        name: "shutdown_grace_ms",
+        doc: "time a stopping server takes at most to flush, close and let clients answer; then it cuts the rest",
+        kind: count!(server.shutdown_grace_ms, 0, DAY_MS),
+    },
+    Key {
         section: "limits",
         name: "max_connections",
         doc: "open WebSocket connections at once",

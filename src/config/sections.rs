@@ -4,12 +4,13 @@
 
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::str::FromStr;
 use std::time::Duration;
 
 use crate::model::presence::PresenceLimits;
 use crate::protocol::decode::DecodeLimits;
 use crate::room::RoomConfig;
-use crate::storage::StorageConfig;
+use crate::storage::{StorageConfig, UnknownChoice};
 
 /// The whole configuration of a server, one field per section of the file.
 ///
@@ -81,6 +82,13 @@ pub struct ServerConfig {
     /// The shared secret a client must present at the upgrade; `None` (the default)
     /// admits every client. Never empty.
     pub token: Option<String>,
+    /// The close code a stopping server sends its clients (default
+    /// [`ShutdownClose::Restart`], 1012: come back).
+    pub shutdown_close_code: ShutdownClose,
+    /// How long a stopping server may take, in milliseconds (default 10,000): it flushes
+    /// what each client is owed, closes, and waits for the clients' side of the close up
+    /// to then; connections still open at the deadline are cut.
+    pub shutdown_grace_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -89,7 +97,70 @@ impl Default for ServerConfig {
             listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 7373)),
             shards: 0,
             token: None,
+            shutdown_close_code: ShutdownClose::Restart,
+            shutdown_grace_ms: 10_000,
         }
+    }
+}
+
+impl ServerConfig {
+    /// [`shutdown_grace_ms`](Self::shutdown_grace_ms) as a [`Duration`].
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_millis(self.shutdown_grace_ms)
+    }
+}
+
+/// What a stopping server tells its clients (`server.shutdown_close_code`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ShutdownClose {
+    /// `restart`: close 1012 (Service Restart): the server will be back; clients
+    /// reconnect with backoff and resume. The default.
+    #[default]
+    Restart,
+    /// `going-away`: close 1001 (Going Away): a final stop; the project's clients can be
+    /// told to stop reconnecting on it.
+    GoingAway,
+}
+
+impl ShutdownClose {
+    /// The WebSocket close code: 1012 or 1001.
+    pub fn code(self) -> u16 {
+        match self {
+            ShutdownClose::Restart => 1012,
+            ShutdownClose::GoingAway => 1001,
+        }
+    }
+
+    /// The close reason sent with the code.
+    pub fn reason(self) -> &'static str {
+        match self {
+            ShutdownClose::Restart => "server restarting",
+            ShutdownClose::GoingAway => "server shutting down",
+        }
+    }
+}
+
+impl FromStr for ShutdownClose {
+    type Err = UnknownChoice;
+
+    fn from_str(text: &str) -> Result<Self, UnknownChoice> {
+        match text {
+            "restart" => Ok(ShutdownClose::Restart),
+            "going-away" => Ok(ShutdownClose::GoingAway),
+            _ => Err(UnknownChoice {
+                choices: r#""restart", "going-away""#,
+            }),
+        }
+    }
+}
+
+impl fmt::Display for ShutdownClose {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ShutdownClose::Restart => "restart",
+            ShutdownClose::GoingAway => "going-away",
+        })
     }
 }
 
@@ -99,6 +170,8 @@ impl fmt::Debug for ServerConfig {
             .field("listen", &self.listen)
             .field("shards", &self.shards)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("shutdown_close_code", &self.shutdown_close_code)
+            .field("shutdown_grace_ms", &self.shutdown_grace_ms)
             .finish()
     }
 }
@@ -207,7 +280,25 @@ mod tests {
         };
         assert_eq!(
             format!("{server:?}"),
-            r#"ServerConfig { listen: 127.0.0.1:7373, shards: 0, token: Some("<redacted>") }"#
+            r#"ServerConfig { listen: 127.0.0.1:7373, shards: 0, token: Some("<redacted>"), shutdown_close_code: Restart, shutdown_grace_ms: 10000 }"#
+        );
+    }
+
+    #[test]
+    fn shutdown_close_words_round_trip_and_name_their_codes() {
+        for close in [ShutdownClose::Restart, ShutdownClose::GoingAway] {
+            assert_eq!(close.to_string().parse(), Ok(close));
+        }
+        assert_eq!(
+            (
+                ShutdownClose::Restart.code(),
+                ShutdownClose::GoingAway.code()
+            ),
+            (1012, 1001)
+        );
+        assert_eq!(
+            "final".parse::<ShutdownClose>().unwrap_err().to_string(),
+            r#"must be one of "restart", "going-away""#
         );
     }
 

@@ -442,7 +442,7 @@ fn a_bad_value_is_an_error_even_where_a_higher_layer_overrides_it() {
 
 /// Every key set to something other than its default, from every kind of source.
 fn everything_changed() -> (Effective, TempFile) {
-    let toml = "[server]\nlisten = \"[::1]:9000\"\nshards = 4\n\
+    let toml = "[server]\nlisten = \"[::1]:9000\"\nshards = 4\nshutdown_close_code = \"going-away\"\n\
                 [limits]\nmax_connections = 1\nmax_rooms = 2\nmax_message_bytes = 128\n\
                 [timeouts]\nhandshake_ms = 1\nidle_ms = 86400000\n\
                 [room]\nring_capacity = 16777216\ndedup_window = 0\n\
@@ -456,6 +456,7 @@ fn everything_changed() -> (Effective, TempFile) {
             ("DELTASYNC_TIMEOUTS_PARTICIPANT_TTL_MS", "8"),
             ("DELTASYNC_ROOM_SNAPSHOT_MAX_LAG", "1000000000"),
             ("DELTASYNC_LIMITS_MAX_CONNECTIONS_PER_IP", "0"),
+            ("DELTASYNC_SERVER_SHUTDOWN_GRACE_MS", "0"),
         ],
         &[
             ("limits.max_participants_per_room", "3", "--set"),
@@ -514,6 +515,10 @@ fn the_printout_shows_each_keys_meaning_value_and_source() {
         "shards = 4  # from FILE",
         "# shared secret clients must present; unset admits everyone",
         "token = \"<redacted>\"  # from DELTASYNC_SERVER_TOKEN",
+        "# what a stopping server tells clients: `restart` (close 1012, come back) or `going-away` (close 1001, a final stop)",
+        "shutdown_close_code = \"going-away\"  # from FILE",
+        "# time a stopping server takes at most to flush, close and let clients answer; then it cuts the rest (0 to 86400000)",
+        "shutdown_grace_ms = 0  # from DELTASYNC_SERVER_SHUTDOWN_GRACE_MS",
         "",
         "[limits]",
     ];

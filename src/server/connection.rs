@@ -600,11 +600,17 @@ impl<M: Model, S: Transport> Connection<M, S> {
         }
     }
 
-    /// The server is stopping: say so (close 1001) and linger briefly.
-    pub(super) fn shut_down(&mut self, work: &mut Work, now: Instant) -> Next {
+    /// The server is stopping: everything due (up to the room's head), then a close frame
+    /// with `code` and `reason`.
+    pub(super) fn shut_down(
+        &mut self,
+        (code, reason): (CloseCode, &str),
+        work: &mut Work,
+        now: Instant,
+    ) -> Next {
         match self.phase {
             Phase::Open(_) => {
-                self.close(CloseCode::Away, "server shutting down", work, now);
+                self.close(code, reason, work, now);
                 self.flush(work)
             }
             Phase::Handshake { .. } => Next::Drop,

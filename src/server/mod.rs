@@ -37,6 +37,7 @@ mod outbox;
 mod registry;
 mod shard;
 mod shared;
+mod shutdown;
 mod ws_io;
 
 use std::io;
@@ -88,8 +89,10 @@ pub struct ServerHandle {
 }
 
 impl ServerHandle {
-    /// Stops the server: every client gets a close frame (1001, going away), then the
-    /// threads end. Returns at once; [`Server::join`] waits for the end.
+    /// Stops the server gracefully: it stops accepting, brings every client to the head of
+    /// its room, closes each with `server.shutdown_close_code` (1012 Service Restart by
+    /// default, or 1001 Going Away), and its threads end within
+    /// `server.shutdown_grace_ms`. Returns at once; [`Server::join`] waits for the end.
     pub fn shutdown(&self) {
         self.wakers.shut_down();
     }

@@ -42,8 +42,6 @@ use crate::session::DeltaCache;
 pub(super) const WAKER: Token = Token(usize::MAX);
 /// How often deadlines are checked.
 const TICK: Duration = Duration::from_millis(250);
-/// How long a stopping shard waits for its connections' close handshakes.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 /// The shard's socket read buffer.
 const READ_BUFFER: usize = 64 * 1024;
 
@@ -374,27 +372,62 @@ impl<M: Model> Shard<M> {
         }
     }
 
-    /// Sends close frames (1001) to every connection and waits briefly for them to go.
+    /// Stops gracefully (see `shutdown`): waits for every shard to stop taking input,
+    /// closes every connection after what it is owed, and waits for the clients' side of
+    /// the close until the grace deadline; then drops what remains.
     fn shut_down(&mut self, now: Instant) {
+        let deadline = now + self.shared.shutdown.grace;
+        self.shared.shutdown.quiesce();
+        let shards = self.shared.wakers.shards.len();
+        while !self.shared.shutdown.all_quiet(shards) && clock() < deadline {
+            self.write_only(Duration::from_millis(5));
+        }
+        let close = self.shared.shutdown.close_frame();
+        let now = clock();
         let keys: Vec<usize> = self.connections.iter().map(|(key, _)| key).collect();
         for key in keys {
             // A paused connection must hear its peer's close too.
             self.listen(key, Interest::READABLE | Interest::WRITABLE);
             let next = match self.connections.get_mut(key) {
-                Some(entry) => entry.connection.shut_down(&mut self.scratch.work, now),
+                Some(entry) => entry
+                    .connection
+                    .shut_down(close, &mut self.scratch.work, now),
                 None => continue,
             };
             if next == Next::Drop {
                 self.remove(key, now);
             }
         }
-        let deadline = now + SHUTDOWN_GRACE;
+        self.linger(deadline);
+        let keys: Vec<usize> = self.connections.iter().map(|(key, _)| key).collect();
+        let now = clock();
+        for key in keys {
+            self.remove(key, now);
+        }
+    }
+
+    /// Waits up to `timeout` for events and writes to the connections that can take
+    /// bytes; reads nothing (no input is handed to sessions while the shards quiesce).
+    fn write_only(&mut self, timeout: Duration) {
         let mut events = Events::with_capacity(256);
-        #[allow(clippy::disallowed_methods)]
-        while !self.connections.is_empty() && Instant::now() < deadline {
-            let _ = self.poll.poll(&mut events, Some(Duration::from_millis(50)));
-            #[allow(clippy::disallowed_methods)]
-            let now = Instant::now();
+        let _ = self.poll.poll(&mut events, Some(timeout));
+        for event in events.iter() {
+            if event.token() != WAKER && event.is_writable() {
+                self.writable(event.token().0);
+            }
+        }
+    }
+
+    /// Writes what closing connections still owe and reads their peers' closes, until
+    /// every connection is gone or `deadline` passes.
+    fn linger(&mut self, deadline: Instant) {
+        let mut events = Events::with_capacity(256);
+        while !self.connections.is_empty() && clock() < deadline {
+            let left = deadline.saturating_duration_since(clock());
+            let _ = self
+                .poll
+                .poll(&mut events, Some(left.min(Duration::from_millis(50))));
+            let now = clock();
             for event in events.iter() {
                 if event.token() == WAKER {
                     continue;
@@ -408,11 +441,11 @@ impl<M: Model> Shard<M> {
                 }
             }
         }
-        let keys: Vec<usize> = self.connections.iter().map(|(key, _)| key).collect();
-        #[allow(clippy::disallowed_methods)]
-        let now = Instant::now();
-        for key in keys {
-            self.remove(key, now);
-        }
     }
+}
+
+/// The shell's clock.
+fn clock() -> Instant {
+    #[allow(clippy::disallowed_methods)]
+    Instant::now()
 }

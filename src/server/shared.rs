@@ -11,6 +11,7 @@ use parking_lot::Mutex;
 use tungstenite::protocol::WebSocketConfig;
 
 use super::registry::Registry;
+use super::shutdown::Shutdown;
 use crate::config::Config;
 use crate::model::Model;
 use crate::room::CommitListener;
@@ -111,6 +112,8 @@ pub(super) struct Shared<M: Model> {
     pub(super) handshake_timeout: Duration,
     pub(super) participant_ttl: Duration,
     pub(super) room_idle: Duration,
+    /// How a stop goes (`server.shutdown_*`), and its barrier.
+    pub(super) shutdown: Shutdown,
     pub(super) connections: AtomicUsize,
     /// Open connections per client address (only kept when there is a limit); an address
     /// with none is removed, so the map holds only addresses connected now.
@@ -148,6 +151,7 @@ impl<M: Model> Shared<M> {
             handshake_timeout: config.timeouts.handshake(),
             participant_ttl: config.timeouts.participant_ttl(),
             room_idle: config.timeouts.room_idle(),
+            shutdown: Shutdown::new(config),
             connections: AtomicUsize::new(0),
             per_ip: Mutex::new(HashMap::new()),
         }
