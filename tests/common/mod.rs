@@ -56,6 +56,9 @@ impl TestServer {
         // These tests compare exact revisions from 0; restart-safe revisions (the default)
         // have their own tests in `storage_restart.rs`.
         config.storage.memory_revisions = deltasync::storage::MemoryRevisions::FromZero;
+        // A test that drops its server before its clients waits this long for their
+        // closes (the default, 10 s, is for production).
+        config.server.shutdown_grace_ms = 2000;
         configure(&mut config);
         let mut builder = Server::presence(config);
         if let Some(clock) = clock {
