@@ -9,27 +9,6 @@
 //! revision and resends every pending update (the server applies each `clientReqId` at most
 //! once, so resending is safe).
 //!
-//! # Reconnecting by itself
-//!
-//! Once connected, a connector whose connection ends reconnects by itself, inside
-//! [`Connector::poll`] (a blocking client has no other thread): after a delay drawn with
-//! full jitter from [`ConnectorOptions::backoff`] (see [`Backoff`]), and never sooner than
-//! the server asked (`Retry-After` on a refused upgrade, `retryAfterMs` on a refused
-//! `JOIN`). The new connection resumes from the replica's revision and epoch and resends
-//! every pending update as first sent; the server applies each `clientReqId` at most once
-//! and the replica settles each update exactly once. Updates made meanwhile stay pending
-//! and go out with the resends. A refusal (HTTP 401, close 1008 or 4400-4499, a `JOIN`
-//! refused for good) or, when [`ConnectorOptions::going_away_is_final`] says so, close
-//! 1001 stops it: `poll` returns that error once, then [`ConnectorError::NotConnected`].
-//! The full table is in the `retry` module's documentation and `docs/protocol.md`.
-//!
-//! [`Connector::take_events`] says what happened: each [`ConnectorEvent::Reconnect`]
-//! (attempt, delay, cause) and each answered `JOIN` ([`ConnectorEvent::Resume`]: resumed
-//! with N operations, or reset by a snapshot after a gap or a new history).
-//!
-//! An update the server deferred (a rate limit: [`ReplicaEvent::Deferred`]) is sent again
-//! by `poll` after the `retryAfterMs` it asked for.
-//!
 //! ```no_run
 //! use std::time::Duration;
 //! use deltasync::client::Connector;
@@ -200,7 +179,29 @@ struct Joining {
     gap: Option<GapInfo>,
 }
 
-/// A replica kept current over one WebSocket connection at a time.
+/// A replica kept current over one WebSocket connection at a time (see the
+/// [module documentation](super) for the replica's rules).
+///
+/// # Reconnecting by itself
+///
+/// Once connected, a connector whose connection ends reconnects by itself, inside
+/// [`Connector::poll`] (a blocking client has no other thread): after a delay drawn with
+/// full jitter from the [`ConnectorOptions`]' `backoff` (see [`Backoff`]), and never sooner than
+/// the server asked (`Retry-After` on a refused upgrade, `retryAfterMs` on a refused
+/// `JOIN`). The new connection resumes from the replica's revision and epoch and resends
+/// every pending update as first sent; the server applies each `clientReqId` at most once
+/// and the replica settles each update exactly once. Updates made meanwhile stay pending
+/// and go out with the resends. A refusal (HTTP 401, close 1008 or 4400-4499, a `JOIN`
+/// refused for good) or, when [`ConnectorOptions::going_away_is_final`] says so, close
+/// 1001 stops it: `poll` returns that error once, then [`ConnectorError::NotConnected`].
+/// The full table is in `docs/protocol.md`, "Close codes".
+///
+/// [`Connector::take_events`] says what happened: each [`ConnectorEvent::Reconnect`]
+/// (attempt, delay, cause) and each answered `JOIN` ([`ConnectorEvent::Resume`]: resumed
+/// with N operations, or reset by a snapshot after a gap or a new history).
+///
+/// An update the server deferred (a rate limit: [`ReplicaEvent::Deferred`]) is sent again
+/// by `poll` after the `retryAfterMs` it asked for.
 pub struct Connector<M: Model + PartialEq> {
     url: String,
     participant: String,
@@ -471,8 +472,10 @@ impl<M: Model + PartialEq> Connector<M> {
     }
 
     /// Waits up to `timeout` for one message and applies it; returns its events (none
-    /// when nothing came in time). While the connection is down it waits for the next
-    /// reconnect and makes it (see [Reconnecting by itself](self#reconnecting-by-itself)).
+    /// when nothing came in time). When the connection is lost it returns at once, with no
+    /// events, the reconnect scheduled; while the connection is down it waits for the
+    /// reconnect and makes it, within `timeout` (see
+    /// [Reconnecting by itself](Connector#reconnecting-by-itself)).
     ///
     /// # Errors
     ///
