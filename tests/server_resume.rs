@@ -115,7 +115,7 @@ fn a_resume_after_a_server_restart_gets_a_gap_and_the_new_history() {
     assert_eq!(alice.replica.epoch().unwrap().as_str(), old_epoch);
 
     first.server().handle().shutdown();
-    assert_eq!(alice.ws.recv_close(), Some(1001));
+    assert_eq!(alice.ws.recv_close(), Some(1012));
     alice.ws.disconnect();
     first.stop();
 
