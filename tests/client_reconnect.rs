@@ -354,3 +354,39 @@ fn a_rate_limited_update_is_sent_again_after_retry_after_and_acked_once() {
     }
     assert_eq!(alice.replica().server_rev(), 4, "each applied once");
 }
+
+#[test]
+fn a_join_refused_for_now_is_retried_and_one_refused_for_good_stops() {
+    let server = TestServer::with(|config| {
+        config.limits.max_participants_per_room = 1;
+        config.timeouts.participant_ttl_ms = 100;
+    });
+    let url = server.url("/rooms/full");
+    let alice = Connector::<Presence>::connect_with(&url, "alice", "Alice", quick()).unwrap();
+    let leaves = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        alice.close();
+    });
+    // The room is full: bob's JOIN is refused (retryable) until alice's place is free.
+    let mut bob = Connector::<Presence>::connect_with(&url, "bob", "Bob", quick()).unwrap();
+    leaves.join().unwrap();
+    let (reconnects, resumes) = split(bob.take_events());
+    assert!(!reconnects.is_empty());
+    assert_eq!(
+        reconnects[0].2,
+        r#"the server refused: RESOURCE_EXHAUSTED: room "full" is full: it admits 1 participants at most"#
+    );
+    assert!(
+        matches!(resumes[..], [ResumeReport::Joined { .. }]),
+        "{resumes:?}"
+    );
+    assert_eq!(bob.status(), ConnectorStatus::Live);
+    // A JOIN refused for good (an empty participant id) stops at once.
+    let refused = Connector::<Presence>::connect_with(&url, "", "Nobody", quick())
+        .err()
+        .unwrap();
+    assert_eq!(
+        refused.to_string(),
+        "the server refused: INVALID_ARGUMENT: payload.participantId must not be empty"
+    );
+}

@@ -220,6 +220,8 @@ pub struct Connector<M: Model + PartialEq> {
     events: Vec<ConnectorEvent>,
     /// Deferred updates by id, and when to send them again.
     deferred: Vec<(Instant, String)>,
+    /// The `retryAfterMs` of the `ERROR` that refused the last `JOIN`.
+    join_retry_after: Option<Duration>,
 }
 
 /// The shell's clock: the connector is part of the I/O shell.
@@ -267,6 +269,7 @@ impl<M: Model + PartialEq> Connector<M> {
             jitter,
             events: Vec::new(),
             deferred: Vec::new(),
+            join_retry_after: None,
         };
         connector.reconnect()?;
         Ok(connector)
@@ -602,7 +605,10 @@ impl<M: Model + PartialEq> Connector<M> {
                 let retry_after = retry_after.and_then(|value| value.to_str().ok());
                 retry::after_refused_upgrade(response.status().as_u16(), retry_after)
             }
-            ConnectorError::Refused { code, .. } => retry::after_join_error(code, None),
+            ConnectorError::Refused { code, .. } => {
+                let retry_after_ms = self.join_retry_after.map(|d| d.as_millis() as u64);
+                retry::after_join_error(code, retry_after_ms)
+            }
             ConnectorError::WebSocket(_)
             | ConnectorError::Connect { .. }
             | ConnectorError::Timeout(_) => Verdict::Retry {
@@ -674,7 +680,12 @@ impl<M: Model + PartialEq> Connector<M> {
                     retry_after_ms.map_or(self.options.backoff.initial, Duration::from_millis);
                 self.deferred.push((now() + wait, client_req_id.clone()));
             }
-            ReplicaEvent::Error { code, message } if self.joining.is_some() => {
+            ReplicaEvent::Error {
+                code,
+                message,
+                retry_after_ms,
+            } if self.joining.is_some() => {
+                self.join_retry_after = retry_after_ms.map(Duration::from_millis);
                 let refused = ConnectorError::Refused {
                     code: code.clone(),
                     message: message.clone(),

@@ -84,12 +84,15 @@ pub enum ReplicaEvent {
     },
     /// `REVISION_GAP`: a snapshot must come next.
     Gap(GapInfo),
-    /// An `ERROR` about no pending update.
+    /// An `ERROR` about no pending update (a refused `JOIN`, a message that named none).
     Error {
         /// The wire code.
         code: String,
         /// The server's reason.
         message: String,
+        /// How long the server asked to wait before trying again, for a retryable error
+        /// that said (a rate-limited `JOIN`).
+        retry_after_ms: Option<u64>,
     },
 }
 
@@ -585,8 +588,13 @@ impl<M: Model + PartialEq> Replica<M> {
     ) -> Vec<ReplicaEvent> {
         let detail = |key: &str| details.and_then(|d| d.get(key));
         let applied_rev = detail("appliedRev").and_then(Value::as_u64);
+        let retry_after_ms = retry.flatten();
         let Some(id) = detail("clientReqId").and_then(Value::as_str) else {
-            return vec![ReplicaEvent::Error { code, message }];
+            return vec![ReplicaEvent::Error {
+                code,
+                message,
+                retry_after_ms,
+            }];
         };
         let truncated = detail(CLIENT_REQ_ID_TRUNCATED) == Some(&Value::Bool(true));
         let found = match truncated {
@@ -597,7 +605,11 @@ impl<M: Model + PartialEq> Replica<M> {
             if self.is_answer_to_a_resend(id, truncated, applied_rev) {
                 return Vec::new();
             }
-            return vec![ReplicaEvent::Error { code, message }];
+            return vec![ReplicaEvent::Error {
+                code,
+                message,
+                retry_after_ms,
+            }];
         };
         match applied_rev {
             Some(rev) if rev <= self.server_rev => {
@@ -616,7 +628,7 @@ impl<M: Model + PartialEq> Replica<M> {
                 client_req_id: self.pending[index].client_req_id.clone(),
                 code,
                 message,
-                retry_after_ms: retry.flatten(),
+                retry_after_ms,
             }],
             None => {
                 let rejected = self.pending.remove(index);

@@ -299,7 +299,7 @@ impl Sim {
                 // The one error about no pending update the reference server can cause:
                 // an update acknowledged by a snapshot that showed its effect, rejected
                 // when the server got to it after our participant was removed.
-                ReplicaEvent::Error { code, message } => {
+                ReplicaEvent::Error { code, message, .. } => {
                     assert_eq!(code, "NOT_FOUND", "unexpected error {code}: {message}");
                 }
                 _ => {}

@@ -329,7 +329,8 @@ fn after_a_gap_deltas_are_refused_until_the_snapshot() {
         events,
         Ok(vec![ReplicaEvent::Error {
             code: "UNAVAILABLE".into(),
-            message: "busy".into()
+            message: "busy".into(),
+            retry_after_ms: None,
         }])
     );
     let state = presence([alice(Status::Away)]);
@@ -426,7 +427,8 @@ fn an_already_applied_notice_acks_a_resent_duplicate() {
         replica.handle_text(&stranger, 1003),
         Ok(vec![ReplicaEvent::Error {
             code: "FAILED_PRECONDITION".into(),
-            message: "already applied".into()
+            message: "already applied".into(),
+            retry_after_ms: None,
         }])
     );
 }
@@ -667,7 +669,20 @@ fn errors_about_no_pending_update_are_reported() {
         events,
         Ok(vec![ReplicaEvent::Error {
             code: "UNAUTHENTICATED".into(),
-            message: "join first".into()
+            message: "join first".into(),
+            retry_after_ms: None,
+        }])
+    );
+    let limited = encode::error(&ErrorMessage {
+        retry_after_ms: Some(1500),
+        ..ErrorMessage::new(ErrorCode::ResourceExhausted, "too many joins")
+    });
+    assert_eq!(
+        replica.handle_text(&limited, 1000),
+        Ok(vec![ReplicaEvent::Error {
+            code: "RESOURCE_EXHAUSTED".into(),
+            message: "too many joins".into(),
+            retry_after_ms: Some(1500)
         }])
     );
     let plain = encode::error(&ErrorMessage::new(ErrorCode::Internal, "oops"));
@@ -675,7 +690,8 @@ fn errors_about_no_pending_update_are_reported() {
         replica.handle_text(&plain, 1000),
         Ok(vec![ReplicaEvent::Error {
             code: "INTERNAL".into(),
-            message: "oops".into()
+            message: "oops".into(),
+            retry_after_ms: None,
         }])
     );
 }
