@@ -289,6 +289,13 @@ impl Client {
                 ReplicaEvent::Rejected { client_req_id, .. } => {
                     self.answers.entry(client_req_id).or_default().rejected += 1;
                 }
+                // Not processed (a rate limit, a full disk): still pending; sent again at
+                // once (a throttled connection waits for its token on the server).
+                ReplicaEvent::Deferred { client_req_id, .. } => {
+                    if let Some(message) = self.replica.message_of(&client_req_id) {
+                        self.queue(&message);
+                    }
+                }
                 _ => {}
             }
         }
