@@ -230,6 +230,18 @@ fn now() -> Instant {
     Instant::now()
 }
 
+/// The instant `wait` from now; a wait too long to represent (`Duration::MAX`) is a year,
+/// which no caller outlives.
+fn after(wait: Duration) -> Instant {
+    let now = now();
+    now.checked_add(wait)
+        .or_else(|| now.checked_add(YEAR))
+        .unwrap_or(now)
+}
+
+/// A year, the longest wait the connector keeps track of.
+const YEAR: Duration = Duration::from_secs(365 * 24 * 3600);
+
 impl<M: Model + PartialEq> Connector<M> {
     /// Connects to `url` in the native dialect, joins as `participant` called `name`, and
     /// waits for the first state.
@@ -315,7 +327,7 @@ impl<M: Model + PartialEq> Connector<M> {
         self.retry_at = None;
         self.open_and_join()?;
         let timeout = self.options.join_timeout;
-        let deadline = now() + timeout;
+        let deadline = after(timeout);
         while self.status() != ConnectorStatus::Live {
             let left = deadline.saturating_duration_since(now());
             if left.is_zero() {
@@ -486,7 +498,7 @@ impl<M: Model + PartialEq> Connector<M> {
     /// connection when [`ConnectorOptions::reconnect`] is false), then
     /// [`ConnectorError::NotConnected`].
     pub fn poll(&mut self, timeout: Duration) -> Result<Vec<ReplicaEvent>, ConnectorError> {
-        let deadline = now() + timeout;
+        let deadline = after(timeout);
         loop {
             if self.socket.is_some() {
                 return self.read_one(deadline);
@@ -584,7 +596,7 @@ impl<M: Model + PartialEq> Connector<M> {
         };
         let delay = at_least.max(self.options.backoff.delay(self.attempt, &mut self.jitter));
         self.attempt = self.attempt.saturating_add(1);
-        self.retry_at = Some(now() + delay);
+        self.retry_at = Some(after(delay));
         tracing::debug!(%error, ?delay, attempt = self.attempt, "reconnecting");
         self.events.push(ConnectorEvent::Reconnect {
             attempt: self.attempt,
@@ -678,7 +690,7 @@ impl<M: Model + PartialEq> Connector<M> {
             } => {
                 let wait =
                     retry_after_ms.map_or(self.options.backoff.initial, Duration::from_millis);
-                self.deferred.push((now() + wait, client_req_id.clone()));
+                self.deferred.push((after(wait), client_req_id.clone()));
             }
             ReplicaEvent::Error {
                 code,
@@ -720,7 +732,7 @@ impl<M: Model + PartialEq> Connector<M> {
         timeout: Duration,
         mut done: impl FnMut(&Replica<M>) -> bool,
     ) -> Result<(), ConnectorError> {
-        let deadline = now() + timeout;
+        let deadline = after(timeout);
         while !done(&self.replica) {
             let left = deadline.saturating_duration_since(now());
             if left.is_zero() {
