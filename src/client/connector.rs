@@ -221,7 +221,7 @@ pub struct Connector<M: Model + PartialEq> {
     /// Deferred updates by id, and when to send them again.
     deferred: Vec<(Instant, String)>,
     /// The `retryAfterMs` of the `ERROR` that refused the last `JOIN`.
-    join_retry_after: Option<Duration>,
+    join_retry_after_ms: Option<u64>,
 }
 
 /// The shell's clock: the connector is part of the I/O shell.
@@ -281,7 +281,7 @@ impl<M: Model + PartialEq> Connector<M> {
             jitter,
             events: Vec::new(),
             deferred: Vec::new(),
-            join_retry_after: None,
+            join_retry_after_ms: None,
         };
         connector.reconnect()?;
         Ok(connector)
@@ -618,8 +618,7 @@ impl<M: Model + PartialEq> Connector<M> {
                 retry::after_refused_upgrade(response.status().as_u16(), retry_after)
             }
             ConnectorError::Refused { code, .. } => {
-                let retry_after_ms = self.join_retry_after.map(|d| d.as_millis() as u64);
-                retry::after_join_error(code, retry_after_ms)
+                retry::after_join_error(code, self.join_retry_after_ms)
             }
             ConnectorError::WebSocket(_)
             | ConnectorError::Connect { .. }
@@ -697,7 +696,7 @@ impl<M: Model + PartialEq> Connector<M> {
                 message,
                 retry_after_ms,
             } if self.joining.is_some() => {
-                self.join_retry_after = retry_after_ms.map(Duration::from_millis);
+                self.join_retry_after_ms = *retry_after_ms;
                 let refused = ConnectorError::Refused {
                     code: code.clone(),
                     message: message.clone(),
