@@ -12,7 +12,9 @@
  * Close codes: 1008 (policy), 1002, 1003, 1007, 1009, 1010 and 4400-4499 (refusals such as
  * 4401) stop the client (`status` becomes `stopped`, {@link Client.stopReason} says why);
  * every other code (1000, 1001 going away, 1005, 1006, 1011, 1012 restart, 1013, ...)
- * reconnects. An `ERROR` answering the `JOIN` that is not retryable (`UNAUTHENTICATED`)
+ * reconnects, except 1001 when `goingAwayIsFinal` is set (a server configured with
+ * `server.shutdown_close_code = "going-away"` sends 1001 for a final stop; it sends 1012
+ * for a restart). An `ERROR` answering the `JOIN` that is not retryable (`UNAUTHENTICATED`)
  * stops it too; a retryable one (a rate limit) reconnects after its `retryAfterMs`.
  * A rate-limited `UPDATE` (a retryable `ERROR` naming it) stays pending and is sent again
  * after its `retryAfterMs`; a new connection resends it anyway.
@@ -88,6 +90,8 @@ export interface ClientOptions<S, Op, Input> {
   heartbeatMs?: number;
   /** The clock (default `Date.now`). */
   now?: () => number;
+  /** Whether close 1001 (going away) stops the client instead of reconnecting (default false). */
+  goingAwayIsFinal?: boolean;
   /** Connect at once (default true); else call {@link Client.start}. */
   autoStart?: boolean;
   /** Request-id suffix (default random): for deterministic tests only. */
@@ -164,6 +168,7 @@ export class Client<S = Participants, Op = PresenceOp, Input = PresenceInput> {
       heartbeatMs: options.heartbeatMs ?? 20_000,
       now: options.now ?? Date.now,
       autoStart: options.autoStart ?? true,
+      goingAwayIsFinal: options.goingAwayIsFinal ?? false,
     };
     if (this.options.autoStart) this.start();
   }
@@ -401,7 +406,7 @@ export class Client<S = Participants, Op = PresenceOp, Input = PresenceInput> {
     this.detach();
     this.stopHeartbeat();
     if (this.stopped) return;
-    if (stopsOnClose(code)) {
+    if (stopsOnClose(code) || (code === 1001 && this.options.goingAwayIsFinal)) {
       this.halt({ code, reason });
       return;
     }

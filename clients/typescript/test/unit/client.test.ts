@@ -130,6 +130,21 @@ describe("client", () => {
     assert.equal(refused.c.stopReason?.reason, "the server refused the JOIN: UNAUTHENTICATED: bad token");
   });
 
+  it("close 1001 reconnects unless the client is told it is final", async () => {
+    const { c } = client();
+    FakeSocket.all[0]!.open();
+    FakeSocket.all[0]!.drop(1001, "server shutting down");
+    await tick();
+    assert.equal(c.status, "reconnecting");
+    c.stop();
+    const final = client({ goingAwayIsFinal: true });
+    FakeSocket.all[0]!.open();
+    FakeSocket.all[0]!.drop(1001, "server shutting down");
+    await tick();
+    assert.deepEqual([final.c.status, final.c.stopReason], ["stopped", { code: 1001, reason: "server shutting down" }]);
+    assert.equal(FakeSocket.all.length, 1);
+  });
+
   it("a restart answered by a gap and a snapshot is reported as a reset with a new epoch", async () => {
     const { c, reports } = client();
     FakeSocket.all[0]!.open();
