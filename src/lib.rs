@@ -42,6 +42,7 @@
 pub mod client;
 pub mod clock;
 pub mod config;
+pub mod counters;
 pub mod conformance;
 pub mod epoch;
 pub mod frame;
