@@ -268,7 +268,7 @@ mod tests {
         };
         assert_eq!(
             format!("{server:?}"),
-            r#"ServerConfig { listen: 127.0.0.1:7373, shards: 0, token: Some("<redacted>") }"#
+            r#"ServerConfig { listen: 127.0.0.1:7373, shards: 0, token: Some("<redacted>"), admin_listen: None, public_endpoints: All }"#
         );
     }
 

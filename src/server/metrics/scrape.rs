@@ -165,23 +165,23 @@ fn per_shard(
     Ok(())
 }
 
-/// A histogram, its bounds divided by `scale` (1 for counts, 1e9 for nanoseconds).
+/// A histogram, its bounds divided by `scale` (1 for counts, 1e9 for nanoseconds). The
+/// encoder takes each bucket's own count and writes them cumulative.
 fn histogram(
     metric: &mut MetricEncoder<'_>,
     counts: &HistogramCounts,
     scale: f64,
 ) -> Result<(), std::fmt::Error> {
-    let mut cumulative = 0;
-    let mut buckets = Vec::with_capacity(counts.counts.len());
-    for (index, count) in counts.counts.iter().enumerate() {
-        cumulative += count;
-        let bound = counts
-            .bounds
-            .get(index)
-            .map_or(f64::INFINITY, |b| *b as f64 / scale);
-        buckets.push((bound, cumulative));
-    }
-    metric.encode_histogram::<NoLabelSet>(counts.sum as f64 / scale, cumulative, &buckets, None)
+    let buckets: Vec<(f64, u64)> = counts
+        .counts
+        .iter()
+        .enumerate()
+        .map(|(index, count)| {
+            let bound = counts.bounds.get(index).map_or(f64::INFINITY, |b| *b as f64 / scale);
+            (bound, *count)
+        })
+        .collect();
+    metric.encode_histogram::<NoLabelSet>(counts.sum as f64 / scale, counts.count(), &buckets, None)
 }
 
 impl Collector for Scrape {
@@ -348,7 +348,8 @@ mod tests {
         prometheus_client::encoding::text::encode(&mut out, &registry).unwrap();
         assert!(out.contains("x_seconds_sum 2.0\n"), "{out}");
         assert!(out.contains("x_seconds_count 3\n"), "{out}");
-        assert!(out.contains("x_seconds_bucket{le=\"1e-5\"} 2\n"), "{out}");
+        assert!(out.contains("x_seconds_bucket{le=\"0.00001\"} 2\n"), "{out}");
+        assert!(out.contains("x_seconds_bucket{le=\"0.000025\"} 2\n"), "{out}");
         assert!(out.contains("x_seconds_bucket{le=\"1.0\"} 2\n"), "{out}");
         assert!(out.contains("x_seconds_bucket{le=\"+Inf\"} 3\n"), "{out}");
     }
