@@ -42,8 +42,8 @@
 pub mod client;
 pub mod clock;
 pub mod config;
-pub mod counters;
 pub mod conformance;
+pub mod counters;
 pub mod epoch;
 pub mod frame;
 pub mod game;

@@ -15,7 +15,9 @@ use common::{TestServer, Ws, eventually, update};
 use deltasync::config::{Config, PublicEndpoints};
 use deltasync::room::RoomConfig;
 use deltasync::server::Server;
-use deltasync::storage::{BackendDown, MemoryRevisions, MemoryStorage, Opened, Storage, StorageError};
+use deltasync::storage::{
+    BackendDown, MemoryRevisions, MemoryStorage, Opened, Storage, StorageError,
+};
 use serde_json::json;
 
 /// One plain HTTP exchange: the status line's code, the headers and the body.
@@ -28,9 +30,15 @@ struct Answer {
 fn request(addr: SocketAddr, method: &str, path: &str) -> Answer {
     let mut stream = TcpStream::connect(addr).expect("connects");
     stream.set_read_timeout(Some(common::WAIT)).unwrap();
-    write!(stream, "{method} {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\n\r\n"
+    )
+    .unwrap();
     let mut received = String::new();
-    stream.read_to_string(&mut received).expect("an answer, then the close");
+    stream
+        .read_to_string(&mut received)
+        .expect("an answer, then the close");
     let (head, body) = received.split_once("\r\n\r\n").expect("a whole response");
     let status = head[9..12].parse().expect("a status code");
     Answer {
@@ -115,11 +123,18 @@ fn the_metrics_count_exactly_what_a_scripted_scenario_did() {
     a.send(json!({"type": "JOIN", "payload": {"participantId": "a", "name": "A", "rev": 3, "epoch": epoch}}));
     let resumed = a.recv();
     assert_eq!(
-        (&resumed["type"], &resumed["payload"]["fromRev"], &resumed["payload"]["toRev"]),
+        (
+            &resumed["type"],
+            &resumed["payload"]["fromRev"],
+            &resumed["payload"]["toRev"]
+        ),
         (&json!("SYNC.DELTAS"), &json!(3), &json!(3))
     );
     // Five updates of B, each seen by B and A before the next: revisions 4..=8.
-    for (i, status) in ["away", "online", "away", "online", "away"].iter().enumerate() {
+    for (i, status) in ["away", "online", "away", "online", "away"]
+        .iter()
+        .enumerate()
+    {
         b.send(update(status, &format!("rb{i}")));
         let rev = 4 + i as u64;
         assert_eq!(b.recv()["payload"]["toRev"], rev);
@@ -138,8 +153,14 @@ fn the_metrics_count_exactly_what_a_scripted_scenario_did() {
         e.send(json!({"type": "HEARTBEAT"}));
     }
     let refused = e.recv();
-    assert_eq!(refused["payload"]["code"], "RESOURCE_EXHAUSTED", "{refused}");
-    assert!(refused["payload"]["retryAfterMs"].as_u64().is_some(), "{refused}");
+    assert_eq!(
+        refused["payload"]["code"], "RESOURCE_EXHAUSTED",
+        "{refused}"
+    );
+    assert!(
+        refused["payload"]["retryAfterMs"].as_u64().is_some(),
+        "{refused}"
+    );
 
     // A's first connection is gone; B, A, C, D and E remain.
     eventually("the first connection of A is dropped", || {
@@ -152,7 +173,10 @@ fn the_metrics_count_exactly_what_a_scripted_scenario_did() {
         ("deltasync_commits_total", 9.0),
         ("deltasync_updates_committed_total", 6.0),
         ("deltasync_updates_duplicate_total", 1.0),
-        ("deltasync_updates_rejected_total{code=\"UNAUTHENTICATED\"}", 1.0),
+        (
+            "deltasync_updates_rejected_total{code=\"UNAUTHENTICATED\"}",
+            1.0,
+        ),
         ("deltasync_updates_rejected_total", 1.0),
         ("deltasync_resumes_total{result=\"deltas\"}", 1.0),
         ("deltasync_resumes_total{result=\"gap\"}", 1.0),
@@ -166,7 +190,10 @@ fn the_metrics_count_exactly_what_a_scripted_scenario_did() {
         // B and A at 4..=8; A and B at 9.
         ("deltasync_connection_lag_revisions_count", 15.0),
         ("deltasync_connection_lag_revisions_sum", 15.0),
-        ("deltasync_connection_lag_revisions_bucket{le=\"1.0\"}", 15.0),
+        (
+            "deltasync_connection_lag_revisions_bucket{le=\"1.0\"}",
+            15.0,
+        ),
         ("deltasync_frame_operations_count", 15.0),
         ("deltasync_frame_operations_sum", 15.0),
         ("deltasync_commit_latency_seconds_count", 6.0),
@@ -177,7 +204,10 @@ fn the_metrics_count_exactly_what_a_scripted_scenario_did() {
         ("deltasync_healthy", 0.0),
         ("deltasync_ready", 0.0),
     ];
-    let found: Vec<(&str, f64)> = expected.iter().map(|(name, _)| (*name, delta(name))).collect();
+    let found: Vec<(&str, f64)> = expected
+        .iter()
+        .map(|(name, _)| (*name, delta(name)))
+        .collect();
     assert_eq!(found, expected);
     assert_eq!(sum(&after, "deltasync_healthy"), 1.0);
     for name in [
@@ -195,22 +225,37 @@ fn the_websocket_port_answers_the_probes_and_still_426_elsewhere() {
     let server = TestServer::start();
     let health = get(server.addr(), "/health");
     assert_eq!((health.status, health.body.as_str()), (200, "ok\n"));
-    assert!(health.head.contains("Content-Type: text/plain; charset=utf-8\r\n"), "{}", health.head);
+    assert!(
+        health
+            .head
+            .contains("Content-Type: text/plain; charset=utf-8\r\n"),
+        "{}",
+        health.head
+    );
     let ready = get(server.addr(), "/ready?probe=lb");
     assert_eq!((ready.status, ready.body.as_str()), (200, "ready\n"));
     let metrics = get(server.addr(), "/metrics");
     assert_eq!(metrics.status, 200);
     assert!(
-        metrics.head.contains("Content-Type: application/openmetrics-text; version=1.0.0; charset=utf-8\r\n"),
+        metrics.head.contains(
+            "Content-Type: application/openmetrics-text; version=1.0.0; charset=utf-8\r\n"
+        ),
         "{}",
         metrics.head
     );
-    assert!(metrics.body.contains("# TYPE deltasync_commits counter\n"), "{}", metrics.body);
+    assert!(
+        metrics.body.contains("# TYPE deltasync_commits counter\n"),
+        "{}",
+        metrics.body
+    );
     let head = request(server.addr(), "HEAD", "/health");
     assert_eq!((head.status, head.body.as_str()), (200, ""));
     assert!(head.head.contains("Content-Length: 3\r\n"), "{}", head.head);
     let post = request(server.addr(), "POST", "/metrics");
-    assert_eq!((post.status, post.body.as_str()), (405, "/metrics answers GET and HEAD only\n"));
+    assert_eq!(
+        (post.status, post.body.as_str()),
+        (405, "/metrics answers GET and HEAD only\n")
+    );
     assert!(post.head.contains("Allow: GET, HEAD\r\n"), "{}", post.head);
     // Any other plain request is refused as before: every other path is a room.
     assert_eq!(get(server.addr(), "/nowhere").status, 426);
@@ -225,9 +270,16 @@ fn the_admin_address_answers_only_the_endpoints() {
     let (server, admin) = with_admin(|_| {});
     assert_eq!(get(admin, "/health").body, "ok\n");
     assert_eq!(get(admin, "/ready").body, "ready\n");
-    assert!(get(admin, "/metrics").body.contains("deltasync_connections{shard=\"1\"} 0\n"));
+    assert!(
+        get(admin, "/metrics")
+            .body
+            .contains("deltasync_connections{shard=\"1\"} 0\n")
+    );
     let missing = get(admin, "/rooms/a");
-    assert_eq!((missing.status, missing.body.as_str()), (404, "no such endpoint: /rooms/a\n"));
+    assert_eq!(
+        (missing.status, missing.body.as_str()),
+        (404, "no such endpoint: /rooms/a\n")
+    );
     assert_eq!(request(admin, "DELETE", "/health").status, 405);
     // No upgrade there: the admin address is not a WebSocket server.
     assert!(Ws::try_connect(&format!("ws://{admin}/"), &[]).is_err());
@@ -236,11 +288,13 @@ fn the_admin_address_answers_only_the_endpoints() {
 
 #[test]
 fn metrics_can_be_kept_off_the_websocket_port() {
-    let (server, admin) = with_admin(|config| config.server.public_endpoints = PublicEndpoints::Health);
+    let (server, admin) =
+        with_admin(|config| config.server.public_endpoints = PublicEndpoints::Health);
     assert_eq!(get(server.addr(), "/metrics").status, 426);
     assert_eq!(get(server.addr(), "/health").status, 200);
     assert_eq!(get(admin, "/metrics").status, 200);
-    let (server, admin) = with_admin(|config| config.server.public_endpoints = PublicEndpoints::None);
+    let (server, admin) =
+        with_admin(|config| config.server.public_endpoints = PublicEndpoints::None);
     assert_eq!(get(server.addr(), "/health").status, 426);
     assert_eq!(get(server.addr(), "/ready").status, 426);
     assert_eq!(get(admin, "/health").status, 200);
@@ -250,7 +304,9 @@ fn metrics_can_be_kept_off_the_websocket_port() {
 fn a_full_server_is_healthy_but_not_ready() {
     let (server, admin) = with_admin(|config| config.limits.max_connections = 1);
     let _ws = Ws::connect(&server.url("/"));
-    eventually("the connection counts", || server.server().connections() == 1);
+    eventually("the connection counts", || {
+        server.server().connections() == 1
+    });
     let ready = get(admin, "/ready");
     assert_eq!(
         (ready.status, ready.body.as_str()),
@@ -269,12 +325,21 @@ fn probes_say_503_while_the_server_shuts_down() {
     let handle = running.handle();
     handle.shutdown();
     let health = get(admin, "/health");
-    assert_eq!((health.status, health.body.as_str()), (503, "shutting down\n"));
+    assert_eq!(
+        (health.status, health.body.as_str()),
+        (503, "shutting down\n")
+    );
     let ready = get(admin, "/ready");
-    assert_eq!((ready.status, ready.body.as_str()), (503, "shutting down\n"));
+    assert_eq!(
+        (ready.status, ready.body.as_str()),
+        (503, "shutting down\n")
+    );
     drop(ws);
     running.join();
-    assert!(TcpStream::connect(admin).is_err(), "the admin address closed with the server");
+    assert!(
+        TcpStream::connect(admin).is_err(),
+        "the admin address closed with the server"
+    );
 }
 
 /// Memory storage whose backend says it is down.
@@ -302,7 +367,10 @@ fn a_storage_backend_that_is_down_fails_the_probes() {
     config.server.listen = "127.0.0.1:0".parse().unwrap();
     config.server.shards = 1;
     let clock = deltasync::clock::ManualClock::new(1000);
-    let storage = Arc::new(DownStorage(MemoryStorage::new(MemoryRevisions::FromZero, &clock)));
+    let storage = Arc::new(DownStorage(MemoryStorage::new(
+        MemoryRevisions::FromZero,
+        &clock,
+    )));
     let server = Server::presence(config).storage(storage).start().unwrap();
     let health = get(server.local_addr(), "/health");
     assert_eq!(
@@ -311,7 +379,10 @@ fn a_storage_backend_that_is_down_fails_the_probes() {
     );
     assert_eq!(get(server.local_addr(), "/ready").status, 503);
     let metrics = samples(&get(server.local_addr(), "/metrics").body);
-    assert_eq!((metrics["deltasync_healthy"], metrics["deltasync_ready"]), (0.0, 0.0));
+    assert_eq!(
+        (metrics["deltasync_healthy"], metrics["deltasync_ready"]),
+        (0.0, 0.0)
+    );
     server.shutdown();
 }
 

@@ -39,7 +39,10 @@ fn json_logs_and_the_admin_address() {
     for line in &mut lines {
         stdout.read_line(line).unwrap();
     }
-    assert!(lines[0].starts_with("deltasync listening on ws://127.0.0.1:"), "{lines:?}");
+    assert!(
+        lines[0].starts_with("deltasync listening on ws://127.0.0.1:"),
+        "{lines:?}"
+    );
     let admin: SocketAddr = lines[1]
         .strip_prefix("health and metrics on http://")
         .and_then(|rest| rest.split('/').next())
@@ -55,14 +58,24 @@ fn json_logs_and_the_admin_address() {
     assert!(terminated.success());
     assert_eq!(child.wait().unwrap().code(), Some(0));
     let mut stderr = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
     let events: Vec<Value> = stderr
         .lines()
         .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line:?}")))
         .collect();
     let messages: Vec<(&str, &str)> = events
         .iter()
-        .map(|e| (e["level"].as_str().unwrap(), e["fields"]["message"].as_str().unwrap()))
+        .map(|e| {
+            (
+                e["level"].as_str().unwrap(),
+                e["fields"]["message"].as_str().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(
         messages,

@@ -83,8 +83,7 @@ impl<M: Model> Admin<M> {
                     return;
                 }
             }
-            if self.shared.wakers.is_shutting_down() && self.shared.lifecycle.all_shards_stopped()
-            {
+            if self.shared.wakers.is_shutting_down() && self.shared.lifecycle.all_shards_stopped() {
                 return;
             }
             self.accept_all();
@@ -147,7 +146,11 @@ fn route<M: Model>(shared: &Shared<M>, request: &[u8]) -> Option<Refusal> {
             return Some(handshake::refusal(431, "request headers too large", &[]));
         }
         Err(e) => {
-            return Some(handshake::refusal(400, &format!("malformed HTTP request: {e}"), &[]));
+            return Some(handshake::refusal(
+                400,
+                &format!("malformed HTTP request: {e}"),
+                &[],
+            ));
         }
     }
     let method = parsed.method.unwrap_or("GET");

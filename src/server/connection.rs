@@ -374,8 +374,7 @@ impl<M: Model, S: Transport> Connection<M, S> {
                 };
                 self.outbox.push_raw(upgrade.response);
                 let ws = WebSocketContext::new(Role::Server, Some(shared.ws_config()));
-                let mut session =
-                    Session::new(room, upgrade.dialect, shared.session.clone(), now);
+                let mut session = Session::new(room, upgrade.dialect, shared.session.clone(), now);
                 session.count_into(Arc::clone(&work.counters.session));
                 self.phase = Phase::Open(Box::new(Open {
                     ws,

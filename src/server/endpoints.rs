@@ -41,7 +41,13 @@ impl<M: Model> Endpoints for Shared<M> {
             return None;
         }
         if !known {
-            return Some(response(404, TEXT, format!("no such endpoint: {path}\n"), &[], false));
+            return Some(response(
+                404,
+                TEXT,
+                format!("no such endpoint: {path}\n"),
+                &[],
+                false,
+            ));
         }
         let head = match method {
             "GET" => false,

@@ -78,7 +78,8 @@ pub fn handshake(request: &[u8], token: Option<&str>) -> HandshakeOutcome {
             consumed,
             response: upgrade.response.to_vec(),
         },
-        Outcome::Refused(refusal) | Outcome::Plain {
+        Outcome::Refused(refusal)
+        | Outcome::Plain {
             otherwise: refusal, ..
         } => HandshakeOutcome::Refused {
             status: refusal.status,

@@ -181,7 +181,12 @@ impl<M: Model> ServerBuilder<M> {
         };
         let listener = mio::net::TcpListener::bind(self.config.server.listen)?;
         let local_addr = listener.local_addr()?;
-        let admin_listener = self.config.server.admin_listen.map(admin::bind).transpose()?;
+        let admin_listener = self
+            .config
+            .server
+            .admin_listen
+            .map(admin::bind)
+            .transpose()?;
         let mut polls = Vec::with_capacity(shards);
         let mut shard_wakes = Vec::with_capacity(shards);
         for _ in 0..shards {

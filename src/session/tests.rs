@@ -753,7 +753,10 @@ fn counters_see_lag_coalesced_frames_lagged_snapshots_and_rejections_by_code() {
     // Alice 1 and then 5 behind, Bob 15 (2 -> 17).
     assert_eq!((read.lag.count(), read.lag.sum), (3, 1 + 5 + 15));
     assert_eq!(read.lag.counts[..6], [1, 0, 0, 1, 1, 0]);
-    assert_eq!((read.ops_per_frame.count(), read.ops_per_frame.sum), (2, 1 + 5));
+    assert_eq!(
+        (read.ops_per_frame.count(), read.ops_per_frame.sum),
+        (2, 1 + 5)
+    );
     let by_code: Vec<(ErrorCode, u64)> = ErrorCode::ALL
         .into_iter()
         .zip(read.updates_rejected)

@@ -19,8 +19,8 @@ use super::record::{self, Record, RecordRef};
 use super::snapfile::{self, StoredSnapshot};
 use super::syncer::{SyncStats, Syncer};
 use super::{
-    BackendDown, DurableListener, History, Opened, Recovered, RoomLog, Storage, StorageConfig, StorageError,
-    SyncPolicy,
+    BackendDown, DurableListener, History, Opened, Recovered, RoomLog, Storage, StorageConfig,
+    StorageError, SyncPolicy,
 };
 
 /// Room histories in a data directory. See the [module documentation](super) for the
@@ -114,7 +114,10 @@ impl DiskStorage {
             .collect();
         logs.iter().find_map(|log| {
             let reason = log.state.lock().failed.clone()?;
-            Some(format!("the log of room {:?} is unusable: {reason}", log.room))
+            Some(format!(
+                "the log of room {:?} is unusable: {reason}",
+                log.room
+            ))
         })
     }
 

@@ -121,7 +121,10 @@ mod tests {
             .unwrap();
         counted.write_all(b"fg").unwrap();
         assert_eq!(sink, b"abcdefg");
-        assert_eq!((counters.writes.get(), counters.bytes_written.get()), (2, 7));
+        assert_eq!(
+            (counters.writes.get(), counters.bytes_written.get()),
+            (2, 7)
+        );
     }
 
     #[test]

@@ -81,9 +81,8 @@ fn read<M: Model>(shared: &Shared<M>) -> Scrape {
             reads: counters.reads.get(),
         });
     }
-    let sessions = sessions.unwrap_or_else(|| {
-        crate::session::counters::SessionCounters::default().read()
-    });
+    let sessions =
+        sessions.unwrap_or_else(|| crate::session::counters::SessionCounters::default().read());
     Scrape {
         shards,
         sessions,
@@ -177,7 +176,10 @@ fn histogram(
         .iter()
         .enumerate()
         .map(|(index, count)| {
-            let bound = counts.bounds.get(index).map_or(f64::INFINITY, |b| *b as f64 / scale);
+            let bound = counts
+                .bounds
+                .get(index)
+                .map_or(f64::INFINITY, |b| *b as f64 / scale);
             (bound, *count)
         })
         .collect();
@@ -228,7 +230,8 @@ impl Scrape {
         family(e, "deltasync_commits", help, MetricType::Counter, |m| {
             counter(m, self.totals.commits)
         })?;
-        let help = "resumes (JOIN with rev), by result: deltas, or gap (REVISION_GAP then a snapshot)";
+        let help =
+            "resumes (JOIN with rev), by result: deltas, or gap (REVISION_GAP then a snapshot)";
         family(e, "deltasync_resumes", help, MetricType::Counter, |m| {
             labelled_counters(
                 m,
@@ -237,66 +240,120 @@ impl Scrape {
             )
         })?;
         let help = "snapshots sent, by cause: join (no rev), resume_gap, lagged (a connected client fell out of the ring)";
-        family(e, "deltasync_snapshots_sent", help, MetricType::Counter, |m| {
-            let causes = ["join", "resume_gap", "lagged"];
-            labelled_counters(m, "cause", causes.into_iter().zip(s.snapshots))
-        })?;
+        family(
+            e,
+            "deltasync_snapshots_sent",
+            help,
+            MetricType::Counter,
+            |m| {
+                let causes = ["join", "resume_gap", "lagged"];
+                labelled_counters(m, "cause", causes.into_iter().zip(s.snapshots))
+            },
+        )?;
         let help = "snapshots encoded (at most one per revision anyone asked for; each room's first included)";
-        family(e, "deltasync_snapshot_encodings", help, MetricType::Counter, |m| {
-            counter(m, self.totals.snapshot_encodings)
-        })?;
+        family(
+            e,
+            "deltasync_snapshot_encodings",
+            help,
+            MetricType::Counter,
+            |m| counter(m, self.totals.snapshot_encodings),
+        )?;
         let help = "revisions between a connection's last sent revision and the head, at each flush that found it behind";
-        family(e, "deltasync_connection_lag_revisions", help, MetricType::Histogram, |m| {
-            histogram(m, &s.lag, 1.0)
-        })?;
+        family(
+            e,
+            "deltasync_connection_lag_revisions",
+            help,
+            MetricType::Histogram,
+            |m| histogram(m, &s.lag, 1.0),
+        )?;
         let help = "operations in each SYNC.DELTAS frame a flush sent";
-        family(e, "deltasync_frame_operations", help, MetricType::Histogram, |m| {
-            histogram(m, &s.ops_per_frame, 1.0)
-        })
+        family(
+            e,
+            "deltasync_frame_operations",
+            help,
+            MetricType::Histogram,
+            |m| histogram(m, &s.ops_per_frame, 1.0),
+        )
     }
 
     fn encode_updates(&self, e: &mut DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
         let s = &self.sessions;
         let help = "client UPDATEs committed (duplicates excluded)";
-        family(e, "deltasync_updates_committed", help, MetricType::Counter, |m| {
-            counter(m, s.updates_committed)
-        })?;
+        family(
+            e,
+            "deltasync_updates_committed",
+            help,
+            MetricType::Counter,
+            |m| counter(m, s.updates_committed),
+        )?;
         let help = "client UPDATEs whose clientReqId was already applied (nothing committed)";
-        family(e, "deltasync_updates_duplicate", help, MetricType::Counter, |m| {
-            counter(m, s.updates_duplicate)
-        })?;
-        let help = "client UPDATEs refused with an ERROR, by code (the rate limit's refusals excluded)";
-        family(e, "deltasync_updates_rejected", help, MetricType::Counter, |m| {
-            let codes = ErrorCode::ALL.map(ErrorCode::as_str);
-            labelled_counters(m, "code", codes.into_iter().zip(s.updates_rejected))
-        })?;
+        family(
+            e,
+            "deltasync_updates_duplicate",
+            help,
+            MetricType::Counter,
+            |m| counter(m, s.updates_duplicate),
+        )?;
+        let help =
+            "client UPDATEs refused with an ERROR, by code (the rate limit's refusals excluded)";
+        family(
+            e,
+            "deltasync_updates_rejected",
+            help,
+            MetricType::Counter,
+            |m| {
+                let codes = ErrorCode::ALL.map(ErrorCode::as_str);
+                labelled_counters(m, "code", codes.into_iter().zip(s.updates_rejected))
+            },
+        )?;
         let help = "messages refused for the message rate (RESOURCE_EXHAUSTED with retryAfterMs)";
-        family(e, "deltasync_messages_rate_limited", help, MetricType::Counter, |m| {
-            counter(m, s.rate_limited)
-        })?;
+        family(
+            e,
+            "deltasync_messages_rate_limited",
+            help,
+            MetricType::Counter,
+            |m| counter(m, s.rate_limited),
+        )?;
         let help = "from the socket read that brought an UPDATE to its commit (decode, decide, log append, apply)";
-        family(e, "deltasync_commit_latency_seconds", help, MetricType::Histogram, |m| {
-            histogram(m, &self.commit_latency, NANOS)
-        })
+        family(
+            e,
+            "deltasync_commit_latency_seconds",
+            help,
+            MetricType::Histogram,
+            |m| histogram(m, &self.commit_latency, NANOS),
+        )
     }
 
     fn encode_io(&self, e: &mut DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
         let help = "bytes written to sockets, by shard";
-        family(e, "deltasync_written_bytes", help, MetricType::Counter, |m| {
-            per_shard(m, &self.shards, |s| s.bytes_written, true)
-        })?;
-        let help = "write system calls (writev), by shard, those that found the socket full included";
-        family(e, "deltasync_write_syscalls", help, MetricType::Counter, |m| {
-            per_shard(m, &self.shards, |s| s.writes, true)
-        })?;
+        family(
+            e,
+            "deltasync_written_bytes",
+            help,
+            MetricType::Counter,
+            |m| per_shard(m, &self.shards, |s| s.bytes_written, true),
+        )?;
+        let help =
+            "write system calls (writev), by shard, those that found the socket full included";
+        family(
+            e,
+            "deltasync_write_syscalls",
+            help,
+            MetricType::Counter,
+            |m| per_shard(m, &self.shards, |s| s.writes, true),
+        )?;
         let help = "bytes read from sockets, by shard";
         family(e, "deltasync_read_bytes", help, MetricType::Counter, |m| {
             per_shard(m, &self.shards, |s| s.bytes_read, true)
         })?;
         let help = "read system calls that returned bytes or the end of the stream, by shard";
-        family(e, "deltasync_read_syscalls", help, MetricType::Counter, |m| {
-            per_shard(m, &self.shards, |s| s.reads, true)
-        })
+        family(
+            e,
+            "deltasync_read_syscalls",
+            help,
+            MetricType::Counter,
+            |m| per_shard(m, &self.shards, |s| s.reads, true),
+        )
     }
 
     /// The storage's figures, when its backend has a syncer (disk).
@@ -305,21 +362,37 @@ impl Scrape {
             return Ok(());
         };
         let help = "how long the storage's log fsyncs took";
-        family(e, "deltasync_storage_fsync_seconds", help, MetricType::Histogram, |m| {
-            histogram(m, &stats.fsync_latency, NANOS)
-        })?;
+        family(
+            e,
+            "deltasync_storage_fsync_seconds",
+            help,
+            MetricType::Histogram,
+            |m| histogram(m, &stats.fsync_latency, NANOS),
+        )?;
         let help = "batches of logs the syncer fsynced at once (group commit)";
-        family(e, "deltasync_storage_sync_batches", help, MetricType::Counter, |m| {
-            counter(m, stats.batches)
-        })?;
+        family(
+            e,
+            "deltasync_storage_sync_batches",
+            help,
+            MetricType::Counter,
+            |m| counter(m, stats.batches),
+        )?;
         let help = "snapshots the storage wrote";
-        family(e, "deltasync_storage_snapshots", help, MetricType::Counter, |m| {
-            counter(m, stats.snapshots)
-        })?;
+        family(
+            e,
+            "deltasync_storage_snapshots",
+            help,
+            MetricType::Counter,
+            |m| counter(m, stats.snapshots),
+        )?;
         let help = "log segments deleted behind a snapshot";
-        family(e, "deltasync_storage_compacted_segments", help, MetricType::Counter, |m| {
-            counter(m, stats.compacted_segments)
-        })
+        family(
+            e,
+            "deltasync_storage_compacted_segments",
+            help,
+            MetricType::Counter,
+            |m| counter(m, stats.compacted_segments),
+        )
     }
 }
 
@@ -348,8 +421,14 @@ mod tests {
         prometheus_client::encoding::text::encode(&mut out, &registry).unwrap();
         assert!(out.contains("x_seconds_sum 2.0\n"), "{out}");
         assert!(out.contains("x_seconds_count 3\n"), "{out}");
-        assert!(out.contains("x_seconds_bucket{le=\"0.00001\"} 2\n"), "{out}");
-        assert!(out.contains("x_seconds_bucket{le=\"0.000025\"} 2\n"), "{out}");
+        assert!(
+            out.contains("x_seconds_bucket{le=\"0.00001\"} 2\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("x_seconds_bucket{le=\"0.000025\"} 2\n"),
+            "{out}"
+        );
         assert!(out.contains("x_seconds_bucket{le=\"1.0\"} 2\n"), "{out}");
         assert!(out.contains("x_seconds_bucket{le=\"+Inf\"} 3\n"), "{out}");
     }
