@@ -116,9 +116,10 @@ mod tests {
         let counters = ShardCounters::default();
         let mut sink = Vec::new();
         let mut counted = Counted::new(&mut sink, &counters);
-        counted
+        let written = counted
             .write_vectored(&[IoSlice::new(b"ab"), IoSlice::new(b"cde")])
             .unwrap();
+        assert_eq!(written, 5);
         counted.write_all(b"fg").unwrap();
         assert_eq!(sink, b"abcdefg");
         assert_eq!(
