@@ -4,12 +4,12 @@
 //! The hot path (a shard's flush, a session's message) must not pay for being watched:
 //! no lock, no cache line another thread writes. So each writer owns its counters (one
 //! set per shard, one per storage syncer thread, kept on cache lines of their own by their
-//! owner), a [`Counter`] is bumped with a plain load and store rather than a locked
+//! owner), a `Counter` is bumped with a plain load and store rather than a locked
 //! read-modify-write, and a scrape reads every set and adds them up.
 //!
 //! # One writer
 //!
-//! A [`Counter`] or a [`Histogram`] has one writer thread: its owner's. Two writers would
+//! A `Counter` or a `Histogram` has one writer thread: its owner's. Two writers would
 //! lose increments (a load and a store are not one step), never corrupt memory: every
 //! access is atomic. The server keeps to it: a session's counters are its shard's, and a
 //! session lives on one shard for life.
@@ -57,7 +57,7 @@ impl Counter {
     }
 }
 
-/// How many buckets a [`Histogram`] has, the last one above every bound.
+/// How many buckets a histogram has, the last one above every bound.
 pub const BUCKETS: usize = 12;
 
 /// A histogram's counts at one instant, in the unit its bounds are written in.
