@@ -156,7 +156,9 @@ fn the_metrics_count_exactly_what_a_scripted_scenario_did() {
     let mut e = Ws::connect(&url);
     for _ in 0..21 {
         let heartbeat = json!({"type": "HEARTBEAT"}).to_string();
-        e.socket.write(tungstenite::Message::text(heartbeat)).unwrap();
+        e.socket
+            .write(tungstenite::Message::text(heartbeat))
+            .unwrap();
     }
     e.socket.flush().unwrap();
     let refused = e.recv();
@@ -404,4 +406,28 @@ fn the_admin_address_must_be_free() {
             taken.local_addr().unwrap()
         )
     );
+}
+
+#[test]
+fn the_disk_backend_reports_its_fsyncs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, admin) = with_admin(|config| {
+        config.storage.backend = deltasync::storage::Backend::Disk;
+        config.storage.dir = dir.path().to_owned();
+        config.storage.sync = deltasync::storage::SyncPolicy::Always;
+    });
+    let mut ws = Ws::connect(&server.url("/rooms/durable"));
+    // Under `always` the snapshot waits for the join's fsync.
+    assert_eq!(ws.join("p", "P")["payload"]["rev"], 1);
+    let metrics = scrape(admin);
+    assert!(
+        metrics["deltasync_storage_fsync_seconds_count"] >= 1.0,
+        "{metrics:?}"
+    );
+    assert!(
+        metrics["deltasync_storage_sync_batches_total"] >= 1.0,
+        "{metrics:?}"
+    );
+    assert_eq!(metrics["deltasync_commits_total"], 1.0);
+    assert_eq!(get(admin, "/health").body, "ok\n");
 }
