@@ -34,8 +34,9 @@ pub(crate) struct SessionCounters {
     pub(crate) updates_committed: Counter,
     /// `UPDATE`s whose `clientReqId` was already applied: nothing new was committed.
     pub(crate) updates_duplicate: Counter,
-    /// `UPDATE`s refused with an `ERROR`, by code (in [`ErrorCode::ALL`]'s order); the
-    /// rate limit's refusals are in `rate_limited` instead.
+    /// `UPDATE`s refused with an `ERROR`, by code (in [`ErrorCode::ALL`]'s order): by the
+    /// decoder (one that names its `clientReqId`), before `JOIN`, or by the model; the rate
+    /// limit's refusals are in `rate_limited` instead.
     pub(crate) updates_rejected: [Counter; ErrorCode::ALL.len()],
     /// Messages refused for the message rate (`RESOURCE_EXHAUSTED` with `retryAfterMs`).
     pub(crate) rate_limited: Counter,

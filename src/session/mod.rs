@@ -432,6 +432,10 @@ impl<M: Model> Session<M> {
     /// Answers a message that does not decode, naming its update when it can (whole, or
     /// by a marked prefix: [`DecodeError::details`]).
     fn reply_decode_error(&mut self, error: &DecodeError) {
+        // A message that names a `clientReqId` is an `UPDATE`: a rejected one.
+        if error.client_req_id.is_some() {
+            self.count(|c| c.rejected(error.code()));
+        }
         let details = error.details();
         let message = ErrorMessage {
             details: details.as_ref(),

@@ -748,6 +748,10 @@ fn counters_see_lag_coalesced_frames_lagged_snapshots_and_rejections_by_code() {
     let mut stranger = f.session(Dialect::WsKit);
     stranger.count_into(Arc::clone(&counters));
     f.send(&mut stranger, update("away", "r3"));
+    // Refused by the decoder: an UPDATE with a key the protocol does not have (counted),
+    // and a message that is no UPDATE at all (not counted).
+    f.send(&mut slow, json!({"type": "UPDATE", "payload": {"patch": {"status": "away"}, "clientReqId": "r4", "extra": 1}}));
+    f.send(&mut slow, json!({"type": "NOPE"}));
     let read = counters.read();
     assert_eq!(read.snapshots, [2, 0, 1], "join, resume_gap, lagged");
     // Alice 1 and then 5 behind, Bob 15 (2 -> 17).
@@ -767,7 +771,7 @@ fn counters_see_lag_coalesced_frames_lagged_snapshots_and_rejections_by_code() {
         [
             (ErrorCode::Unauthenticated, 1),
             (ErrorCode::PermissionDenied, 1),
-            (ErrorCode::InvalidArgument, 1)
+            (ErrorCode::InvalidArgument, 2)
         ]
     );
     assert_eq!((read.updates_committed, read.updates_duplicate), (0, 0));
