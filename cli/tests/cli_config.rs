@@ -78,6 +78,10 @@ listen = "0.0.0.0:7373"  # from {path}
 shards = 0  # default
 # shared secret clients must present; unset admits everyone
 token = "<redacted>"  # from DELTASYNC_SERVER_TOKEN
+# a second address answering only /health, /ready and /metrics (no token); empty means none
+admin_listen = ""  # default
+# which of /health, /ready and /metrics the WebSocket port answers too
+public_endpoints = "all"  # default
 
 [limits]
 # open WebSocket connections at once (1 to 10000000)
