@@ -43,6 +43,7 @@ pub mod client;
 pub mod clock;
 pub mod config;
 pub mod conformance;
+pub mod counters;
 pub mod epoch;
 pub mod frame;
 pub mod game;

@@ -23,6 +23,20 @@ pub(crate) struct ServeArgs {
     /// conformance fixtures expect (`deltasync conformance --url` needs 1000)
     #[arg(long, value_name = "MS")]
     test_clock: Option<u64>,
+    /// How log lines are written to stderr: human (text) or json (one object per line,
+    /// for log collectors)
+    #[arg(long, value_enum, default_value = "human")]
+    log_format: LogFormat,
+}
+
+/// The format of the log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// Text for people, with colours on a terminal.
+    Human,
+    /// One JSON object per line: `timestamp`, `level`, `fields` (`message` and the
+    /// event's fields), `target`.
+    Json,
 }
 
 /// Loads the configuration, starts the server, prints where it listens, and stops it
@@ -38,7 +52,7 @@ pub(crate) fn run(args: &ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_logging();
+    init_logging(args.log_format);
     raise_file_limit(config.limits.max_connections);
     let listen = config.server.listen;
     let close = config.server.shutdown_close_code;
@@ -85,6 +99,9 @@ pub(crate) fn run(args: &ServeArgs) -> ExitCode {
         "deltasync listening on ws://{}/ with storage {described}",
         server.local_addr()
     );
+    if let Some(admin) = server.admin_addr() {
+        println!("health and metrics on http://{admin}/ (/health, /ready, /metrics)");
+    }
     let _ = std::io::stdout().flush();
     let handle = server.handle();
     std::thread::spawn(move || {
@@ -120,11 +137,14 @@ fn raise_file_limit(max_connections: usize) {
     }
 }
 
-/// Logs to stderr at the level `RUST_LOG` asks (default `info`).
-fn init_logging() {
+/// Logs to stderr at the level `RUST_LOG` asks (default `info`), in `format`.
+fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Human => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
 }

@@ -82,6 +82,10 @@ token = "<redacted>"  # from DELTASYNC_SERVER_TOKEN
 shutdown_close_code = "restart"  # default
 # time a stopping server takes at most to flush, close and let clients answer; then it cuts the rest (0 to 86400000)
 shutdown_grace_ms = 10000  # default
+# a second address answering only /health, /ready and /metrics (no token); empty means none
+admin_listen = ""  # default
+# which of /health, /ready and /metrics the WebSocket port answers too
+public_endpoints = "all"  # default
 
 [limits]
 # open WebSocket connections at once (1 to 10000000)

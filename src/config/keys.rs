@@ -211,6 +211,36 @@ pub(crate) static KEYS: &[Key] = &[
         kind: count!(server.shutdown_grace_ms, 0, DAY_MS),
     },
     Key {
+        section: "server",
+        name: "admin_listen",
+        doc: "a second address answering only /health, /ready and /metrics (no token); empty means none",
+        kind: Kind::Text {
+            accepts: "IP address:port, or empty",
+            get: |config| {
+                config
+                    .server
+                    .admin_listen
+                    .map_or_else(String::new, |addr| addr.to_string())
+            },
+            set: |config, text| {
+                config.server.admin_listen = match text {
+                    "" => None,
+                    text => Some(text.parse().map_err(|_| {
+                        r#"must be an IP address and port such as "127.0.0.1:9090", or "" for none"#
+                            .to_owned()
+                    })?),
+                };
+                Ok(())
+            },
+        },
+    },
+    Key {
+        section: "server",
+        name: "public_endpoints",
+        doc: "which of /health, /ready and /metrics the WebSocket port answers too",
+        kind: word!(server.public_endpoints, r#""all", "health" or "none""#),
+    },
+    Key {
         section: "limits",
         name: "max_connections",
         doc: "open WebSocket connections at once",

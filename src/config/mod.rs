@@ -80,7 +80,9 @@ pub use env::{CONFIG_FILE_VAR, ENV_PREFIX, LOG_VAR};
 pub use error::{ConfigError, ConfigWarning};
 pub use load::Loader;
 pub use overrides::Overrides;
-pub use sections::{Config, LimitsConfig, ServerConfig, ShutdownClose, TimeoutsConfig};
+pub use sections::{
+    Config, LimitsConfig, PublicEndpoints, ServerConfig, ShutdownClose, TimeoutsConfig,
+};
 pub use source::Source;
 
 #[cfg(test)]

@@ -89,6 +89,63 @@ pub struct ServerConfig {
     /// what each client is owed, closes, and waits for the clients' side of the close up
     /// to then; connections still open at the deadline are cut.
     pub shutdown_grace_ms: u64,
+    /// A second address that answers only `/health`, `/ready` and `/metrics` (plain HTTP,
+    /// never a token), e.g. on a loopback or internal interface; `None` (the default):
+    /// none.
+    pub admin_listen: Option<SocketAddr>,
+    /// Which of `/health`, `/ready` and `/metrics` the WebSocket port answers too
+    /// (default: all).
+    pub public_endpoints: PublicEndpoints,
+}
+
+/// Which HTTP endpoints the WebSocket port answers (`server.public_endpoints`); the admin
+/// address, when there is one, always answers all of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum PublicEndpoints {
+    /// `/health`, `/ready` and `/metrics` (the default).
+    #[default]
+    All,
+    /// `/health` and `/ready`: the metrics only on the admin address.
+    Health,
+    /// None: the three paths are WebSocket rooms like any other there.
+    None,
+}
+
+impl PublicEndpoints {
+    /// Whether the WebSocket port answers `path` (`/health`, `/ready` or `/metrics`).
+    pub fn answers(self, path: &str) -> bool {
+        match self {
+            Self::All => true,
+            Self::Health => path != "/metrics",
+            Self::None => false,
+        }
+    }
+}
+
+impl std::str::FromStr for PublicEndpoints {
+    type Err = crate::storage::UnknownChoice;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "all" => Ok(Self::All),
+            "health" => Ok(Self::Health),
+            "none" => Ok(Self::None),
+            _ => Err(crate::storage::UnknownChoice {
+                choices: r#""all", "health", "none""#,
+            }),
+        }
+    }
+}
+
+impl fmt::Display for PublicEndpoints {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::All => "all",
+            Self::Health => "health",
+            Self::None => "none",
+        })
+    }
 }
 
 impl Default for ServerConfig {
@@ -99,6 +156,8 @@ impl Default for ServerConfig {
             token: None,
             shutdown_close_code: ShutdownClose::Restart,
             shutdown_grace_ms: 10_000,
+            admin_listen: None,
+            public_endpoints: PublicEndpoints::All,
         }
     }
 }
@@ -172,6 +231,8 @@ impl fmt::Debug for ServerConfig {
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("shutdown_close_code", &self.shutdown_close_code)
             .field("shutdown_grace_ms", &self.shutdown_grace_ms)
+            .field("admin_listen", &self.admin_listen)
+            .field("public_endpoints", &self.public_endpoints)
             .finish()
     }
 }
@@ -280,7 +341,7 @@ mod tests {
         };
         assert_eq!(
             format!("{server:?}"),
-            r#"ServerConfig { listen: 127.0.0.1:7373, shards: 0, token: Some("<redacted>"), shutdown_close_code: Restart, shutdown_grace_ms: 10000 }"#
+            r#"ServerConfig { listen: 127.0.0.1:7373, shards: 0, token: Some("<redacted>"), shutdown_close_code: Restart, shutdown_grace_ms: 10000, admin_listen: None, public_endpoints: All }"#
         );
     }
 

@@ -443,6 +443,7 @@ fn a_bad_value_is_an_error_even_where_a_higher_layer_overrides_it() {
 /// Every key set to something other than its default, from every kind of source.
 fn everything_changed() -> (Effective, TempFile) {
     let toml = "[server]\nlisten = \"[::1]:9000\"\nshards = 4\nshutdown_close_code = \"going-away\"\n\
+                admin_listen = \"127.0.0.1:9090\"\n\
                 [limits]\nmax_connections = 1\nmax_rooms = 2\nmax_message_bytes = 128\n\
                 [timeouts]\nhandshake_ms = 1\nidle_ms = 86400000\n\
                 [room]\nring_capacity = 16777216\ndedup_window = 0\n\
@@ -468,6 +469,7 @@ fn everything_changed() -> (Effective, TempFile) {
             ("presence.max_id_bytes", "12", "--set"),
             ("storage.retain_ops", "13", "--set"),
             ("storage.memory_revisions", "from-zero", "--set"),
+            ("server.public_endpoints", "health", "--set"),
         ],
     );
     (result.unwrap(), file.unwrap())
@@ -519,6 +521,10 @@ fn the_printout_shows_each_keys_meaning_value_and_source() {
         "shutdown_close_code = \"going-away\"  # from FILE",
         "# time a stopping server takes at most to flush, close and let clients answer; then it cuts the rest (0 to 86400000)",
         "shutdown_grace_ms = 0  # from DELTASYNC_SERVER_SHUTDOWN_GRACE_MS",
+        "# a second address answering only /health, /ready and /metrics (no token); empty means none",
+        "admin_listen = \"127.0.0.1:9090\"  # from FILE",
+        "# which of /health, /ready and /metrics the WebSocket port answers too",
+        "public_endpoints = \"health\"  # from --set",
         "",
         "[limits]",
     ];

@@ -119,6 +119,9 @@ pub struct Room<M: Model> {
     snapshot: ArcSwap<Snapshot>,
     snapshot_encoding: Mutex<()>,
     snapshots_encoded: AtomicU64,
+    /// The head when the room was built (loaded from storage or started anew): every
+    /// revision after it was committed by this room (see [`Room::commits`]).
+    loaded_rev: u64,
     clock: Arc<dyn Clock>,
     attachments: Mutex<Attachments>,
     /// The most participants (actors known to `attachments`) the room admits; 0: no limit.
@@ -408,6 +411,7 @@ impl<M: Model> RoomBuilder<M> {
             snapshot: ArcSwap::from_pointee(snapshot),
             snapshot_encoding: Mutex::new(()),
             snapshots_encoded: AtomicU64::new(1),
+            loaded_rev: head,
             clock: self.clock,
             attachments: Mutex::new(Attachments::default()),
             max_participants: self.max_participants,
@@ -589,6 +593,13 @@ impl<M: Model> Room<M> {
     pub fn snapshots_encoded(&self) -> u64 {
         // Relaxed: a statistic, read on its own.
         self.snapshots_encoded.load(Ordering::Relaxed)
+    }
+
+    /// How many operations this room has committed since it was built (for metrics: the
+    /// revisions after the one it was loaded or started at). Lock-free, and free for the
+    /// commit path: it is read off the head.
+    pub fn commits(&self) -> u64 {
+        self.rev() - self.loaded_rev
     }
 
     /// Calls `listener` after every commit from now on.

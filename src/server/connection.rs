@@ -33,7 +33,9 @@ use tungstenite::protocol::frame::CloseFrame;
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::{Role, WebSocketContext};
 
+use super::endpoints::{Endpoints, Port};
 use super::handshake::{self, Outcome, Policy};
+use super::metrics::{Counted, ShardCounters};
 use super::outbox::{Outbox, Written};
 use super::shared::Shared;
 use super::ws_io::WsIo;
@@ -87,6 +89,8 @@ pub(super) struct Work {
     pub(super) transmit: Vec<Bytes>,
     /// The shard's shared delta messages.
     pub(super) cache: DeltaCache,
+    /// What the shard counts (`/metrics`).
+    pub(super) counters: Arc<ShardCounters>,
 }
 
 /// The byte stream a connection reads and writes: non-blocking (`WouldBlock` when it has
@@ -278,6 +282,8 @@ impl<M: Model, S: Transport> Connection<M, S> {
                 }
             };
             total += n;
+            work.counters.reads.incr();
+            work.counters.bytes_read.add(n as u64);
             let input = &read[..n];
             let before = *messages;
             let step = match &mut self.phase {
@@ -346,6 +352,16 @@ impl<M: Model, S: Transport> Connection<M, S> {
                 tracing::debug!(status = refusal.status, "upgrade refused");
                 self.refuse(refusal.response, now)
             }
+            Outcome::Plain {
+                method,
+                path,
+                otherwise,
+            } => {
+                let answer = shared
+                    .answer(Port::Public, &method, &path)
+                    .unwrap_or(otherwise);
+                self.refuse(answer.response, now)
+            }
             Outcome::Upgrade { upgrade, consumed } => {
                 let leftover = request.split_off(consumed);
                 let room = match shared.registry.connect(&upgrade.room) {
@@ -358,7 +374,8 @@ impl<M: Model, S: Transport> Connection<M, S> {
                 };
                 self.outbox.push_raw(upgrade.response);
                 let ws = WebSocketContext::new(Role::Server, Some(shared.ws_config()));
-                let session = Session::new(room, upgrade.dialect, shared.session.clone(), now);
+                let mut session = Session::new(room, upgrade.dialect, shared.session.clone(), now);
+                session.count_into(Arc::clone(&work.counters.session));
                 self.phase = Phase::Open(Box::new(Open {
                     ws,
                     session,
@@ -421,7 +438,8 @@ impl<M: Model, S: Transport> Connection<M, S> {
             // peer that does not read them reaches the session's limit of unread replies.
             if open.session.queued_replies() >= REPLY_BATCH && !self.write_blocked {
                 queue_due(open, &mut self.outbox, &mut work.cache, &mut work.transmit);
-                match self.outbox.write_to(&mut self.stream) {
+                let mut stream = Counted::new(&mut self.stream, &work.counters);
+                match self.outbox.write_to(&mut stream) {
                     Ok(Written::All) => {}
                     Ok(Written::Blocked) => self.write_blocked = true,
                     Err(_) => return Next::Drop,
@@ -442,7 +460,11 @@ impl<M: Model, S: Transport> Connection<M, S> {
                         // Refused by the session, by name; the next ones wait.
                         open.throttled = true;
                     }
+                    let commits = work.counters.session.updates_committed.get();
                     open.session.handle_message(text.as_bytes(), now);
+                    if work.counters.session.updates_committed.get() != commits {
+                        work.counters.committed_since(now);
+                    }
                 }
                 Message::Binary(_) => open.session.reject_binary(now),
                 // Control frames show the peer is alive, as any message does.
@@ -562,7 +584,10 @@ impl<M: Model, S: Transport> Connection<M, S> {
                     _ => return Next::Keep,
                 }
             }
-            match self.outbox.write_to(&mut self.stream) {
+            match self
+                .outbox
+                .write_to(&mut Counted::new(&mut self.stream, &work.counters))
+            {
                 Ok(Written::All) => {}
                 Ok(Written::Blocked) => {
                     self.write_blocked = true;

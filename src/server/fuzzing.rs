@@ -78,7 +78,10 @@ pub fn handshake(request: &[u8], token: Option<&str>) -> HandshakeOutcome {
             consumed,
             response: upgrade.response.to_vec(),
         },
-        Outcome::Refused(refusal) => HandshakeOutcome::Refused {
+        Outcome::Refused(refusal)
+        | Outcome::Plain {
+            otherwise: refusal, ..
+        } => HandshakeOutcome::Refused {
             status: refusal.status,
             response: refusal.response.to_vec(),
         },
@@ -232,6 +235,7 @@ impl Bench {
                     control: Vec::new(),
                     transmit: Vec::new(),
                     cache: DeltaCache::new(),
+                    counters: Arc::default(),
                 },
             },
             connection,

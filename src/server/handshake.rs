@@ -51,7 +51,21 @@ pub(super) enum Outcome {
     },
     /// Refused with an HTTP answer.
     Refused(Refusal),
+    /// A plain request (no `Upgrade`) for one of the HTTP endpoints (`/health`,
+    /// `/ready`, `/metrics`: see `endpoints`), for the caller to answer; `otherwise` is
+    /// the answer when it does not serve that endpoint (the `426` of any plain request).
+    Plain {
+        /// The request method.
+        method: String,
+        /// The path, without its query.
+        path: String,
+        /// The answer when the endpoint is not served.
+        otherwise: Refusal,
+    },
 }
+
+/// The paths of the plain HTTP endpoints.
+pub(super) const ENDPOINT_PATHS: [&str; 3] = ["/health", "/ready", "/metrics"];
 
 /// What the upgrade must satisfy.
 #[derive(Debug, Clone, Copy)]
@@ -104,8 +118,28 @@ pub(super) fn handshake(buf: &[u8], policy: Policy<'_>) -> Outcome {
     };
     match upgrade(&parsed, policy) {
         Ok(upgrade) => Outcome::Upgrade { upgrade, consumed },
-        Err(refused) => Outcome::Refused(refused),
+        Err(refused) => match plain_endpoint(&parsed) {
+            Some((method, path)) if refused.status == 426 => Outcome::Plain {
+                method,
+                path,
+                otherwise: refused,
+            },
+            _ => Outcome::Refused(refused),
+        },
     }
+}
+
+/// The method and path of a request without `Upgrade` for an endpoint path.
+fn plain_endpoint(parsed: &httparse::Request<'_, '_>) -> Option<(String, String)> {
+    let upgrading = parsed
+        .headers
+        .iter()
+        .any(|h| h.name.eq_ignore_ascii_case("upgrade"));
+    let path = parsed.path?.split('?').next()?;
+    if upgrading || !ENDPOINT_PATHS.contains(&path) {
+        return None;
+    }
+    Some((parsed.method?.to_owned(), path.to_owned()))
 }
 
 fn upgrade(parsed: &httparse::Request<'_, '_>, policy: Policy<'_>) -> Result<Upgrade, Refusal> {

@@ -17,6 +17,13 @@
 //! or, if the ring moved past it, it gets `REVISION_GAP` and a snapshot. No connection
 //! holds a queue of operations.
 //!
+//! # Health and metrics
+//!
+//! A plain HTTP `GET` (no `Upgrade`) of `/health`, `/ready` or `/metrics` on the server's
+//! port is answered and the connection closed (`server.public_endpoints` says which), and
+//! `server.admin_listen` opens a second address that answers only those; see
+//! `docs/operations.md` for what each reports and every metric.
+//!
 //! ```no_run
 //! use deltasync::config::Config;
 //! use deltasync::server::Server;
@@ -28,11 +35,15 @@
 //! ```
 
 mod acceptor;
+mod admin;
 mod connection;
+mod endpoints;
 #[cfg(any(fuzzing, test))]
 #[doc(hidden)]
 pub mod fuzzing;
 mod handshake;
+mod health;
+mod metrics;
 mod outbox;
 mod registry;
 mod shard;
@@ -78,6 +89,7 @@ pub struct ServerBuilder<M: Model> {
 /// [`ServerHandle::shutdown`].
 pub struct Server<M: Model> {
     local_addr: SocketAddr,
+    admin_addr: Option<SocketAddr>,
     shared: Arc<Shared<M>>,
     threads: Vec<JoinHandle<()>>,
 }
@@ -172,6 +184,12 @@ impl<M: Model> ServerBuilder<M> {
         };
         let listener = mio::net::TcpListener::bind(self.config.server.listen)?;
         let local_addr = listener.local_addr()?;
+        let admin_listener = self
+            .config
+            .server
+            .admin_listen
+            .map(admin::bind)
+            .transpose()?;
         let mut polls = Vec::with_capacity(shards);
         let mut shard_wakes = Vec::with_capacity(shards);
         for _ in 0..shards {
@@ -225,9 +243,15 @@ impl<M: Model> ServerBuilder<M> {
                 .name("deltasync-acceptor".into())
                 .spawn(move || acceptor.run())?,
         );
-        tracing::info!(%local_addr, shards, "listening");
+        let admin_addr = match admin_listener {
+            Some(listener) => Some(start_admin(listener, &shared, &mut threads)?),
+            None => None,
+        };
+        shared.lifecycle.started();
+        tracing::info!(%local_addr, shards, admin = ?admin_addr, "listening");
         Ok(Server {
             local_addr,
+            admin_addr,
             shared,
             threads,
         })
@@ -238,6 +262,18 @@ impl<M: Model> Server<M> {
     /// The address the server listens on (with the port chosen when `:0` was asked).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The admin address (`server.admin_listen`, with the port chosen when `:0` was
+    /// asked), if there is one.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
+    }
+
+    /// The `/metrics` page as a scrape would get it now (Prometheus text format), for an
+    /// embedder that serves it its own way.
+    pub fn metrics(&self) -> String {
+        metrics::render(&self.shared)
     }
 
     /// A handle that stops the server.
@@ -285,6 +321,22 @@ impl<M: Model> Server<M> {
         self.handle().shutdown();
         self.join();
     }
+}
+
+/// Starts the admin address's thread; returns the address bound.
+fn start_admin<M: Model>(
+    listener: mio::net::TcpListener,
+    shared: &Arc<Shared<M>>,
+    threads: &mut Vec<JoinHandle<()>>,
+) -> io::Result<SocketAddr> {
+    let admin = admin::Admin::new(listener, Arc::clone(shared))?;
+    let bound = admin.local_addr()?;
+    threads.push(
+        std::thread::Builder::new()
+            .name("deltasync-admin".into())
+            .spawn(move || admin.run())?,
+    );
+    Ok(bound)
 }
 
 /// The room limit (`limits.max_rooms`) is reached.

@@ -30,8 +30,13 @@ pub(super) struct RoomSetup<M: Model> {
 }
 
 /// The server's rooms. Lookups happen once per connection, never on the hot path.
+///
+/// Lock order: `rooms`, then `retired`.
 pub(super) struct Registry<M: Model> {
     rooms: Mutex<HashMap<Arc<str>, Entry<M>>>,
+    /// What the rooms dropped so far had counted, so that the server's totals never go
+    /// down when an idle room goes.
+    retired: Mutex<RoomTotals>,
     max_rooms: usize,
     setup: RoomSetup<M>,
     listener: Arc<dyn CommitListener>,
@@ -42,6 +47,22 @@ struct Entry<M: Model> {
     connections: usize,
     /// Since when the room has had no connection.
     empty_since: Option<Instant>,
+}
+
+/// What the rooms of a server have done, summed (for `/metrics`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct RoomTotals {
+    /// Operations committed ([`Room::commits`]).
+    pub(super) commits: u64,
+    /// Snapshots encoded ([`Room::snapshots_encoded`]).
+    pub(super) snapshot_encodings: u64,
+}
+
+impl RoomTotals {
+    fn add<M: Model>(&mut self, room: &Room<M>) {
+        self.commits += room.commits();
+        self.snapshot_encodings += room.snapshots_encoded();
+    }
 }
 
 /// Why a connection cannot have its room.
@@ -72,6 +93,7 @@ impl<M: Model> Registry<M> {
     ) -> Self {
         Self {
             rooms: Mutex::new(HashMap::new()),
+            retired: Mutex::new(RoomTotals::default()),
             max_rooms,
             setup,
             listener,
@@ -159,7 +181,9 @@ impl<M: Model> Registry<M> {
         }
         // Our own handles must not count as someone else's below.
         drop(rooms);
-        self.rooms.lock().retain(|name, entry| {
+        let mut rooms = self.rooms.lock();
+        let mut retired = self.retired.lock();
+        rooms.retain(|name, entry| {
             let idle = entry
                 .empty_since
                 .is_some_and(|since| now.saturating_duration_since(since) >= room_idle);
@@ -169,9 +193,25 @@ impl<M: Model> Registry<M> {
             let keep = !(idle && entry.room.is_unattached()) || held_elsewhere;
             if !keep {
                 tracing::debug!(room = &**name, rev = entry.room.rev(), "idle room dropped");
+                retired.add(&entry.room);
             }
             keep
         });
+    }
+
+    /// What every room, held now or dropped, has done.
+    pub(super) fn totals(&self) -> RoomTotals {
+        let rooms = self.rooms.lock();
+        let mut totals = *self.retired.lock();
+        for entry in rooms.values() {
+            totals.add(&entry.room);
+        }
+        totals
+    }
+
+    /// Where the rooms' histories live.
+    pub(super) fn storage(&self) -> &Arc<dyn Storage> {
+        &self.setup.storage
     }
 
     /// How many rooms exist.

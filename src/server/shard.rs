@@ -93,7 +93,6 @@ impl<M: Model> Shard<M> {
         Self {
             index,
             poll,
-            shared,
             incoming,
             connections: Slab::new(),
             rooms: HashMap::new(),
@@ -106,13 +105,18 @@ impl<M: Model> Shard<M> {
                     control: Vec::new(),
                     transmit: Vec::new(),
                     cache: DeltaCache::new(),
+                    counters: Arc::clone(&shared.counters[index]),
                 },
             },
+            shared,
         }
     }
 
     /// Runs the loop until the server shuts down.
     pub(super) fn run(mut self) {
+        let shared = Arc::clone(&self.shared);
+        // However the loop ends, `/health` then counts this shard as stopped.
+        let _running = shared.lifecycle.shard_running();
         let mut events = Events::with_capacity(1024);
         // The shell's clock: deadlines and sessions' virtual time.
         #[allow(clippy::disallowed_methods)]
@@ -207,7 +211,9 @@ impl<M: Model> Shard<M> {
     }
 
     fn accept(&mut self, now: Instant) {
+        let mut accepted = false;
         while let Ok((stream, peer)) = self.incoming.try_recv() {
+            accepted = true;
             let entry = self.connections.vacant_entry();
             let key = entry.key();
             let mut connection = Connection::new(stream, now, self.shared.handshake_timeout);
@@ -227,6 +233,16 @@ impl<M: Model> Shard<M> {
                 room_slot: None,
             });
         }
+        if accepted {
+            self.count_connections();
+        }
+    }
+
+    /// Updates the shard's gauges (connections, rooms) for `/metrics`.
+    fn count_connections(&self) {
+        let counters = &self.scratch.work.counters;
+        counters.connections.set(self.connections.len() as u64);
+        counters.rooms.set(self.rooms.len() as u64);
     }
 
     fn readable(&mut self, key: usize, now: Instant) {
@@ -295,6 +311,7 @@ impl<M: Model> Shard<M> {
             });
         entry.room_slot = Some((room_key, slot.tokens.len()));
         slot.tokens.push(key);
+        self.count_connections();
     }
 
     /// Flushes the connections of every room that published or rejected something.
@@ -355,6 +372,7 @@ impl<M: Model> Shard<M> {
         }
         entry.connection.release();
         self.shared.release(entry.peer);
+        self.count_connections();
     }
 
     fn unindex(&mut self, room_key: usize, position: usize) {

@@ -10,9 +10,11 @@ use mio::Waker;
 use parking_lot::Mutex;
 use tungstenite::protocol::WebSocketConfig;
 
+use super::health::Lifecycle;
+use super::metrics::ShardCounters;
 use super::registry::Registry;
 use super::shutdown::Shutdown;
-use crate::config::Config;
+use crate::config::{Config, PublicEndpoints};
 use crate::model::Model;
 use crate::room::CommitListener;
 use crate::session::SessionConfig;
@@ -118,6 +120,12 @@ pub(super) struct Shared<M: Model> {
     /// Open connections per client address (only kept when there is a limit); an address
     /// with none is removed, so the map holds only addresses connected now.
     per_ip: Mutex<HashMap<IpAddr, usize>>,
+    /// What each shard counts, by shard index (read by `/metrics`).
+    pub(super) counters: Vec<Arc<ShardCounters>>,
+    /// Started or not, shards running (read by `/health` and `/ready`).
+    pub(super) lifecycle: Lifecycle,
+    /// Which HTTP endpoints the WebSocket port answers.
+    pub(super) public_endpoints: PublicEndpoints,
 }
 
 /// Why a new connection is refused at accept.
@@ -140,7 +148,6 @@ impl<M: Model> Shared<M> {
         });
         Self {
             registry,
-            wakers,
             session,
             token: config.server.token.clone(),
             max_request_bytes: 8 * 1024,
@@ -154,6 +161,10 @@ impl<M: Model> Shared<M> {
             shutdown: Shutdown::new(config),
             connections: AtomicUsize::new(0),
             per_ip: Mutex::new(HashMap::new()),
+            counters: (0..wakers.shards.len()).map(|_| Arc::default()).collect(),
+            lifecycle: Lifecycle::new(wakers.shards.len()),
+            public_endpoints: config.server.public_endpoints,
+            wakers,
         }
     }
 

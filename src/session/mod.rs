@@ -35,6 +35,7 @@
 //! `ERROR FAILED_PRECONDITION` with `details {clientReqId, appliedRev}` so the client can
 //! drop it; otherwise the operation is still to come in the stream and acknowledges it.
 
+pub(crate) mod counters;
 mod delta_cache;
 mod rate;
 
@@ -51,6 +52,7 @@ use crate::protocol::encode::{self, ErrorMessage};
 use crate::protocol::{Dialect, ErrorCode};
 use crate::room::{ClientInput, Room};
 
+use counters::{SessionCounters, SnapshotCause};
 pub use delta_cache::DeltaCache;
 use rate::{TokenBucket, retry_after_ms};
 
@@ -107,6 +109,8 @@ pub struct Session<M: Model> {
     rate: TokenBucket,
     last_heard: Instant,
     close: Option<CloseReason>,
+    /// Where this session counts what it does (its shard's counters); `None`: nowhere.
+    counters: Option<Arc<SessionCounters>>,
 }
 
 impl<M: Model> Session<M> {
@@ -131,6 +135,21 @@ impl<M: Model> Session<M> {
             rate,
             last_heard: now,
             close: None,
+            counters: None,
+        }
+    }
+
+    /// Counts what this session does into `counters` (its thread's: see
+    /// [`crate::counters`]).
+    pub(crate) fn count_into(&mut self, counters: Arc<SessionCounters>) {
+        self.counters = Some(counters);
+    }
+
+    /// Bumps a count, if this session counts.
+    #[inline]
+    fn count(&self, bump: impl FnOnce(&SessionCounters)) {
+        if let Some(counters) = &self.counters {
+            bump(counters);
         }
     }
 
@@ -182,6 +201,7 @@ impl<M: Model> Session<M> {
             );
             error.retry_after_ms = Some(retry_after_ms(wait));
             error.details = details.as_ref();
+            self.count(|c| c.rate_limited.incr());
             return self.reply(error, client_req_id.as_deref(), correlation_id.as_deref());
         }
         let envelope = match decoded {
@@ -284,7 +304,7 @@ impl<M: Model> Session<M> {
             Some(rev) => self.resume(rev, epoch),
             None => {
                 let lag = self.room.config().snapshot_max_lag;
-                self.send_snapshot(self.room.snapshot_within(lag))
+                self.send_snapshot(self.room.snapshot_within(lag), SnapshotCause::Join)
             }
         }
     }
@@ -298,11 +318,13 @@ impl<M: Model> Session<M> {
                 // Sent even when empty: it tells the client its resume succeeded.
                 self.queue(encode::deltas(deltas.from, deltas.to, &deltas.operations));
                 self.last_sent_rev = Some(deltas.to);
+                self.count(|c| c.resumes_deltas.incr());
                 Ok(())
             }
             Err(gap) => {
                 self.queue(encode::gap(self.dialect, &gap, self.room.epoch().as_str()));
-                self.send_snapshot(self.room.snapshot())
+                self.count(|c| c.resumes_gap.incr());
+                self.send_snapshot(self.room.snapshot(), SnapshotCause::ResumeGap)
             }
         }
     }
@@ -310,10 +332,12 @@ impl<M: Model> Session<M> {
     fn send_snapshot(
         &mut self,
         snapshot: Result<Arc<crate::room::Snapshot>, crate::room::SnapshotError>,
+        cause: SnapshotCause,
     ) -> Result<(), Refusal> {
         let snapshot = snapshot.map_err(|e| Refusal::from(&Rejection::from(&e)))?;
         self.queue(snapshot.message(self.dialect).clone());
         self.last_sent_rev = Some(snapshot.rev());
+        self.count(|c| c.snapshot(cause));
         Ok(())
     }
 
@@ -327,26 +351,42 @@ impl<M: Model> Session<M> {
         client_req_id: &str,
     ) -> Result<(), Refusal> {
         let Some(actor) = self.participant.as_deref() else {
+            self.count(|c| c.rejected(ErrorCode::Unauthenticated));
             return Err(Refusal::new(
                 ErrorCode::Unauthenticated,
                 "UPDATE before JOIN: join the room first",
             ));
         };
+        let refused = |rejection: Rejection| {
+            self.count(|c| c.rejected(rejection.code));
+            Refusal::from(rejection)
+        };
         let applied = if self.room.forwards_inputs() {
             let applied = self.room.applied_rev(actor, client_req_id);
             if applied.is_none() {
-                self.room.forward(ClientInput {
-                    actor: actor.to_owned(),
-                    client_req_id: client_req_id.to_owned(),
-                    base_rev,
-                    input: input.clone(),
-                })?;
+                self.room
+                    .forward(ClientInput {
+                        actor: actor.to_owned(),
+                        client_req_id: client_req_id.to_owned(),
+                        base_rev,
+                        input: input.clone(),
+                    })
+                    .map_err(refused)?;
             }
             applied
         } else {
-            let commit = self.room.submit(actor, input, Some(client_req_id))?;
+            let commit = self
+                .room
+                .submit(actor, input, Some(client_req_id))
+                .map_err(refused)?;
+            if !commit.duplicate {
+                self.count(|c| c.updates_committed.incr());
+            }
             commit.duplicate.then_some(commit.rev)
         };
+        if applied.is_some() {
+            self.count(|c| c.updates_duplicate.incr());
+        }
         // A duplicate whose operation is still to come in the stream is acknowledged by it;
         // one already sent (the client resent it after a snapshot) gets a notice.
         let delivered = |rev: &u64| self.last_sent_rev.is_some_and(|sent| *rev <= sent);
@@ -392,6 +432,10 @@ impl<M: Model> Session<M> {
     /// Answers a message that does not decode, naming its update when it can (whole, or
     /// by a marked prefix: [`DecodeError::details`]).
     fn reply_decode_error(&mut self, error: &DecodeError) {
+        // A message that names a `clientReqId` is an `UPDATE`: a rejected one.
+        if error.client_req_id.is_some() {
+            self.count(|c| c.rejected(error.code()));
+        }
         let details = error.details();
         let message = ErrorMessage {
             details: details.as_ref(),
@@ -446,11 +490,14 @@ impl<M: Model> Session<M> {
         out.extend(self.replies.drain(..));
         self.poll_rejections(out);
         if let Some(sent) = self.last_sent_rev {
-            if sent < self.room.published_rev() {
+            let head = self.room.published_rev();
+            if sent < head {
+                self.count(|c| c.lag.observe(head - sent));
                 match cache.deltas(&self.room, sent) {
                     Ok((to, message)) => {
                         out.push(message);
                         self.last_sent_rev = Some(to);
+                        self.count(|c| c.ops_per_frame.observe(to - sent));
                     }
                     Err(gap) => {
                         out.push(encode::gap(self.dialect, &gap, self.room.epoch().as_str()));
@@ -479,6 +526,7 @@ impl<M: Model> Session<M> {
             Ok(snapshot) => {
                 out.push(snapshot.message(self.dialect).clone());
                 self.last_sent_rev = Some(snapshot.rev());
+                self.count(|c| c.snapshot(SnapshotCause::Lagged));
             }
             Err(error) => {
                 let message = error.to_string();

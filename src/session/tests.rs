@@ -722,3 +722,57 @@ mod policies {
         let _: Option<ArenaOp> = None;
     }
 }
+
+#[test]
+fn counters_see_lag_coalesced_frames_lagged_snapshots_and_rejections_by_code() {
+    let mut f = Fixture::new(8);
+    let counters = Arc::new(counters::SessionCounters::default());
+    let mut slow = f.session(Dialect::WsKit);
+    let mut gone = f.session(Dialect::WsKit);
+    slow.count_into(Arc::clone(&counters));
+    gone.count_into(Arc::clone(&counters));
+    f.send(&mut slow, join("user-1", "Alice"));
+    f.send(&mut gone, join("user-2", "Bob"));
+    f.poll(&mut slow);
+    f.poll(&mut gone);
+    // The first flush found Alice 1 behind (Bob's join); then 5 operations in one frame.
+    f.touch(5);
+    assert_eq!(f.poll(&mut slow)[0]["payload"]["toRev"], 7);
+    // The other falls out of the ring (8 operations): gap, then a snapshot.
+    f.touch(10);
+    assert_eq!(f.poll(&mut gone)[0]["type"], "REVISION_GAP");
+    // Refused by the model: a name too long, another participant; refused by the session:
+    // an update before JOIN (a third session).
+    f.send(&mut slow, json!({"type": "UPDATE", "payload": {"patch": {"name": "x".repeat(65)}, "clientReqId": "r1"}}));
+    f.send(&mut slow, json!({"type": "UPDATE", "payload": {"patch": {"id": "user-2", "status": "away"}, "clientReqId": "r2"}}));
+    let mut stranger = f.session(Dialect::WsKit);
+    stranger.count_into(Arc::clone(&counters));
+    f.send(&mut stranger, update("away", "r3"));
+    // Refused by the decoder: an UPDATE with a key the protocol does not have (counted),
+    // and a message that is no UPDATE at all (not counted).
+    f.send(&mut slow, json!({"type": "UPDATE", "payload": {"patch": {"status": "away"}, "clientReqId": "r4", "extra": 1}}));
+    f.send(&mut slow, json!({"type": "NOPE"}));
+    let read = counters.read();
+    assert_eq!(read.snapshots, [2, 0, 1], "join, resume_gap, lagged");
+    // Alice 1 and then 5 behind, Bob 15 (2 -> 17).
+    assert_eq!((read.lag.count(), read.lag.sum), (3, 1 + 5 + 15));
+    assert_eq!(read.lag.counts[..6], [1, 0, 0, 1, 1, 0]);
+    assert_eq!(
+        (read.ops_per_frame.count(), read.ops_per_frame.sum),
+        (2, 1 + 5)
+    );
+    let by_code: Vec<(ErrorCode, u64)> = ErrorCode::ALL
+        .into_iter()
+        .zip(read.updates_rejected)
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    assert_eq!(
+        by_code,
+        [
+            (ErrorCode::Unauthenticated, 1),
+            (ErrorCode::PermissionDenied, 1),
+            (ErrorCode::InvalidArgument, 2)
+        ]
+    );
+    assert_eq!((read.updates_committed, read.updates_duplicate), (0, 0));
+}

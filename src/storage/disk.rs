@@ -19,8 +19,8 @@ use super::record::{self, Record, RecordRef};
 use super::snapfile::{self, StoredSnapshot};
 use super::syncer::{SyncStats, Syncer};
 use super::{
-    DurableListener, History, Opened, Recovered, RoomLog, Storage, StorageConfig, StorageError,
-    SyncPolicy,
+    BackendDown, DurableListener, History, Opened, Recovered, RoomLog, Storage, StorageConfig,
+    StorageError, SyncPolicy,
 };
 
 /// Room histories in a data directory. See the [module documentation](super) for the
@@ -102,6 +102,23 @@ impl DiskStorage {
     /// What the syncer did so far (fsync batches, for tests and benchmarks).
     pub fn stats(&self) -> SyncStats {
         self.syncer.stats()
+    }
+
+    /// Why an open room log is unusable (a failed fsync), if one is.
+    fn failed_log(&self) -> Option<String> {
+        let logs: Vec<Arc<DiskLog>> = self
+            .open_logs
+            .lock()
+            .values()
+            .filter_map(Weak::upgrade)
+            .collect();
+        logs.iter().find_map(|log| {
+            let reason = log.state.lock().failed.clone()?;
+            Some(format!(
+                "the log of room {:?} is unusable: {reason}",
+                log.room
+            ))
+        })
     }
 
     /// Stops the syncer after it has synced and stored everything queued, and says what
@@ -201,6 +218,19 @@ impl Storage for DiskStorage {
             other => other.to_string(),
         };
         format!("disk at {} (sync {sync})", self.dir.display())
+    }
+
+    /// Down while an open room's log is unusable (a failed fsync leaves its file's state
+    /// unknown until a restart).
+    fn health(&self) -> Result<(), BackendDown> {
+        match self.failed_log() {
+            Some(reason) => Err(BackendDown { reason }),
+            None => Ok(()),
+        }
+    }
+
+    fn sync_stats(&self) -> Option<SyncStats> {
+        Some(self.syncer.stats())
     }
 }
 

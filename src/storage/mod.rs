@@ -125,6 +125,31 @@ pub trait Storage: Send + Sync + 'static {
 
     /// One line for the startup message: `memory (nothing is kept across restarts)`.
     fn describe(&self) -> String;
+
+    /// Whether the backend can keep commits now: the server's `/health` and `/ready`
+    /// answer 503 with the reason while it cannot. Called at each probe, off the hot path.
+    /// The default: always up.
+    ///
+    /// # Errors
+    ///
+    /// [`BackendDown`] with a one-line reason while the backend is down.
+    fn health(&self) -> Result<(), BackendDown> {
+        Ok(())
+    }
+
+    /// What the backend's syncer has done (fsyncs and their latency), for `/metrics`;
+    /// `None` (the default) for a backend without one.
+    fn sync_stats(&self) -> Option<SyncStats> {
+        None
+    }
+}
+
+/// A storage backend cannot keep commits now (see [`Storage::health`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}")]
+pub struct BackendDown {
+    /// What is wrong, in one line.
+    pub reason: String,
 }
 
 /// What [`Storage::open`] found.

@@ -12,16 +12,17 @@ use std::fs;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
 use super::SyncPolicy;
 use super::disk::{self, DiskLog};
 use super::snapfile::{self, StoredSnapshot};
+use crate::counters::{Histogram, HistogramCounts, LATENCY_NS};
 
-/// What a syncer has done, for tests and benchmarks.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// What a syncer has done, for tests, benchmarks and `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct SyncStats {
     /// Log fsyncs.
@@ -32,6 +33,21 @@ pub struct SyncStats {
     pub snapshots: u64,
     /// Log segments deleted behind a snapshot.
     pub compacted_segments: u64,
+    /// How long the syncer's fsyncs took, in nanoseconds (its count is `fsyncs` and the
+    /// fsyncs that failed).
+    pub fsync_latency: HistogramCounts,
+}
+
+impl Default for SyncStats {
+    fn default() -> Self {
+        Self {
+            fsyncs: 0,
+            batches: 0,
+            snapshots: 0,
+            compacted_segments: 0,
+            fsync_latency: HistogramCounts::empty(&LATENCY_NS),
+        }
+    }
 }
 
 pub(super) struct Syncer {
@@ -43,6 +59,8 @@ pub(super) struct Syncer {
     batches: AtomicU64,
     snapshots: AtomicU64,
     compacted: AtomicU64,
+    /// Written by the syncer thread only (see [`crate::counters`]).
+    fsync_latency: Histogram,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -68,6 +86,7 @@ impl Syncer {
             batches: AtomicU64::new(0),
             snapshots: AtomicU64::new(0),
             compacted: AtomicU64::new(0),
+            fsync_latency: Histogram::new(&LATENCY_NS),
             thread: Mutex::new(None),
         });
         let worker = Arc::clone(&syncer);
@@ -88,6 +107,7 @@ impl Syncer {
             batches: self.batches.load(Ordering::Relaxed),
             snapshots: self.snapshots.load(Ordering::Relaxed),
             compacted_segments: self.compacted.load(Ordering::Relaxed),
+            fsync_latency: self.fsync_latency.read(),
         }
     }
 
@@ -189,7 +209,13 @@ impl Syncer {
             }
             (Arc::clone(&state.file), state.path.clone())
         };
-        if let Err(e) = file.sync_data() {
+        // The syncer is I/O, not the core: it times its own fsyncs.
+        #[allow(clippy::disallowed_methods)]
+        let started = Instant::now();
+        let synced = file.sync_data();
+        let took = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.fsync_latency.observe(took);
+        if let Err(e) = synced {
             log.fail(format!("fsync of {} failed: {e}", path.display()));
             return;
         }

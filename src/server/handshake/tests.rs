@@ -173,3 +173,32 @@ fn another_websocket_version_gets_426_naming_ours() {
     assert!(body.contains("Sec-WebSocket-Version: 13\r\n"), "{body}");
     assert!(body.ends_with("unsupported WebSocket version: this server speaks version 13\n"));
 }
+
+#[test]
+fn a_plain_request_for_an_endpoint_is_handed_back_and_an_upgrade_to_it_is_a_room() {
+    let plain = b"HEAD /ready?from=lb HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    match handshake(plain, open()) {
+        Outcome::Plain {
+            method,
+            path,
+            otherwise,
+        } => {
+            assert_eq!((method.as_str(), path.as_str()), ("HEAD", "/ready"));
+            assert_eq!(otherwise.status, 426);
+        }
+        other => panic!("expected a plain request, got {other:?}"),
+    }
+    // Other paths are refused as before; an upgrade to an endpoint's path is its room.
+    let (status, _) = refused(handshake(
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
+        open(),
+    ));
+    assert_eq!(status, 426);
+    let (upgrade, _) = upgraded(handshake(&request("/metrics", ""), open()));
+    assert_eq!(upgrade.room, "/metrics");
+    // The token is not asked for the endpoints: the caller answers before any check.
+    assert!(matches!(
+        handshake(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n", secured()),
+        Outcome::Plain { .. }
+    ));
+}
