@@ -80,7 +80,7 @@ pub use env::{CONFIG_FILE_VAR, ENV_PREFIX, LOG_VAR};
 pub use error::{ConfigError, ConfigWarning};
 pub use load::Loader;
 pub use overrides::Overrides;
-pub use sections::{Config, LimitsConfig, ServerConfig, TimeoutsConfig};
+pub use sections::{Config, DEFAULT_FLUSH_INTERVAL_US, LimitsConfig, ServerConfig, TimeoutsConfig};
 pub use source::Source;
 
 #[cfg(test)]

@@ -81,7 +81,21 @@ pub struct ServerConfig {
     /// The shared secret a client must present at the upgrade; `None` (the default)
     /// admits every client. Never empty.
     pub token: Option<String>,
+    /// How long, in microseconds, a room's connections on a shard wait after a fan-out
+    /// write before the next one (default see [`DEFAULT_FLUSH_INTERVAL_US`]; 0: no wait),
+    /// so that the operations committed meanwhile share one write. The first commit
+    /// after a quiet period goes out at once. Rooms flushed on a tick are not paced.
+    pub flush_interval_us: u64,
+    /// The kernel's send buffer per client socket (`SO_SNDBUF`), in bytes; 0 (the
+    /// default) keeps the OS default.
+    pub send_buffer_bytes: usize,
+    /// The kernel's receive buffer per client socket (`SO_RCVBUF`), in bytes; 0 (the
+    /// default) keeps the OS default.
+    pub recv_buffer_bytes: usize,
 }
+
+/// The default of `server.flush_interval_us`.
+pub const DEFAULT_FLUSH_INTERVAL_US: u64 = 0;
 
 impl Default for ServerConfig {
     fn default() -> Self {
@@ -89,6 +103,9 @@ impl Default for ServerConfig {
             listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 7373)),
             shards: 0,
             token: None,
+            flush_interval_us: DEFAULT_FLUSH_INTERVAL_US,
+            send_buffer_bytes: 0,
+            recv_buffer_bytes: 0,
         }
     }
 }
@@ -99,6 +116,9 @@ impl fmt::Debug for ServerConfig {
             .field("listen", &self.listen)
             .field("shards", &self.shards)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("flush_interval_us", &self.flush_interval_us)
+            .field("send_buffer_bytes", &self.send_buffer_bytes)
+            .field("recv_buffer_bytes", &self.recv_buffer_bytes)
             .finish()
     }
 }
@@ -207,7 +227,11 @@ mod tests {
         };
         assert_eq!(
             format!("{server:?}"),
-            r#"ServerConfig { listen: 127.0.0.1:7373, shards: 0, token: Some("<redacted>") }"#
+            format!(
+                "ServerConfig {{ listen: 127.0.0.1:7373, shards: 0, token: Some(\"<redacted>\"), \
+                 flush_interval_us: {DEFAULT_FLUSH_INTERVAL_US}, send_buffer_bytes: 0, \
+                 recv_buffer_bytes: 0 }}"
+            )
         );
     }
 

@@ -29,14 +29,17 @@
 
 mod acceptor;
 mod connection;
+mod flush_timer;
 #[cfg(any(fuzzing, test))]
 #[doc(hidden)]
 pub mod fuzzing;
 mod handshake;
+mod interest;
 mod outbox;
 mod registry;
 mod shard;
 mod shared;
+mod socket_buffers;
 mod ws_io;
 
 use std::io;
@@ -55,6 +58,7 @@ use crate::room::{FlushPolicy, InputPolicy, Room};
 use crate::storage::Storage;
 
 use acceptor::Acceptor;
+use interest::MovedRooms;
 pub use registry::ModelFactory;
 use registry::{Registry, RoomSetup};
 use shard::Shard;
@@ -181,6 +185,7 @@ impl<M: Model> ServerBuilder<M> {
         let wakers = Arc::new(Wakers {
             shards: shard_wakes,
             acceptor: Waker::new(acceptor_poll.registry(), acceptor::WAKER)?,
+            moved: (0..shards).map(|_| MovedRooms::default()).collect(),
             shutdown: AtomicBool::new(false),
         });
         let setup = RoomSetup {
@@ -192,11 +197,7 @@ impl<M: Model> ServerBuilder<M> {
             inputs: self.inputs,
             storage,
         };
-        let registry = Registry::new(
-            self.config.limits.max_rooms,
-            setup,
-            Arc::clone(&wakers) as Arc<dyn crate::room::CommitListener>,
-        );
+        let registry = Registry::new(self.config.limits.max_rooms, setup, Arc::clone(&wakers));
         let shared = Arc::new(Shared::new(&self.config, registry, wakers));
         let mut threads = Vec::with_capacity(shards + 1);
         let mut senders = Vec::with_capacity(shards);

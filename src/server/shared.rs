@@ -10,10 +10,11 @@ use mio::Waker;
 use parking_lot::Mutex;
 use tungstenite::protocol::WebSocketConfig;
 
+use super::interest::MovedRooms;
 use super::registry::Registry;
+use super::socket_buffers::SocketBuffers;
 use crate::config::Config;
 use crate::model::Model;
-use crate::room::CommitListener;
 use crate::session::SessionConfig;
 use crate::sync;
 
@@ -66,6 +67,8 @@ impl ShardWake {
 /// Every wake-up of a server: its shards and its acceptor.
 pub(super) struct Wakers {
     pub(super) shards: Vec<ShardWake>,
+    /// Per shard: the rooms that moved since it last looked (see `interest`).
+    pub(super) moved: Box<[MovedRooms]>,
     pub(super) acceptor: Waker,
     pub(super) shutdown: AtomicBool,
 }
@@ -86,16 +89,6 @@ impl Wakers {
     }
 }
 
-/// Commits wake every shard once per burst; each shard then flushes the connections of
-/// the rooms that moved.
-impl CommitListener for Wakers {
-    fn committed(&self, _room: &str, _rev: u64) {
-        for shard in &self.shards {
-            shard.wake();
-        }
-    }
-}
-
 /// The state shared by the acceptor and the shards.
 pub(super) struct Shared<M: Model> {
     pub(super) registry: Registry<M>,
@@ -112,6 +105,10 @@ pub(super) struct Shared<M: Model> {
     pub(super) participant_ttl: Duration,
     pub(super) room_idle: Duration,
     pub(super) connections: AtomicUsize,
+    /// The fan-out's latency budget (`server.flush_interval_us`, see `flush_timer`).
+    pub(super) flush_interval: Duration,
+    /// The kernel buffer sizes every client socket gets.
+    pub(super) socket_buffers: SocketBuffers,
     /// Open connections per client address (only kept when there is a limit); an address
     /// with none is removed, so the map holds only addresses connected now.
     per_ip: Mutex<HashMap<IpAddr, usize>>,
@@ -149,6 +146,11 @@ impl<M: Model> Shared<M> {
             participant_ttl: config.timeouts.participant_ttl(),
             room_idle: config.timeouts.room_idle(),
             connections: AtomicUsize::new(0),
+            flush_interval: Duration::from_micros(config.server.flush_interval_us),
+            socket_buffers: SocketBuffers {
+                send: config.server.send_buffer_bytes,
+                recv: config.server.recv_buffer_bytes,
+            },
             per_ip: Mutex::new(HashMap::new()),
         }
     }
