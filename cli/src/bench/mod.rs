@@ -55,7 +55,7 @@ use deltasync::server::Server;
 use ceiling::Ceiling;
 use client::Endpoint;
 use driver::{RunResult, ServerProcess};
-use report::{Figures, Ratios, Report, ScenarioView};
+use report::{BaselineRatios, Figures, Ratios, Report, ScenarioView};
 use scenario::{DialectArg, Load, Rate, Scenario, Target, WsUrl};
 
 /// Exit code of bad options and of a system that cannot run the scenario.
@@ -142,6 +142,11 @@ pub(crate) struct BenchArgs {
     /// Configure the in-process server, e.g. --server-set server.shards=2 (repeatable)
     #[arg(long = "server-set", value_name = "SECTION.KEY=VALUE")]
     server_set: Vec<String>,
+    /// Run the same load again against an in-process server configured like the first
+    /// plus this, and report ours against it, e.g. --baseline-set server.flush_interval_us=0
+    /// (repeatable)
+    #[arg(long = "baseline-set", value_name = "SECTION.KEY=VALUE")]
+    baseline_set: Vec<String>,
     /// Only run the ceiling server on ADDR until interrupted (for --ceiling-url)
     #[arg(long, value_name = "ADDR", conflicts_with_all = ["url", "ceiling", "idle", "reconnect", "json"])]
     serve_ceiling: Option<SocketAddr>,
@@ -153,6 +158,7 @@ pub(crate) struct BenchArgs {
         conflicts_with_all = [
             "url", "server_pid", "rooms", "writers", "rate", "in_flight", "payload_bytes",
             "idle", "reconnect", "missed", "ceiling", "ceiling_url", "ceiling_pid", "serve_ceiling",
+            "baseline_set",
         ]
     )]
     game: bool,
@@ -217,6 +223,16 @@ pub(crate) fn run(args: &BenchArgs) -> ExitCode {
         Ok(figures) => figures,
         Err(message) => return failure(&message),
     };
+    let baseline = match &scenario.baseline {
+        Some(target) => match run_against(&scenario, target) {
+            Ok(figures) => {
+                let label = format!("baseline: {}", args.baseline_set.join(" "));
+                Some(figures.named(&label))
+            }
+            Err(message) => return failure(&message),
+        },
+        None => None,
+    };
     let ceiling = match &scenario.ceiling {
         Some(target) => match run_against(&scenario, target) {
             Ok(figures) => Some(figures),
@@ -229,12 +245,18 @@ pub(crate) fn run(args: &BenchArgs) -> ExitCode {
         machine: cpu::Machine::read(),
         scenario: ScenarioView::of(&scenario.load),
         vs_ceiling: ceiling.as_ref().map(|c| Ratios::of(&ours, c)),
-        violations: ours.violations + ceiling.as_ref().map_or(0, |c| c.violations),
+        vs_baseline: baseline.as_ref().map(|b| BaselineRatios::of(&ours, b)),
+        violations: ours.violations
+            + baseline.as_ref().map_or(0, |b| b.violations)
+            + ceiling.as_ref().map_or(0, |c| c.violations),
         result: ours,
+        baseline,
         ceiling,
     };
     print(&report, scenario.json);
-    let passed = report.result.passed() && report.ceiling.as_ref().is_none_or(Figures::passed);
+    let passed = report.result.passed()
+        && report.baseline.as_ref().is_none_or(Figures::passed)
+        && report.ceiling.as_ref().is_none_or(Figures::passed);
     if passed {
         ExitCode::SUCCESS
     } else {

@@ -214,6 +214,8 @@ pub(crate) struct Scenario {
     pub(crate) target: Target,
     /// The ceiling to run the same load against afterwards, if asked.
     pub(crate) ceiling: Option<Target>,
+    /// The in-process server with `--baseline-set`, to run the same load against, if asked.
+    pub(crate) baseline: Option<Target>,
     pub(crate) load: Load,
     pub(crate) json: bool,
     pub(crate) quiet: bool,
@@ -259,9 +261,11 @@ impl Scenario {
             }
         };
         let ceiling = ceiling(args, &load)?;
+        let baseline = baseline(args, &load)?;
         Ok(Self {
             target,
             ceiling,
+            baseline,
             load,
             json: args.json,
             quiet: args.quiet,
@@ -413,6 +417,29 @@ fn ceiling(args: &BenchArgs, load: &Load) -> Result<Option<Target>, String> {
     }
 }
 
+/// The baseline (`--baseline-set`): the in-process server's configuration plus those keys.
+fn baseline(args: &BenchArgs, load: &Load) -> Result<Option<Target>, String> {
+    if args.baseline_set.is_empty() {
+        return Ok(None);
+    }
+    check(args.url.is_none(), || {
+        "--baseline-set configures a second in-process server; it cannot be used with --url".into()
+    })?;
+    let key = |set: &String| set.split_once('=').map_or(set.clone(), |(k, _)| k.to_owned());
+    let replaced: Vec<String> = args.baseline_set.iter().map(key).collect();
+    // A key of --baseline-set replaces the same key of --server-set.
+    let mut sets: Vec<String> = args
+        .server_set
+        .iter()
+        .filter(|set| !replaced.contains(&key(set)))
+        .cloned()
+        .collect();
+    sets.extend(args.baseline_set.iter().cloned());
+    let config = config_with(&sets, load)
+        .map_err(|e| e.replace("(from --server-set)", "(from --baseline-set)"))?;
+    Ok(Some(Target::InProcess(Box::new(config))))
+}
+
 /// The in-process server's threads: `server.shards`, 0 meaning one per core.
 pub(crate) fn shards(config: &Config) -> usize {
     match config.server.shards {
@@ -480,9 +507,13 @@ fn game_ring(game: GameSpec, clients: usize) -> usize {
 /// The in-process server's configuration: its defaults, the bench's adjustments
 /// ([`bench_defaults`]) and `--server-set`. No file and no environment are read.
 fn server_config(args: &BenchArgs, load: &Load) -> Result<Config, String> {
+    config_with(&args.server_set, load)
+}
+
+/// The bench's defaults with `sets` (`SECTION.KEY=VALUE`, later ones win) on top.
+fn config_with(sets: &[String], load: &Load) -> Result<Config, String> {
     let mut overrides = Overrides::new();
-    let given: Vec<&str> = args
-        .server_set
+    let given: Vec<&str> = sets
         .iter()
         .map(|arg| arg.split_once('=').map_or(arg.as_str(), |(key, _)| key))
         .collect();
@@ -491,7 +522,7 @@ fn server_config(args: &BenchArgs, load: &Load) -> Result<Config, String> {
             overrides.push(key, value, "deltasync bench");
         }
     }
-    for arg in &args.server_set {
+    for arg in sets {
         overrides.push_set(arg).map_err(|e| e.to_string())?;
     }
     let effective = Loader::new()
