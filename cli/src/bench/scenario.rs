@@ -425,7 +425,10 @@ fn baseline(args: &BenchArgs, load: &Load) -> Result<Option<Target>, String> {
     check(args.url.is_none(), || {
         "--baseline-set configures a second in-process server; it cannot be used with --url".into()
     })?;
-    let key = |set: &String| set.split_once('=').map_or(set.clone(), |(k, _)| k.to_owned());
+    let key = |set: &String| {
+        set.split_once('=')
+            .map_or(set.clone(), |(k, _)| k.to_owned())
+    };
     let replaced: Vec<String> = args.baseline_set.iter().map(key).collect();
     // A key of --baseline-set replaces the same key of --server-set.
     let mut sets: Vec<String> = args
