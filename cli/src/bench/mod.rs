@@ -41,6 +41,7 @@ mod receive;
 mod report;
 mod scan;
 mod scenario;
+mod spawned;
 mod upgrade;
 mod writer;
 
@@ -56,7 +57,8 @@ use ceiling::Ceiling;
 use client::Endpoint;
 use driver::{RunResult, ServerProcess};
 use report::{BaselineRatios, Figures, Ratios, Report, ScenarioView};
-use scenario::{DialectArg, Load, Rate, Scenario, Target, WsUrl};
+use scenario::{DialectArg, Load, Rate, Scenario, ServerProcessArg, Target, WsUrl};
+use spawned::Spawned;
 
 /// Exit code of bad options and of a system that cannot run the scenario.
 const USAGE: u8 = 2;
@@ -107,9 +109,15 @@ pub(crate) struct BenchArgs {
     /// The dialect: ws-kit (no subprotocol) or native (deltasync.v1)
     #[arg(long, value_enum, default_value = "ws-kit")]
     dialect: DialectArg,
-    /// Generator threads (one mio event loop each)
-    #[arg(long, value_name = "N", default_value_t = 1)]
-    threads: usize,
+    /// Receiving generator threads (one mio event loop each; the writers have one more of
+    /// their own). Default: half the cores, at least one
+    #[arg(long, value_name = "N")]
+    threads: Option<usize>,
+    /// Where the server under test runs: in this process, in a `deltasync serve` process
+    /// of its own (`separate`), or `auto`: separate on machines of two cores or fewer,
+    /// where the generator and the server fight for them
+    #[arg(long, value_enum, default_value = "auto")]
+    server_process: ServerProcessArg,
     /// Seconds without a byte received after which the drain (every update settled, every
     /// client current) is given up
     #[arg(long, value_name = "SECS", default_value = "10", value_parser = scenario::parse_seconds)]
@@ -329,6 +337,14 @@ fn run_against(scenario: &Scenario, target: &Target) -> Result<Figures, String> 
             let result = driver::run(load, endpoint, ServerProcess::InProcess, None, quiet);
             server.shutdown();
             Ok(figures("deltasync (in-process)", load, result))
+        }
+        Target::Spawned(sets) => {
+            let server = Spawned::start(sets)?;
+            let endpoint = endpoint(&local_url(server.addr()), load);
+            let process = ServerProcess::Pid(server.pid());
+            let result = driver::run(load, endpoint, process, None, quiet);
+            drop(server);
+            Ok(figures("deltasync (separate process)", load, result))
         }
         Target::CeilingInProcess { shards } => {
             let ceiling = Ceiling::start(([127, 0, 0, 1], 0).into(), *shards)
