@@ -127,6 +127,9 @@ fn a_baseline_runs_the_same_load_on_a_separate_server_and_gives_ratios() {
         assert!(figures["generator_cpu_ns_per_op"].as_f64().unwrap() > 0.0);
     }
     for ratio in ["writes_per_op", "cpu_per_op", "latency_p50", "latency_p99"] {
-        assert!(json["vs_baseline"][ratio].as_f64().unwrap() > 0.0, "{ratio}");
+        assert!(
+            json["vs_baseline"][ratio].as_f64().unwrap() > 0.0,
+            "{ratio}"
+        );
     }
 }

@@ -217,7 +217,7 @@ pub(crate) fn run(args: &BenchArgs) -> ExitCode {
         Err(message) => return usage(&message),
     };
     let per_client = match scenario.target {
-        Target::Url { .. } => 1,
+        Target::Url { .. } | Target::Spawned(_) => 1,
         _ => 2,
     };
     let needed = (scenario.load.clients * per_client + 256) as u64;

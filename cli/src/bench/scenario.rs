@@ -452,7 +452,11 @@ fn own_server(args: &BenchArgs, sets: &[String], load: &Load) -> Result<Target, 
     let mut all: Vec<String> = bench_defaults(load)
         .into_iter()
         .map(|(key, value)| format!("{key}={value}"))
-        .filter(|set| !sets.iter().any(|s| s.split('=').next() == set.split('=').next()))
+        .filter(|set| {
+            !sets
+                .iter()
+                .any(|s| s.split('=').next() == set.split('=').next())
+        })
         .collect();
     all.extend(sets.iter().cloned());
     Ok(Target::Spawned(all))

@@ -49,7 +49,10 @@ impl Spawned {
         let mut child = command
             .spawn()
             .map_err(|e| format!("cannot start the server process: {e}"))?;
-        let stdout = child.stdout.take().ok_or("the server process has no stdout")?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or("the server process has no stdout")?;
         let mut stdout = BufReader::new(stdout);
         let mut line = String::new();
         let _ = stdout.read_line(&mut line);
