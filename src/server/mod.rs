@@ -9,8 +9,11 @@
 //!
 //! # Fan-out
 //!
-//! A commit wakes every shard once per burst. A shard then flushes each connection of the
-//! rooms that moved: a connection whose socket can take bytes gets one `SYNC.DELTAS`
+//! A commit wakes, once per burst, the shards that hold connections of its room, and
+//! names the room. A shard then flushes each connection of the rooms that moved (at once,
+//! or, when it wrote them less than `server.flush_interval_us` ago, when that interval is
+//! over, so that the commits in between share the write): a connection whose socket can
+//! take bytes gets one `SYNC.DELTAS`
 //! covering everything since the revision it last got, built once per shard and shared
 //! by every connection at the same revision, and written with one `writev`. A connection
 //! whose socket is full gets nothing until it drains; by then its deltas have coalesced,
