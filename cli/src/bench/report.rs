@@ -559,7 +559,7 @@ impl Report {
         for f in runs.filter(|f| f.generator_saturated) {
             let _ = writeln!(
                 out,
-                "WARNING ({}): the generator was saturated (its busiest thread wanted a CPU {:.0}% of the window, running or waiting for one): the figures below measure the generator and the machine more than the server; run fewer clients or a lower --rate, more --threads, or the server as a separate process (--url with --server-pid)",
+                "WARNING ({}): the generator was saturated (its busiest thread wanted a CPU {:.0}% of the window, running or waiting for one): the figures below measure the generator and the machine more than the server; run fewer clients or a lower --rate, more --threads where there are cores, or the server on another machine (--url with --server-pid)",
                 f.server,
                 f.generator_load * 100.0
             );
