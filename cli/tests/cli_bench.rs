@@ -100,3 +100,36 @@ fn bad_options_exit_2_with_one_clear_line() {
     );
     assert!(output.stdout.is_empty());
 }
+
+#[test]
+fn a_baseline_runs_the_same_load_on_a_separate_server_and_gives_ratios() {
+    let (output, json) = short_run(&[
+        "--server-process",
+        "separate",
+        "--server-set",
+        "server.flush_interval_us=5000",
+        "--baseline-set",
+        "server.flush_interval_us=0",
+    ]);
+    assert!(output.status.success(), "{json}");
+    assert_sound(&json["result"]);
+    assert_sound(&json["baseline"]);
+    assert_eq!(json["result"]["server"], "deltasync (separate process)");
+    assert_eq!(
+        json["baseline"]["server"],
+        "baseline: server.flush_interval_us=0"
+    );
+    for figures in [&json["result"], &json["baseline"]] {
+        // The server process's own write system calls: at least one per frame it sent.
+        let writes = figures["server_write_syscalls"].as_u64().unwrap();
+        assert!(writes > 0, "{figures}");
+        assert!(figures["server_writes_per_op"].as_f64().unwrap() > 0.0);
+        assert!(figures["generator_cpu_ns_per_op"].as_f64().unwrap() > 0.0);
+    }
+    for ratio in ["writes_per_op", "cpu_per_op", "latency_p50", "latency_p99"] {
+        assert!(
+            json["vs_baseline"][ratio].as_f64().unwrap() > 0.0,
+            "{ratio}"
+        );
+    }
+}

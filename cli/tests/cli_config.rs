@@ -86,6 +86,12 @@ shutdown_grace_ms = 10000  # default
 admin_listen = ""  # default
 # which of /health, /ready and /metrics the WebSocket port answers too
 public_endpoints = "all"  # default
+# microseconds a room's connections wait after a write so the next carries more operations; 0 never waits (0 to 1000000)
+flush_interval_us = 5000  # default
+# kernel send buffer per client socket (SO_SNDBUF); 0 keeps the OS default (0 to 67108864)
+send_buffer_bytes = 0  # default
+# kernel receive buffer per client socket (SO_RCVBUF); 0 keeps the OS default (0 to 67108864)
+recv_buffer_bytes = 0  # default
 
 [limits]
 # open WebSocket connections at once (1 to 10000000)

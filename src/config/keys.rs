@@ -241,6 +241,24 @@ pub(crate) static KEYS: &[Key] = &[
         kind: word!(server.public_endpoints, r#""all", "health" or "none""#),
     },
     Key {
+        section: "server",
+        name: "flush_interval_us",
+        doc: "microseconds a room's connections wait after a write so the next carries more operations; 0 never waits",
+        kind: count!(server.flush_interval_us, 0, 1_000_000),
+    },
+    Key {
+        section: "server",
+        name: "send_buffer_bytes",
+        doc: "kernel send buffer per client socket (SO_SNDBUF); 0 keeps the OS default",
+        kind: count!(server.send_buffer_bytes, 0, 64 * MIB),
+    },
+    Key {
+        section: "server",
+        name: "recv_buffer_bytes",
+        doc: "kernel receive buffer per client socket (SO_RCVBUF); 0 keeps the OS default",
+        kind: count!(server.recv_buffer_bytes, 0, 64 * MIB),
+    },
+    Key {
         section: "limits",
         name: "max_connections",
         doc: "open WebSocket connections at once",

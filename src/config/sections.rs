@@ -96,6 +96,17 @@ pub struct ServerConfig {
     /// Which of `/health`, `/ready` and `/metrics` the WebSocket port answers too
     /// (default: all).
     pub public_endpoints: PublicEndpoints,
+    /// How long, in microseconds, a room's connections on a shard wait after a fan-out
+    /// write before the next one (default [`DEFAULT_FLUSH_INTERVAL_US`], 5 ms; 0: no wait),
+    /// so that the operations committed meanwhile share one write. The first commit
+    /// after a quiet period goes out at once. Rooms flushed on a tick are not paced.
+    pub flush_interval_us: u64,
+    /// The kernel's send buffer per client socket (`SO_SNDBUF`), in bytes; 0 (the
+    /// default) keeps the OS default.
+    pub send_buffer_bytes: usize,
+    /// The kernel's receive buffer per client socket (`SO_RCVBUF`), in bytes; 0 (the
+    /// default) keeps the OS default.
+    pub recv_buffer_bytes: usize,
 }
 
 /// Which HTTP endpoints the WebSocket port answers (`server.public_endpoints`); the admin
@@ -148,6 +159,11 @@ impl fmt::Display for PublicEndpoints {
     }
 }
 
+/// The default of `server.flush_interval_us`: 5 ms, where the measured curve (see
+/// `docs/benchmarks.md`, Fan-out cost) halves the server's CPU per delivered operation in a
+/// room busier than one commit per 5 ms, for at most 5 ms more latency.
+pub const DEFAULT_FLUSH_INTERVAL_US: u64 = 5_000;
+
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
@@ -158,6 +174,9 @@ impl Default for ServerConfig {
             shutdown_grace_ms: 10_000,
             admin_listen: None,
             public_endpoints: PublicEndpoints::All,
+            flush_interval_us: DEFAULT_FLUSH_INTERVAL_US,
+            send_buffer_bytes: 0,
+            recv_buffer_bytes: 0,
         }
     }
 }
@@ -233,6 +252,9 @@ impl fmt::Debug for ServerConfig {
             .field("shutdown_grace_ms", &self.shutdown_grace_ms)
             .field("admin_listen", &self.admin_listen)
             .field("public_endpoints", &self.public_endpoints)
+            .field("flush_interval_us", &self.flush_interval_us)
+            .field("send_buffer_bytes", &self.send_buffer_bytes)
+            .field("recv_buffer_bytes", &self.recv_buffer_bytes)
             .finish()
     }
 }
@@ -341,7 +363,12 @@ mod tests {
         };
         assert_eq!(
             format!("{server:?}"),
-            r#"ServerConfig { listen: 127.0.0.1:7373, shards: 0, token: Some("<redacted>"), shutdown_close_code: Restart, shutdown_grace_ms: 10000, admin_listen: None, public_endpoints: All }"#
+            format!(
+                "ServerConfig {{ listen: 127.0.0.1:7373, shards: 0, token: Some(\"<redacted>\"), \
+                 shutdown_close_code: Restart, shutdown_grace_ms: 10000, admin_listen: None, \
+                 public_endpoints: All, flush_interval_us: {DEFAULT_FLUSH_INTERVAL_US}, \
+                 send_buffer_bytes: 0, recv_buffer_bytes: 0 }}"
+            )
         );
     }
 

@@ -442,8 +442,17 @@ fn a_bad_value_is_an_error_even_where_a_higher_layer_overrides_it() {
 
 /// Every key set to something other than its default, from every kind of source.
 fn everything_changed() -> (Effective, TempFile) {
-    let toml = "[server]\nlisten = \"[::1]:9000\"\nshards = 4\nshutdown_close_code = \"going-away\"\n\
-                admin_listen = \"127.0.0.1:9090\"\n\
+    let toml = "[server]
+listen = \"[::1]:9000\"
+shards = 4
+shutdown_close_code = \"going-away\"
+\
+                admin_listen = \"127.0.0.1:9090\"
+flush_interval_us = 777
+\
+                send_buffer_bytes = 65536
+recv_buffer_bytes = 32768
+\
                 [limits]\nmax_connections = 1\nmax_rooms = 2\nmax_message_bytes = 128\n\
                 [timeouts]\nhandshake_ms = 1\nidle_ms = 86400000\n\
                 [room]\nring_capacity = 16777216\ndedup_window = 0\n\
@@ -525,6 +534,15 @@ fn the_printout_shows_each_keys_meaning_value_and_source() {
         "admin_listen = \"127.0.0.1:9090\"  # from FILE",
         "# which of /health, /ready and /metrics the WebSocket port answers too",
         "public_endpoints = \"health\"  # from --set",
+        "# microseconds a room's connections wait after a write so the next carries more \
+         operations; 0 never waits (0 to 1000000)",
+        "flush_interval_us = 777  # from FILE",
+        "# kernel send buffer per client socket (SO_SNDBUF); 0 keeps the OS default (0 to \
+         67108864)",
+        "send_buffer_bytes = 65536  # from FILE",
+        "# kernel receive buffer per client socket (SO_RCVBUF); 0 keeps the OS default (0 to \
+         67108864)",
+        "recv_buffer_bytes = 32768  # from FILE",
         "",
         "[limits]",
     ];

@@ -940,10 +940,14 @@ impl<M: Model> Room<M> {
         if fresh_enough(&published) {
             return Ok(published);
         }
-        let (rev, state) = {
+        // A copy of the state is taken under the commit lock and encoded outside it: a
+        // join storm's snapshots (each of every participant) then hold commits up for a
+        // copy, not for the JSON encoding.
+        let (rev, model) = {
             let committed = self.committed.lock();
-            (self.ring.head(), encode_state(&committed.model)?)
+            (self.ring.head(), committed.model.clone())
         };
+        let state = encode_state(&model)?;
         // Nobody sees state that storage has not made durable (`sync = "always"`): the
         // snapshot waits for its revision, at most one fsync batch away.
         if !self.visibility.wait_durable(rev, DURABLE_WAIT) {

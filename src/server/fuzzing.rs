@@ -196,6 +196,7 @@ impl Bench {
         let wakers = Arc::new(Wakers {
             shards: Vec::new(),
             acceptor: Waker::new(poll.registry(), Token(0))?,
+            moved: Box::new([]),
             shutdown: AtomicBool::new(false),
         });
         let mut config = Config::default();
@@ -215,11 +216,7 @@ impl Bench {
                 &ManualClock::new(1000),
             )),
         };
-        let registry = Registry::new(
-            4,
-            setup,
-            Arc::clone(&wakers) as Arc<dyn crate::room::CommitListener>,
-        );
+        let registry = Registry::new(4, setup, Arc::clone(&wakers));
         let shared = Shared::new(&config, registry, wakers);
         // The shell's clock: the connection's deadlines.
         #[allow(clippy::disallowed_methods)]

@@ -9,8 +9,11 @@
 //!
 //! # Fan-out
 //!
-//! A commit wakes every shard once per burst. A shard then flushes each connection of the
-//! rooms that moved: a connection whose socket can take bytes gets one `SYNC.DELTAS`
+//! A commit wakes, once per burst, the shards that hold connections of its room, and
+//! names the room. A shard then flushes each connection of the rooms that moved (at once,
+//! or, when it wrote them less than `server.flush_interval_us` ago, when that interval is
+//! over, so that the commits in between share the write): a connection whose socket can
+//! take bytes gets one `SYNC.DELTAS`
 //! covering everything since the revision it last got, built once per shard and shared
 //! by every connection at the same revision, and written with one `writev`. A connection
 //! whose socket is full gets nothing until it drains; by then its deltas have coalesced,
@@ -38,17 +41,20 @@ mod acceptor;
 mod admin;
 mod connection;
 mod endpoints;
+mod flush_timer;
 #[cfg(any(fuzzing, test))]
 #[doc(hidden)]
 pub mod fuzzing;
 mod handshake;
 mod health;
 mod metrics;
+mod interest;
 mod outbox;
 mod registry;
 mod shard;
 mod shared;
 mod shutdown;
+mod socket_buffers;
 mod ws_io;
 
 use std::io;
@@ -67,6 +73,7 @@ use crate::room::{FlushPolicy, InputPolicy, Room};
 use crate::storage::Storage;
 
 use acceptor::Acceptor;
+use interest::MovedRooms;
 pub use registry::ModelFactory;
 use registry::{Registry, RoomSetup};
 use shard::Shard;
@@ -202,6 +209,7 @@ impl<M: Model> ServerBuilder<M> {
         let wakers = Arc::new(Wakers {
             shards: shard_wakes,
             acceptor: Waker::new(acceptor_poll.registry(), acceptor::WAKER)?,
+            moved: (0..shards).map(|_| MovedRooms::default()).collect(),
             shutdown: AtomicBool::new(false),
         });
         let setup = RoomSetup {
@@ -213,11 +221,7 @@ impl<M: Model> ServerBuilder<M> {
             inputs: self.inputs,
             storage,
         };
-        let registry = Registry::new(
-            self.config.limits.max_rooms,
-            setup,
-            Arc::clone(&wakers) as Arc<dyn crate::room::CommitListener>,
-        );
+        let registry = Registry::new(self.config.limits.max_rooms, setup, Arc::clone(&wakers));
         let shared = Arc::new(Shared::new(&self.config, registry, wakers));
         let mut threads = Vec::with_capacity(shards + 1);
         let mut senders = Vec::with_capacity(shards);

@@ -8,9 +8,11 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
+use super::interest::RoomInterest;
+use super::shared::Wakers;
 use crate::clock::Clock;
 use crate::model::Model;
-use crate::room::{CommitListener, FlushPolicy, InputPolicy, Room, RoomConfig};
+use crate::room::{FlushPolicy, InputPolicy, Room, RoomConfig};
 use crate::storage::Storage;
 
 /// Makes the initial state of a new room from its name.
@@ -39,11 +41,13 @@ pub(super) struct Registry<M: Model> {
     retired: Mutex<RoomTotals>,
     max_rooms: usize,
     setup: RoomSetup<M>,
-    listener: Arc<dyn CommitListener>,
+    wakers: Arc<Wakers>,
 }
 
 struct Entry<M: Model> {
     room: Arc<Room<M>>,
+    /// The room's commit listener: which shards hold its connections.
+    interest: Arc<RoomInterest>,
     connections: usize,
     /// Since when the room has had no connection.
     empty_since: Option<Instant>,
@@ -86,17 +90,13 @@ impl RoomRefused {
 }
 
 impl<M: Model> Registry<M> {
-    pub(super) fn new(
-        max_rooms: usize,
-        setup: RoomSetup<M>,
-        listener: Arc<dyn CommitListener>,
-    ) -> Self {
+    pub(super) fn new(max_rooms: usize, setup: RoomSetup<M>, wakers: Arc<Wakers>) -> Self {
         Self {
             rooms: Mutex::new(HashMap::new()),
             retired: Mutex::new(RoomTotals::default()),
             max_rooms,
             setup,
-            listener,
+            wakers,
         }
     }
 
@@ -114,6 +114,14 @@ impl<M: Model> Registry<M> {
         entry.connections += 1;
         entry.empty_since = None;
         Ok(Arc::clone(&entry.room))
+    }
+
+    /// The commit listener of `room`, which the shards tell whether they hold its
+    /// connections. `None` when the room is not (or no longer) the registry's.
+    pub(super) fn interest(&self, room: &Arc<Room<M>>) -> Option<Arc<RoomInterest>> {
+        let rooms = self.rooms.lock();
+        let entry = rooms.get(room.name())?;
+        Arc::ptr_eq(&entry.room, room).then(|| Arc::clone(&entry.interest))
     }
 
     /// A connection to `name` ended.
@@ -148,12 +156,16 @@ impl<M: Model> Registry<M> {
                     tracing::error!(room = name, error = %e, "cannot load the room");
                     RoomRefused::Unavailable
                 })?;
-            room.subscribe(Arc::clone(&self.listener));
+            let room = Arc::new(room);
+            let key = super::shard::room_key(&room);
+            let interest = Arc::new(RoomInterest::new(key, Arc::clone(&self.wakers)));
+            room.subscribe(Arc::clone(&interest) as Arc<dyn crate::room::CommitListener>);
             tracing::debug!(room = name, epoch = %room.epoch(), rev = room.rev(), "room loaded");
             rooms.insert(
                 name.into(),
                 Entry {
-                    room: Arc::new(room),
+                    room,
+                    interest,
                     connections: 0,
                     empty_since: None,
                 },

@@ -2,11 +2,12 @@
 //! their whole life.
 //!
 //! Each turn of the loop: handle socket events (read, write), take new connections from
-//! the acceptor, flush the connections of every room whose revision moved since the
-//! last turn, then read the connections still in their upgrade (established clients
-//! first). Commits anywhere wake the shard through its `Waker` at most once per burst
-//! (see `ShardWake`), and the delta messages it builds in a turn are shared by all its
-//! connections at the same revision (`DeltaCache`). Deadlines (handshake, idle, close) are
+//! the acceptor, flush the connections of the rooms that told it they moved (or wait for
+//! their flush interval, see `flush_timer`) and of the rooms whose interval is over, then
+//! read the connections still in their upgrade (established clients first). A commit
+//! wakes only the shards holding connections of its room, at most once per burst (see
+//! `interest` and `ShardWake`), and the delta messages a shard builds in a turn are shared
+//! by all its connections at the same revision (`DeltaCache`). Deadlines (handshake, idle, close) are
 //! checked once per tick.
 //!
 //! ## Fairness
@@ -33,9 +34,11 @@ use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
 use super::connection::{Connection, Next, Scratch, Work};
+use super::flush_timer::{Admit, FlushTimer, Pace};
+use super::interest::RoomInterest;
 use super::shared::Shared;
 use crate::model::Model;
-use crate::room::Room;
+use crate::room::{FlushPolicy, Room};
 use crate::session::DeltaCache;
 
 /// The token of the shard's waker.
@@ -51,6 +54,10 @@ struct RoomConnections<M: Model> {
     tokens: Vec<usize>,
     /// The published revision and rejection count this shard last flushed for.
     flushed: (u64, u64),
+    /// The room's commit listener, told that this shard holds its connections.
+    interest: Option<Arc<RoomInterest>>,
+    /// When the room's connections were last written to for a commit (see `flush_timer`).
+    pace: Pace,
 }
 
 /// One event loop and its connections.
@@ -68,6 +75,10 @@ pub(super) struct Shard<M: Model> {
     resumes: BinaryHeap<Reverse<(Instant, usize)>>,
     /// Connections in their upgrade with something to read, read at the end of the turn.
     upgrades: Vec<usize>,
+    /// The fan-out's latency budget: rooms waiting for their next flush.
+    timer: FlushTimer,
+    /// Room keys to look at this turn (moved, or due), reused from turn to turn.
+    room_keys: Vec<usize>,
     scratch: Scratch,
 }
 
@@ -79,7 +90,8 @@ struct Entry<M: Model> {
     room_slot: Option<(usize, usize)>,
 }
 
-fn room_key<M: Model>(room: &Arc<Room<M>>) -> usize {
+/// The shards' key for a room: its address, unique while the room is alive.
+pub(super) fn room_key<M: Model>(room: &Arc<Room<M>>) -> usize {
     Arc::as_ptr(room) as usize
 }
 
@@ -90,6 +102,7 @@ impl<M: Model> Shard<M> {
         shared: Arc<Shared<M>>,
         incoming: Receiver<(TcpStream, IpAddr)>,
     ) -> Self {
+        let flush_interval = shared.flush_interval;
         Self {
             index,
             poll,
@@ -99,6 +112,8 @@ impl<M: Model> Shard<M> {
             read_more: Vec::new(),
             resumes: BinaryHeap::new(),
             upgrades: Vec::new(),
+            timer: FlushTimer::new(flush_interval),
+            room_keys: Vec::new(),
             scratch: Scratch {
                 read: vec![0; READ_BUFFER].into_boxed_slice(),
                 work: Work {
@@ -139,7 +154,7 @@ impl<M: Model> Shard<M> {
             self.resume_due(now);
             self.shared.wakers.shards[self.index].take();
             self.accept(now);
-            self.flush_rooms();
+            self.flush_rooms(now);
             // Upgrades last: what established connections sent is answered first.
             for key in std::mem::take(&mut self.upgrades) {
                 self.readable(key, now);
@@ -183,18 +198,17 @@ impl<M: Model> Shard<M> {
     }
 
     /// How long the next poll may wait: not at all when connections have input left from
-    /// their last turn, else until the next resume or tick.
+    /// their last turn, else until the next resume, waiting room or tick.
     fn timeout(&self) -> Duration {
         if !self.read_more.is_empty() {
             return Duration::ZERO;
         }
+        #[allow(clippy::disallowed_methods)]
+        let now = Instant::now();
+        let limit = self.timer.poll_timeout(now, TICK);
         match self.resumes.peek() {
-            Some(Reverse((at, _))) => {
-                #[allow(clippy::disallowed_methods)]
-                let now = Instant::now();
-                at.saturating_duration_since(now).min(TICK)
-            }
-            None => TICK,
+            Some(Reverse((at, _))) => at.saturating_duration_since(now).min(limit),
+            None => limit,
         }
     }
 
@@ -222,6 +236,7 @@ impl<M: Model> Shard<M> {
                 Token(key),
                 Interest::READABLE | Interest::WRITABLE,
             );
+            super::socket_buffers::apply(connection.stream_mut(), &self.shared.socket_buffers);
             if let Err(e) = registered {
                 tracing::warn!(error = %e, "cannot register a connection");
                 self.shared.release(peer);
@@ -253,8 +268,10 @@ impl<M: Model> Shard<M> {
             .connection
             .on_readable(&self.shared, &mut self.scratch, now);
         // Just upgraded: filed under its room, so that room moves flush it.
-        if entry.room_slot.is_none() && entry.connection.room().is_some() {
-            self.index_room(key);
+        if entry.room_slot.is_none() && entry.connection.room().is_some() && self.index_room(key) {
+            // The shard's first connection of the room: commits wake the shard from now
+            // on; one made before that is seen here (see `interest`).
+            self.flush_one(key);
         }
         match next {
             Next::Keep => {}
@@ -292,51 +309,106 @@ impl<M: Model> Shard<M> {
         }
     }
 
-    /// Files a newly opened connection under its room, so room moves flush it.
-    fn index_room(&mut self, key: usize) {
+    /// Files a newly opened connection under its room, so room moves flush it. Returns
+    /// whether it is the shard's first connection of that room.
+    fn index_room(&mut self, key: usize) -> bool {
         let Some(entry) = self.connections.get_mut(key) else {
-            return;
+            return false;
         };
         let Some(room) = entry.connection.room() else {
-            return;
+            return false;
         };
         let room_key = room_key(room);
-        let slot = self
-            .rooms
-            .entry(room_key)
-            .or_insert_with(|| RoomConnections {
+        let mut first = false;
+        let slot = self.rooms.entry(room_key).or_insert_with(|| {
+            first = true;
+            let interest = self.shared.registry.interest(room);
+            match &interest {
+                Some(interest) => interest.set_interested(self.index, true),
+                None => tracing::warn!(room = room.name(), "a room the registry does not hold"),
+            }
+            RoomConnections {
                 room: Arc::clone(room),
                 tokens: Vec::new(),
                 flushed: (room.published_rev(), room.rejection_seq()),
-            });
+                interest,
+                pace: Pace::default(),
+            }
+        });
         entry.room_slot = Some((room_key, slot.tokens.len()));
         slot.tokens.push(key);
         self.count_connections();
+        first
     }
 
-    /// Flushes the connections of every room that published or rejected something.
-    fn flush_rooms(&mut self) {
+    /// Flushes one connection if its socket can take bytes; drops it if that fails.
+    fn flush_one(&mut self, key: usize) {
+        let Some(entry) = self.connections.get_mut(key) else {
+            return;
+        };
+        if entry.connection.can_flush()
+            && entry.connection.flush(&mut self.scratch.work) == Next::Drop
+        {
+            #[allow(clippy::disallowed_methods)]
+            self.remove(key, Instant::now());
+        }
+    }
+
+    /// Flushes the connections of the rooms that published or rejected something (now, or
+    /// when their flush interval is over), and of the rooms whose interval is over.
+    fn flush_rooms(&mut self, now: Instant) {
+        let mut keys = std::mem::take(&mut self.room_keys);
+        self.shared.wakers.moved[self.index].take(&mut keys);
+        for &key in &keys {
+            self.room_moved(key, now);
+        }
+        keys.clear();
+        self.timer.take_due(now, &mut keys);
+        for &key in &keys {
+            self.flush_room(key, now);
+        }
+        keys.clear();
+        self.room_keys = keys;
+    }
+
+    /// A room told this shard it moved: flush it now or let it wait for its interval.
+    fn room_moved(&mut self, key: usize, now: Instant) {
+        let Some(slot) = self.rooms.get_mut(&key) else {
+            return;
+        };
+        if let Some(interest) = &slot.interest {
+            interest.taken(self.index);
+        }
+        let paced = slot.room.flush_policy() == FlushPolicy::Immediate;
+        if self.timer.admit(key, &mut slot.pace, paced, now) == Admit::Now {
+            self.flush_room(key, now);
+        }
+    }
+
+    /// Flushes every connection of a room, if the room has something new for them.
+    fn flush_room(&mut self, key: usize, now: Instant) {
+        let Some(slot) = self.rooms.get_mut(&key) else {
+            return;
+        };
+        // Connections move when the room publishes or its owner rejects an input.
+        let activity = (slot.room.published_rev(), slot.room.rejection_seq());
+        if activity == slot.flushed {
+            FlushTimer::nothing_new(&mut slot.pace);
+            return;
+        }
+        slot.flushed = activity;
+        FlushTimer::flushed(&mut slot.pace, now);
         let mut dead = Vec::new();
-        for slot in self.rooms.values_mut() {
-            // Connections move when the room publishes or its owner rejects an input.
-            let activity = (slot.room.published_rev(), slot.room.rejection_seq());
-            if activity == slot.flushed {
+        for &key in &slot.tokens {
+            let Some(entry) = self.connections.get_mut(key) else {
                 continue;
-            }
-            slot.flushed = activity;
-            for &key in &slot.tokens {
-                let Some(entry) = self.connections.get_mut(key) else {
-                    continue;
-                };
-                if entry.connection.can_flush()
-                    && entry.connection.flush(&mut self.scratch.work) == Next::Drop
-                {
-                    dead.push(key);
-                }
+            };
+            if entry.connection.can_flush()
+                && entry.connection.flush(&mut self.scratch.work) == Next::Drop
+            {
+                dead.push(key);
             }
         }
-        #[allow(clippy::disallowed_methods)]
-        let now = Instant::now();
         for key in dead {
             self.remove(key, now);
         }
@@ -386,6 +458,9 @@ impl<M: Model> Shard<M> {
             }
         }
         if slot.tokens.is_empty() {
+            if let Some(interest) = &slot.interest {
+                interest.set_interested(self.index, false);
+            }
             self.rooms.remove(&room_key);
         }
     }

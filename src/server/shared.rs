@@ -11,12 +11,13 @@ use parking_lot::Mutex;
 use tungstenite::protocol::WebSocketConfig;
 
 use super::health::Lifecycle;
+use super::interest::MovedRooms;
 use super::metrics::ShardCounters;
 use super::registry::Registry;
 use super::shutdown::Shutdown;
+use super::socket_buffers::SocketBuffers;
 use crate::config::{Config, PublicEndpoints};
 use crate::model::Model;
-use crate::room::CommitListener;
 use crate::session::SessionConfig;
 use crate::sync;
 
@@ -69,6 +70,8 @@ impl ShardWake {
 /// Every wake-up of a server: its shards and its acceptor.
 pub(super) struct Wakers {
     pub(super) shards: Vec<ShardWake>,
+    /// Per shard: the rooms that moved since it last looked (see `interest`).
+    pub(super) moved: Box<[MovedRooms]>,
     pub(super) acceptor: Waker,
     pub(super) shutdown: AtomicBool,
 }
@@ -86,16 +89,6 @@ impl Wakers {
     pub(super) fn is_shutting_down(&self) -> bool {
         // Acquire: pairs with the Release in `shut_down`.
         self.shutdown.load(Ordering::Acquire)
-    }
-}
-
-/// Commits wake every shard once per burst; each shard then flushes the connections of
-/// the rooms that moved.
-impl CommitListener for Wakers {
-    fn committed(&self, _room: &str, _rev: u64) {
-        for shard in &self.shards {
-            shard.wake();
-        }
     }
 }
 
@@ -117,6 +110,10 @@ pub(super) struct Shared<M: Model> {
     /// How a stop goes (`server.shutdown_*`), and its barrier.
     pub(super) shutdown: Shutdown,
     pub(super) connections: AtomicUsize,
+    /// The fan-out's latency budget (`server.flush_interval_us`, see `flush_timer`).
+    pub(super) flush_interval: Duration,
+    /// The kernel buffer sizes every client socket gets.
+    pub(super) socket_buffers: SocketBuffers,
     /// Open connections per client address (only kept when there is a limit); an address
     /// with none is removed, so the map holds only addresses connected now.
     per_ip: Mutex<HashMap<IpAddr, usize>>,
@@ -160,6 +157,11 @@ impl<M: Model> Shared<M> {
             room_idle: config.timeouts.room_idle(),
             shutdown: Shutdown::new(config),
             connections: AtomicUsize::new(0),
+            flush_interval: Duration::from_micros(config.server.flush_interval_us),
+            socket_buffers: SocketBuffers {
+                send: config.server.send_buffer_bytes,
+                recv: config.server.recv_buffer_bytes,
+            },
             per_ip: Mutex::new(HashMap::new()),
             counters: (0..wakers.shards.len()).map(|_| Arc::default()).collect(),
             lifecycle: Lifecycle::new(wakers.shards.len()),

@@ -20,12 +20,17 @@ pub(crate) const GENERATOR_THREAD: &str = "bench-gen-";
 pub(crate) struct Sample {
     /// `(thread id, name, time on the CPU, time waiting for a CPU)`.
     threads: Vec<(u32, String, Duration, Duration)>,
+    /// `(thread id, write system calls so far)`: `syscw` of the thread's `io`, which
+    /// counts `write`, `writev`, `sendto` and the like (absent where the kernel has no
+    /// task I/O accounting).
+    writes: Vec<(u32, u64)>,
 }
 
 /// Reads every thread of process `pid` (`"self"` for this one).
 pub(crate) fn sample(pid: &str) -> Sample {
     let dir = format!("/proc/{pid}/task");
     let mut threads = Vec::new();
+    let mut writes = Vec::new();
     let Ok(entries) = fs::read_dir(&dir) else {
         return Sample::default();
     };
@@ -38,8 +43,44 @@ pub(crate) fn sample(pid: &str) -> Sample {
         if let Some((time, waited)) = thread_time(&path) {
             threads.push((tid, name.trim_end().to_owned(), time, waited));
         }
+        if let Some(syscw) = thread_writes(&path) {
+            writes.push((tid, syscw));
+        }
     }
-    Sample { threads }
+    Sample { threads, writes }
+}
+
+fn thread_writes(task: &Path) -> Option<u64> {
+    let io = fs::read_to_string(task.join("io")).ok()?;
+    let line = io.lines().find(|l| l.starts_with("syscw:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Write system calls the threads `select` picks (by name) made between two samples;
+/// `None` when the kernel does not count them.
+pub(crate) fn writes(
+    before: &Sample,
+    after: &Sample,
+    select: impl Fn(&str) -> bool,
+) -> Option<u64> {
+    if after.writes.is_empty() {
+        return None;
+    }
+    let total = after
+        .threads
+        .iter()
+        .filter(|(_, name, _, _)| select(name))
+        .filter_map(|(tid, _, _, _)| {
+            let now = after.writes.iter().find(|(t, _)| t == tid)?.1;
+            let earlier = before
+                .writes
+                .iter()
+                .find(|(t, _)| t == tid)
+                .map_or(0, |w| w.1);
+            Some(now.saturating_sub(earlier))
+        })
+        .sum();
+    Some(total)
 }
 
 fn thread_time(task: &Path) -> Option<(Duration, Duration)> {

@@ -40,6 +40,8 @@ pub(crate) struct RunResult {
     /// The measured window (the load's duration, or the reconnect's span).
     pub(crate) window: Duration,
     pub(crate) server_cpu: Option<Duration>,
+    /// Write system calls of the server's threads in the window.
+    pub(crate) server_writes: Option<u64>,
     pub(crate) generator_cpu: Duration,
     /// The busiest generator thread's CPU time.
     pub(crate) generator_busiest: Duration,
@@ -405,6 +407,17 @@ impl Run<'_> {
             .map_or(Duration::ZERO, |(before, after)| {
                 cpu::busiest(&before.1, &after.1, cpu::is_generator)
             });
+        let server_writes =
+            window
+                .cpu
+                .as_ref()
+                .and_then(|((before, _), (after, _))| match self.server {
+                    ServerProcess::Unknown => None,
+                    ServerProcess::InProcess => {
+                        cpu::writes(before, after, |n| !cpu::is_generator(n))
+                    }
+                    ServerProcess::Pid(_) => cpu::writes(before, after, |_| true),
+                });
         let (server_cpu, generator_cpu) = match &window.cpu {
             Some(((server_before, own_before), (server_after, own_after))) => (
                 match self.server {
@@ -435,6 +448,7 @@ impl Run<'_> {
             connected,
             window: window.span,
             server_cpu,
+            server_writes,
             generator_cpu,
             generator_busiest,
             rss: window.rss,

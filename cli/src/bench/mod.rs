@@ -41,6 +41,7 @@ mod receive;
 mod report;
 mod scan;
 mod scenario;
+mod spawned;
 mod upgrade;
 mod writer;
 
@@ -55,8 +56,9 @@ use deltasync::server::Server;
 use ceiling::Ceiling;
 use client::Endpoint;
 use driver::{RunResult, ServerProcess};
-use report::{Figures, Ratios, Report, ScenarioView};
-use scenario::{DialectArg, Load, Rate, Scenario, Target, WsUrl};
+use report::{BaselineRatios, Figures, Ratios, Report, ScenarioView};
+use scenario::{DialectArg, Load, Rate, Scenario, ServerProcessArg, Target, WsUrl};
+use spawned::Spawned;
 
 /// Exit code of bad options and of a system that cannot run the scenario.
 const USAGE: u8 = 2;
@@ -107,9 +109,15 @@ pub(crate) struct BenchArgs {
     /// The dialect: ws-kit (no subprotocol) or native (deltasync.v1)
     #[arg(long, value_enum, default_value = "ws-kit")]
     dialect: DialectArg,
-    /// Generator threads (one mio event loop each)
-    #[arg(long, value_name = "N", default_value_t = 1)]
-    threads: usize,
+    /// Receiving generator threads (one mio event loop each; the writers have one more of
+    /// their own). Default: half the cores, at least one
+    #[arg(long, value_name = "N")]
+    threads: Option<usize>,
+    /// Where the server under test runs: in this process, in a `deltasync serve` process
+    /// of its own (`separate`), or `auto`: separate on machines of two cores or fewer,
+    /// where the generator and the server fight for them
+    #[arg(long, value_enum, default_value = "auto")]
+    server_process: ServerProcessArg,
     /// Seconds without a byte received after which the drain (every update settled, every
     /// client current) is given up
     #[arg(long, value_name = "SECS", default_value = "10", value_parser = scenario::parse_seconds)]
@@ -142,6 +150,11 @@ pub(crate) struct BenchArgs {
     /// Configure the in-process server, e.g. --server-set server.shards=2 (repeatable)
     #[arg(long = "server-set", value_name = "SECTION.KEY=VALUE")]
     server_set: Vec<String>,
+    /// Run the same load again against an in-process server configured like the first
+    /// plus this, and report ours against it, e.g. --baseline-set server.flush_interval_us=0
+    /// (repeatable)
+    #[arg(long = "baseline-set", value_name = "SECTION.KEY=VALUE")]
+    baseline_set: Vec<String>,
     /// Only run the ceiling server on ADDR until interrupted (for --ceiling-url)
     #[arg(long, value_name = "ADDR", conflicts_with_all = ["url", "ceiling", "idle", "reconnect", "json"])]
     serve_ceiling: Option<SocketAddr>,
@@ -153,6 +166,7 @@ pub(crate) struct BenchArgs {
         conflicts_with_all = [
             "url", "server_pid", "rooms", "writers", "rate", "in_flight", "payload_bytes",
             "idle", "reconnect", "missed", "ceiling", "ceiling_url", "ceiling_pid", "serve_ceiling",
+            "baseline_set",
         ]
     )]
     game: bool,
@@ -203,7 +217,7 @@ pub(crate) fn run(args: &BenchArgs) -> ExitCode {
         Err(message) => return usage(&message),
     };
     let per_client = match scenario.target {
-        Target::Url { .. } => 1,
+        Target::Url { .. } | Target::Spawned(_) => 1,
         _ => 2,
     };
     let needed = (scenario.load.clients * per_client + 256) as u64;
@@ -217,6 +231,16 @@ pub(crate) fn run(args: &BenchArgs) -> ExitCode {
         Ok(figures) => figures,
         Err(message) => return failure(&message),
     };
+    let baseline = match &scenario.baseline {
+        Some(target) => match run_against(&scenario, target) {
+            Ok(figures) => {
+                let label = format!("baseline: {}", args.baseline_set.join(" "));
+                Some(figures.named(&label))
+            }
+            Err(message) => return failure(&message),
+        },
+        None => None,
+    };
     let ceiling = match &scenario.ceiling {
         Some(target) => match run_against(&scenario, target) {
             Ok(figures) => Some(figures),
@@ -229,12 +253,18 @@ pub(crate) fn run(args: &BenchArgs) -> ExitCode {
         machine: cpu::Machine::read(),
         scenario: ScenarioView::of(&scenario.load),
         vs_ceiling: ceiling.as_ref().map(|c| Ratios::of(&ours, c)),
-        violations: ours.violations + ceiling.as_ref().map_or(0, |c| c.violations),
+        vs_baseline: baseline.as_ref().map(|b| BaselineRatios::of(&ours, b)),
+        violations: ours.violations
+            + baseline.as_ref().map_or(0, |b| b.violations)
+            + ceiling.as_ref().map_or(0, |c| c.violations),
         result: ours,
+        baseline,
         ceiling,
     };
     print(&report, scenario.json);
-    let passed = report.result.passed() && report.ceiling.as_ref().is_none_or(Figures::passed);
+    let passed = report.result.passed()
+        && report.baseline.as_ref().is_none_or(Figures::passed)
+        && report.ceiling.as_ref().is_none_or(Figures::passed);
     if passed {
         ExitCode::SUCCESS
     } else {
@@ -307,6 +337,14 @@ fn run_against(scenario: &Scenario, target: &Target) -> Result<Figures, String> 
             let result = driver::run(load, endpoint, ServerProcess::InProcess, None, quiet);
             server.shutdown();
             Ok(figures("deltasync (in-process)", load, result))
+        }
+        Target::Spawned(sets) => {
+            let server = Spawned::start(sets)?;
+            let endpoint = endpoint(&local_url(server.addr()), load);
+            let process = ServerProcess::Pid(server.pid());
+            let result = driver::run(load, endpoint, process, None, quiet);
+            drop(server);
+            Ok(figures("deltasync (separate process)", load, result))
         }
         Target::CeilingInProcess { shards } => {
             let ceiling = Ceiling::start(([127, 0, 0, 1], 0).into(), *shards)

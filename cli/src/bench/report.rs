@@ -25,6 +25,10 @@ pub(crate) struct Report {
     pub(crate) scenario: ScenarioView,
     /// The server under test.
     pub(crate) result: Figures,
+    /// The same load against the in-process server with `--baseline-set`, when asked.
+    pub(crate) baseline: Option<Figures>,
+    /// The server under test against the baseline (below 1.0: cheaper or faster).
+    pub(crate) vs_baseline: Option<BaselineRatios>,
     /// The same load against the ceiling, when asked.
     pub(crate) ceiling: Option<Figures>,
     /// The server as a fraction of the ceiling (1.0: as good as the ceiling).
@@ -115,7 +119,13 @@ pub(crate) struct Figures {
     pub(crate) server_cpu_s: Option<f64>,
     /// Server CPU time per operation delivered in the window, ns.
     pub(crate) server_cpu_ns_per_op: Option<f64>,
+    /// Write system calls of the server's threads in the window (`syscw` of `/proc`).
+    pub(crate) server_write_syscalls: Option<u64>,
+    /// Server write system calls per operation delivered in the window.
+    pub(crate) server_writes_per_op: Option<f64>,
     pub(crate) generator_cpu_s: f64,
+    /// The generator's CPU time per operation received in the window, ns.
+    pub(crate) generator_cpu_ns_per_op: Option<f64>,
     /// The share of the window the busiest generator thread wanted a CPU (running, or
     /// runnable and waiting for a core); near 1.0 the generator is the bottleneck.
     pub(crate) generator_load: f64,
@@ -202,7 +212,14 @@ impl Figures {
                 .server_cpu
                 .filter(|_| m.window_ops > 0)
                 .map(|d| d.as_nanos() as f64 / m.window_ops as f64),
+            server_write_syscalls: run.server_writes,
+            server_writes_per_op: run
+                .server_writes
+                .filter(|_| m.window_ops > 0)
+                .map(|w| w as f64 / m.window_ops as f64),
             generator_cpu_s: run.generator_cpu.as_secs_f64(),
+            generator_cpu_ns_per_op: (m.window_ops > 0)
+                .then(|| run.generator_cpu.as_nanos() as f64 / m.window_ops as f64),
             generator_load,
             generator_saturated: generator_load > GENERATOR_SATURATED,
             server_rss_before: run.rss.map(|r| r.0),
@@ -213,6 +230,12 @@ impl Figures {
             violation_examples: run.violations.examples,
             aborted: run.aborted,
         }
+    }
+
+    /// The same figures under another server name.
+    pub(crate) fn named(mut self, server: &str) -> Self {
+        self.server = server.to_owned();
+        self
     }
 
     /// Whether the run passed: it ran to the end, lost no connection, broke nothing.
@@ -230,6 +253,31 @@ pub(crate) struct Ratios {
     pub(crate) cpu_per_op: Option<f64>,
     /// p99 latency: ceiling / server.
     pub(crate) latency_p99: Option<f64>,
+}
+
+/// The server under test against the baseline run: ours / baseline (below 1.0 is better).
+#[derive(Debug, Serialize)]
+pub(crate) struct BaselineRatios {
+    /// Write system calls per delivered operation.
+    pub(crate) writes_per_op: Option<f64>,
+    /// Server CPU time per delivered operation.
+    pub(crate) cpu_per_op: Option<f64>,
+    /// p50 latency.
+    pub(crate) latency_p50: Option<f64>,
+    /// p99 latency.
+    pub(crate) latency_p99: Option<f64>,
+}
+
+impl BaselineRatios {
+    pub(crate) fn of(ours: &Figures, baseline: &Figures) -> Self {
+        let both = |o: Option<f64>, b: Option<f64>| o.zip(b).and_then(|(o, b)| ratio(o, b));
+        Self {
+            writes_per_op: both(ours.server_writes_per_op, baseline.server_writes_per_op),
+            cpu_per_op: both(ours.server_cpu_ns_per_op, baseline.server_cpu_ns_per_op),
+            latency_p50: ratio(ours.latency_us.p50 as f64, baseline.latency_us.p50 as f64),
+            latency_p99: ratio(ours.latency_us.p99 as f64, baseline.latency_us.p99 as f64),
+        }
+    }
 }
 
 fn ratio(num: f64, den: f64) -> Option<f64> {
@@ -302,70 +350,98 @@ impl Report {
             s.warmup_s,
             s.generator_threads
         );
+        self.saturation_warning(&mut out);
         let columns: Vec<&Figures> = std::iter::once(&self.result)
+            .chain(self.baseline.as_ref())
             .chain(self.ceiling.as_ref())
             .collect();
-        let mut rows: Vec<(String, Vec<String>, String)> = Vec::new();
+        let mut rows: Vec<(String, Vec<String>, Vec<String>)> = Vec::new();
         let r = self.vs_ceiling.as_ref();
-        let mut row = |name: &str, f: &dyn Fn(&Figures) -> String, ratio: Option<f64>| {
+        let b = self.vs_baseline.as_ref();
+        let (with_baseline, with_ceiling) = (self.baseline.is_some(), self.ceiling.is_some());
+        let mut row_vs = |name: &str, f: &dyn Fn(&Figures) -> String, vs: [Option<f64>; 2]| {
+            let mut ratios = Vec::new();
+            if with_baseline {
+                ratios.push(opt(vs[0], "", 2));
+            }
+            if with_ceiling {
+                ratios.push(opt(vs[1], "", 2));
+            }
             rows.push((
                 name.to_owned(),
                 columns.iter().map(|c| f(c)).collect(),
-                opt(ratio, "", 2),
+                ratios,
             ));
         };
-        row(
+        row_vs(
             "clients connected",
             &|f| f.clients_connected.to_string(),
-            None,
+            [None, None],
         );
-        row("connect time", &|f| opt(f.connect_s, " s", 2), None);
-        row(
+        row_vs("connect time", &|f| opt(f.connect_s, " s", 2), [None, None]);
+        row_vs(
             "updates (measured)",
             &|f| format!("{} sent / {} acked", f.updates.sent, f.updates.acked),
-            None,
+            [None, None],
         );
-        row(
+        row_vs(
             "ops delivered / expected",
             &|f| format!("{} / {}", f.ops_delivered, f.ops_expected),
-            None,
+            [None, None],
         );
-        row(
+        row_vs(
             "ops/s",
             &|f| count(f.ops_per_s),
-            r.and_then(|r| r.ops_per_s),
+            [None, r.and_then(|r| r.ops_per_s)],
         );
-        row("frames/s", &|f| count(f.frames_per_s), None);
-        row(
+        row_vs("frames/s", &|f| count(f.frames_per_s), [None, None]);
+        row_vs(
             "MB/s received",
             &|f| format!("{:.1}", f.bytes_per_s / 1e6),
-            None,
+            [None, None],
         );
         let p = |f: &Figures, v: u64| ms(v, f.latency_us.count);
-        row("latency p50", &|f| p(f, f.latency_us.p50), None);
-        row("latency p90", &|f| p(f, f.latency_us.p90), None);
-        row(
+        row_vs(
+            "latency p50",
+            &|f| p(f, f.latency_us.p50),
+            [b.and_then(|b| b.latency_p50), None],
+        );
+        row_vs("latency p90", &|f| p(f, f.latency_us.p90), [None, None]);
+        row_vs(
             "latency p99",
             &|f| p(f, f.latency_us.p99),
-            r.and_then(|r| r.latency_p99),
+            [b.and_then(|b| b.latency_p99), r.and_then(|r| r.latency_p99)],
         );
-        row("latency p99.9", &|f| p(f, f.latency_us.p999), None);
-        row("latency max", &|f| p(f, f.latency_us.max), None);
+        row_vs("latency p99.9", &|f| p(f, f.latency_us.p999), [None, None]);
+        row_vs("latency max", &|f| p(f, f.latency_us.max), [None, None]);
         if s.mode == "reconnect" {
-            row("all current again", &|f| opt(f.reconnect_s, " s", 3), None);
-            row(
+            row_vs(
+                "all current again",
+                &|f| opt(f.reconnect_s, " s", 3),
+                [None, None],
+            );
+            row_vs(
                 "catch-up p99",
                 &|f| ms(f.catchup_us.p99, f.catchup_us.count),
-                None,
+                [None, None],
             );
         }
-        row("server CPU", &|f| opt(f.server_cpu_s, " s", 2), None);
-        row(
+        row_vs(
+            "server CPU",
+            &|f| opt(f.server_cpu_s, " s", 2),
+            [None, None],
+        );
+        row_vs(
             "server CPU per op",
             &|f| opt(f.server_cpu_ns_per_op, " ns", 0),
-            r.and_then(|r| r.cpu_per_op),
+            [b.and_then(|b| b.cpu_per_op), r.and_then(|r| r.cpu_per_op)],
         );
-        row(
+        row_vs(
+            "server writes per op",
+            &|f| opt(f.server_writes_per_op, "", 3),
+            [b.and_then(|b| b.writes_per_op), None],
+        );
+        row_vs(
             "generator CPU",
             &|f| {
                 format!(
@@ -379,29 +455,42 @@ impl Report {
                     }
                 )
             },
-            None,
+            [None, None],
+        );
+        row_vs(
+            "generator CPU per op",
+            &|f| opt(f.generator_cpu_ns_per_op, " ns", 0),
+            [None, None],
         );
         if s.mode == "idle" {
-            row(
+            row_vs(
                 "server RSS per client",
                 &|f| opt(f.rss_per_client, " B", 0),
-                None,
+                [None, None],
             );
         }
-        row(
+        row_vs(
             "snapshots / gaps",
             &|f| format!("{} / {}", f.snapshots, f.revision_gaps),
-            None,
+            [None, None],
         );
-        row(
+        row_vs(
             "errors",
             &|f| f.errors.values().sum::<u64>().to_string(),
-            None,
+            [None, None],
         );
-        row("VIOLATIONS", &|f| f.violations.to_string(), None);
+        row_vs("VIOLATIONS", &|f| f.violations.to_string(), [None, None]);
         let mut header = vec!["".to_owned(), self.result.server.clone()];
+        if let Some(baseline) = &self.baseline {
+            header.push(baseline.server.clone());
+        }
         if let Some(c) = &self.ceiling {
             header.push(c.server.clone());
+        }
+        if with_baseline {
+            header.push("vs baseline".into());
+        }
+        if with_ceiling {
             header.push("ratio".into());
         }
         let width = |i: usize| {
@@ -410,7 +499,9 @@ impl Report {
                     if i == 0 {
                         r.0.len()
                     } else {
-                        r.1.get(i - 1).map_or(r.2.len(), String::len)
+                        r.1.get(i - 1)
+                            .or_else(|| r.2.get(i - 1 - r.1.len()))
+                            .map_or(0, String::len)
                     }
                 })
                 .chain(std::iter::once(header.get(i).map_or(0, String::len)))
@@ -430,12 +521,10 @@ impl Report {
             l.trim_end().to_owned()
         };
         let _ = writeln!(out, "{}", line(&header));
-        for (name, cells, ratio) in &rows {
+        for (name, cells, ratios) in &rows {
             let mut all = vec![name.clone()];
             all.extend(cells.iter().cloned());
-            if self.ceiling.is_some() {
-                all.push(ratio.clone());
-            }
+            all.extend(ratios.iter().cloned());
             let _ = writeln!(out, "{}", line(&all));
         }
         for f in &columns {
@@ -457,15 +546,24 @@ impl Report {
                     f.server
                 );
             }
-            if f.generator_saturated {
-                let _ = writeln!(
-                    out,
-                    "note ({}): a generator thread wanted a CPU over 90% of the time (running or waiting for one): these figures say more about the generator and the machine than about the server",
-                    f.server
-                );
-            }
         }
         out
+    }
+
+    /// Leads the table with a warning for every run whose generator was the bottleneck:
+    /// its figures measure the generator and the machine, not the server.
+    fn saturation_warning(&self, out: &mut String) {
+        let runs = std::iter::once(&self.result)
+            .chain(self.baseline.as_ref())
+            .chain(self.ceiling.as_ref());
+        for f in runs.filter(|f| f.generator_saturated) {
+            let _ = writeln!(
+                out,
+                "WARNING ({}): the generator was saturated (its busiest thread wanted a CPU {:.0}% of the window, running or waiting for one): the figures below measure the generator and the machine more than the server; run fewer clients or a lower --rate, more --threads where there are cores, or the server on another machine (--url with --server-pid)",
+                f.server,
+                f.generator_load * 100.0
+            );
+        }
     }
 }
 

@@ -135,6 +135,8 @@ impl WsUrl {
 pub(crate) enum Target {
     /// A server started in this process with this configuration.
     InProcess(Box<Config>),
+    /// A `deltasync serve` process of its own, configured with these `KEY=VALUE`s.
+    Spawned(Vec<String>),
     /// The built-in ceiling server in this process, with this many threads.
     CeilingInProcess { shards: usize },
     /// A server elsewhere; its process id, when given, is read for CPU time and memory.
@@ -214,6 +216,8 @@ pub(crate) struct Scenario {
     pub(crate) target: Target,
     /// The ceiling to run the same load against afterwards, if asked.
     pub(crate) ceiling: Option<Target>,
+    /// The in-process server with `--baseline-set`, to run the same load against, if asked.
+    pub(crate) baseline: Option<Target>,
     pub(crate) load: Load,
     pub(crate) json: bool,
     pub(crate) quiet: bool,
@@ -255,13 +259,15 @@ impl Scenario {
                      is this process"
                         .into()
                 })?;
-                Target::InProcess(Box::new(server_config(args, &load)?))
+                own_server(args, &args.server_set, &load)?
             }
         };
         let ceiling = ceiling(args, &load)?;
+        let baseline = baseline(args, &load)?;
         Ok(Self {
             target,
             ceiling,
+            baseline,
             load,
             json: args.json,
             quiet: args.quiet,
@@ -271,6 +277,9 @@ impl Scenario {
 
 fn load(args: &BenchArgs) -> Result<Load, String> {
     check(args.clients >= 1, || "--clients must be at least 1".into())?;
+    let threads = args
+        .threads
+        .unwrap_or_else(|| default_threads(args.clients));
     check((1..=args.clients).contains(&args.rooms), || {
         format!(
             "--rooms {} must be between 1 and --clients ({})",
@@ -284,13 +293,8 @@ fn load(args: &BenchArgs) -> Result<Load, String> {
         )
     })?;
     check(
-        (1..=16).contains(&args.threads) && args.threads <= args.clients,
-        || {
-            format!(
-                "--threads {} must be between 1 and 16 and at most --clients",
-                args.threads
-            )
-        },
+        (1..=16).contains(&threads) && threads <= args.clients,
+        || format!("--threads {threads} must be between 1 and 16 and at most --clients"),
     )?;
     check((1..=4096).contains(&args.payload_bytes), || {
         format!(
@@ -343,7 +347,7 @@ fn load(args: &BenchArgs) -> Result<Load, String> {
         connect_concurrency: args.connect_concurrency,
         connect_timeout: args.connect_timeout,
         native: args.dialect == DialectArg::Native,
-        threads: args.threads,
+        threads,
         drain_timeout: args.drain_timeout,
         heartbeat: (!args.heartbeat.is_zero()).then_some(args.heartbeat),
         latency_every: args.latency_every,
@@ -413,6 +417,83 @@ fn ceiling(args: &BenchArgs, load: &Load) -> Result<Option<Target>, String> {
     }
 }
 
+/// The baseline (`--baseline-set`): the in-process server's configuration plus those keys.
+fn baseline(args: &BenchArgs, load: &Load) -> Result<Option<Target>, String> {
+    if args.baseline_set.is_empty() {
+        return Ok(None);
+    }
+    check(args.url.is_none(), || {
+        "--baseline-set configures a second in-process server; it cannot be used with --url".into()
+    })?;
+    let key = |set: &String| {
+        set.split_once('=')
+            .map_or(set.clone(), |(k, _)| k.to_owned())
+    };
+    let replaced: Vec<String> = args.baseline_set.iter().map(key).collect();
+    // A key of --baseline-set replaces the same key of --server-set.
+    let mut sets: Vec<String> = args
+        .server_set
+        .iter()
+        .filter(|set| !replaced.contains(&key(set)))
+        .cloned()
+        .collect();
+    sets.extend(args.baseline_set.iter().cloned());
+    let target = own_server(args, &sets, load)
+        .map_err(|e| e.replace("(from --server-set)", "(from --baseline-set)"))?;
+    Ok(Some(target))
+}
+
+/// Our server with `sets`: in this process, or in one of its own (`--server-process`).
+fn own_server(args: &BenchArgs, sets: &[String], load: &Load) -> Result<Target, String> {
+    let config = config_with(sets, load)?;
+    if !separate_process(args.server_process, load) {
+        return Ok(Target::InProcess(Box::new(config)));
+    }
+    let mut all: Vec<String> = bench_defaults(load)
+        .into_iter()
+        .map(|(key, value)| format!("{key}={value}"))
+        .filter(|set| {
+            !sets
+                .iter()
+                .any(|s| s.split('=').next() == set.split('=').next())
+        })
+        .collect();
+    all.extend(sets.iter().cloned());
+    Ok(Target::Spawned(all))
+}
+
+/// Where our server runs: `auto` puts it in a process of its own on a machine of two
+/// cores or fewer, where it and the generator fight for them (the game scenario's server
+/// is always in this process: its game loop is part of the bench).
+fn separate_process(choice: ServerProcessArg, load: &Load) -> bool {
+    match choice {
+        ServerProcessArg::InProcess => false,
+        ServerProcessArg::Separate => true,
+        ServerProcessArg::Auto => load.game.is_none() && cores() <= 2,
+    }
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Receiving threads when `--threads` is not given: half the cores (the other half is the
+/// server's), at least one, at most 16.
+pub(crate) fn default_threads(clients: usize) -> usize {
+    (cores() / 2).clamp(1, 16).min(clients)
+}
+
+/// Where `deltasync bench` runs the server it starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum ServerProcessArg {
+    /// A process of its own on machines of two cores or fewer, else this process.
+    Auto,
+    /// This process.
+    InProcess,
+    /// A `deltasync serve` process of its own.
+    Separate,
+}
+
 /// The in-process server's threads: `server.shards`, 0 meaning one per core.
 pub(crate) fn shards(config: &Config) -> usize {
     match config.server.shards {
@@ -480,9 +561,13 @@ fn game_ring(game: GameSpec, clients: usize) -> usize {
 /// The in-process server's configuration: its defaults, the bench's adjustments
 /// ([`bench_defaults`]) and `--server-set`. No file and no environment are read.
 fn server_config(args: &BenchArgs, load: &Load) -> Result<Config, String> {
+    config_with(&args.server_set, load)
+}
+
+/// The bench's defaults with `sets` (`SECTION.KEY=VALUE`, later ones win) on top.
+fn config_with(sets: &[String], load: &Load) -> Result<Config, String> {
     let mut overrides = Overrides::new();
-    let given: Vec<&str> = args
-        .server_set
+    let given: Vec<&str> = sets
         .iter()
         .map(|arg| arg.split_once('=').map_or(arg.as_str(), |(key, _)| key))
         .collect();
@@ -491,7 +576,7 @@ fn server_config(args: &BenchArgs, load: &Load) -> Result<Config, String> {
             overrides.push(key, value, "deltasync bench");
         }
     }
-    for arg in &args.server_set {
+    for arg in sets {
         overrides.push_set(arg).map_err(|e| e.to_string())?;
     }
     let effective = Loader::new()
@@ -532,16 +617,46 @@ mod tests {
             (
                 Duration::from_secs(10),
                 Duration::from_secs(2),
-                1,
+                (cores() / 2).clamp(1, 16),
                 Mode::Load
             )
         );
-        let Target::InProcess(config) = &s.target else {
-            panic!("in-process by default")
-        };
-        assert_eq!(config.limits.messages_per_second, 1_000_000);
-        assert_eq!(config.server.listen.port(), 0);
+        match &s.target {
+            Target::InProcess(config) if cores() > 2 => {
+                assert_eq!(config.limits.messages_per_second, 1_000_000);
+                assert_eq!(config.server.listen.port(), 0);
+            }
+            Target::Spawned(sets) if cores() <= 2 => {
+                assert!(sets.contains(&"limits.messages_per_second=1000000".to_owned()));
+                assert!(sets.contains(&"server.listen=127.0.0.1:0".to_owned()));
+            }
+            other => panic!("not the default for {} cores: {other:?}", cores()),
+        }
         assert!(s.ceiling.is_none());
+    }
+
+    #[test]
+    fn a_separate_server_process_gets_the_same_keys() {
+        let s = scenario(&[
+            "--server-process",
+            "separate",
+            "--server-set",
+            "limits.messages_per_second=50",
+            "--baseline-set",
+            "server.flush_interval_us=0",
+        ])
+        .unwrap();
+        let Target::Spawned(sets) = &s.target else {
+            panic!("{:?}", s.target)
+        };
+        assert!(sets.contains(&"limits.messages_per_second=50".to_owned()));
+        assert!(sets.contains(&"limits.message_burst=1000000".to_owned()));
+        assert!(!sets.contains(&"limits.messages_per_second=1000000".to_owned()));
+        let Some(Target::Spawned(baseline)) = &s.baseline else {
+            panic!("{:?}", s.baseline)
+        };
+        assert_eq!(baseline.last().unwrap(), "server.flush_interval_us=0");
+        assert!(baseline.contains(&"limits.messages_per_second=50".to_owned()));
     }
 
     #[test]
@@ -605,7 +720,13 @@ mod tests {
 
     #[test]
     fn server_set_wins_over_the_bench_adjustments() {
-        let s = scenario(&["--server-set", "limits.messages_per_second=50"]).unwrap();
+        let s = scenario(&[
+            "--server-process",
+            "in-process",
+            "--server-set",
+            "limits.messages_per_second=50",
+        ])
+        .unwrap();
         let Target::InProcess(config) = &s.target else {
             panic!()
         };

@@ -401,6 +401,12 @@ impl Generator {
                 self.rec.metrics.window_bytes += n as u64;
             }
             self.ingest(key, &buf[..n], at, in_window);
+            // A short read emptied the socket: what arrives later raises a new edge (epoll
+            // is edge-triggered under mio), so the read that would only say `WouldBlock`
+            // is saved, one system call per frame received (tokio does the same).
+            if n < buf.len() {
+                break;
+            }
         }
         self.read_buf = buf;
         self.flush(key);
