@@ -221,6 +221,14 @@ impl<M: Model, S: Transport> Connection<M, S> {
         next
     }
 
+    /// Whether reading is paused at `now` (for its rate, or because it trickles).
+    pub(super) fn is_reading_paused(&self, now: Instant) -> bool {
+        match &self.phase {
+            Phase::Open(open) => open.paused_until.is_some_and(|until| now < until),
+            _ => false,
+        }
+    }
+
     /// Whether reading is paused at `now`; a pause that is over is cleared.
     fn is_paused(&mut self, now: Instant) -> bool {
         let Phase::Open(open) = &mut self.phase else {

@@ -4,7 +4,7 @@
 //! Each turn of the loop: handle socket events (read, write), take new connections from
 //! the acceptor, flush the connections of every room whose revision moved since the
 //! last turn, then read the connections still in their upgrade (established clients
-//! first). Commits anywhere wake the shard through its `Waker` at most once per burst
+//! first; at most `UPGRADES_PER_TURN` a turn). Commits anywhere wake the shard through its `Waker` at most once per burst
 //! (see `ShardWake`), and the delta messages it builds in a turn are shared by all its
 //! connections at the same revision (`DeltaCache`). Deadlines (handshake, idle, close) are
 //! checked once per tick.
@@ -19,10 +19,13 @@
 //! back meanwhile. A connection that trickles (reads of a few bytes that complete no
 //! message, four in a row) is left unread for 20 ms the same way, so that a client
 //! sending a byte at a time costs one read per pause rather than one event and two
-//! system calls per byte.
+//! system calls per byte. When a pause ends the connection is read first; its events
+//! cover reads again only if it reads freely, so a flooder woken for one token (which it
+//! takes from what it already read) or a trickler still trickling costs the wake-up and
+//! nothing else.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -46,6 +49,10 @@ const TICK: Duration = Duration::from_millis(250);
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 /// The shard's socket read buffer.
 const READ_BUFFER: usize = 64 * 1024;
+/// How many connections still in their upgrade are read per turn; the rest wait for the
+/// next turn, which polls without waiting. A burst of a thousand slowloris bytes then
+/// costs an established client's event at most this many reads of delay, not a thousand.
+const UPGRADES_PER_TURN: usize = 64;
 
 /// The connections of one room on this shard.
 struct RoomConnections<M: Model> {
@@ -68,8 +75,9 @@ pub(super) struct Shard<M: Model> {
     /// An entry may outlive its connection (the key is then reused or vacant): a resume
     /// is only a read, which finds nothing or a connection still paused.
     resumes: BinaryHeap<Reverse<(Instant, usize)>>,
-    /// Connections in their upgrade with something to read, read at the end of the turn.
-    upgrades: Vec<usize>,
+    /// Connections in their upgrade with something to read, read at the end of the turn,
+    /// at most `UPGRADES_PER_TURN` a turn, first come first read.
+    upgrades: VecDeque<usize>,
     scratch: Scratch,
 }
 
@@ -79,6 +87,8 @@ struct Entry<M: Model> {
     peer: IpAddr,
     /// Where the connection sits in its room's `tokens` (when it has a room).
     room_slot: Option<(usize, usize)>,
+    /// Its events cover writes only: it is paused (see `Next::Paused`).
+    reads_paused: bool,
 }
 
 fn room_key<M: Model>(room: &Arc<Room<M>>) -> usize {
@@ -101,7 +111,7 @@ impl<M: Model> Shard<M> {
             rooms: HashMap::new(),
             read_more: Vec::new(),
             resumes: BinaryHeap::new(),
-            upgrades: Vec::new(),
+            upgrades: VecDeque::new(),
             scratch: Scratch {
                 read: vec![0; READ_BUFFER].into_boxed_slice(),
                 work: Work {
@@ -139,7 +149,10 @@ impl<M: Model> Shard<M> {
             self.accept(now);
             self.flush_rooms();
             // Upgrades last: what established connections sent is answered first.
-            for key in std::mem::take(&mut self.upgrades) {
+            for _ in 0..UPGRADES_PER_TURN {
+                let Some(key) = self.upgrades.pop_front() else {
+                    break;
+                };
                 self.readable(key, now);
             }
             if now >= next_tick {
@@ -169,7 +182,7 @@ impl<M: Model> Shard<M> {
                     .get(key)
                     .is_some_and(|entry| entry.connection.is_upgrading());
                 if upgrading {
-                    self.upgrades.push(key);
+                    self.upgrades.push_back(key);
                 } else {
                     self.readable(key, now);
                 }
@@ -181,9 +194,9 @@ impl<M: Model> Shard<M> {
     }
 
     /// How long the next poll may wait: not at all when connections have input left from
-    /// their last turn, else until the next resume or tick.
+    /// their last turn or upgrades wait to be read, else until the next resume or tick.
     fn timeout(&self) -> Duration {
-        if !self.read_more.is_empty() {
+        if !self.read_more.is_empty() || !self.upgrades.is_empty() {
             return Duration::ZERO;
         }
         match self.resumes.peek() {
@@ -196,14 +209,16 @@ impl<M: Model> Shard<M> {
         }
     }
 
-    /// Reads the connections whose rate pause is over.
+    /// Reads the connections whose pause is over. A connection is read before its events
+    /// cover reads again: one that pauses again at once (a flooder with one token, which
+    /// it takes from what it already read; a trickler still trickling) costs no change of
+    /// its events (`readable`).
     fn resume_due(&mut self, now: Instant) {
         while let Some(&Reverse((at, key))) = self.resumes.peek() {
             if at > now {
                 return;
             }
             self.resumes.pop();
-            self.listen(key, Interest::READABLE | Interest::WRITABLE);
             self.readable(key, now);
         }
     }
@@ -227,6 +242,7 @@ impl<M: Model> Shard<M> {
                 connection,
                 peer,
                 room_slot: None,
+                reads_paused: false,
             });
         }
     }
@@ -238,33 +254,52 @@ impl<M: Model> Shard<M> {
         let next = entry
             .connection
             .on_readable(&self.shared, &mut self.scratch, now);
+        let still_paused = entry.connection.is_reading_paused(now);
         // Just upgraded: filed under its room, so that room moves flush it.
         if entry.room_slot.is_none() && entry.connection.room().is_some() {
             self.index_room(key);
         }
         match next {
-            Next::Keep => {}
-            Next::ReadMore => self.read_more.push(key),
+            Next::Keep | Next::ReadMore if still_paused => {}
+            Next::Keep => self.listen(key, true),
+            Next::ReadMore => {
+                self.listen(key, true);
+                self.read_more.push(key);
+            }
             Next::Paused(until) => {
                 // Its bytes are not read before `until`: no event needs to say they came.
-                self.listen(key, Interest::WRITABLE);
+                self.listen(key, false);
                 self.resumes.push(Reverse((until, key)));
             }
             Next::Drop => self.remove(key, now),
         }
     }
 
-    /// Sets what the connection's events are about: writes only while it is paused.
-    fn listen(&mut self, key: usize, interest: Interest) {
-        if let Some(entry) = self.connections.get_mut(key) {
-            let stream = entry.connection.stream_mut();
-            if let Err(e) = self
-                .poll
-                .registry()
-                .reregister(stream, Token(key), interest)
-            {
-                tracing::warn!(error = %e, "cannot change a connection's events");
-            }
+    /// Sets what the connection's events are about: reads and writes, or writes only while
+    /// it is paused. Changes them (a system call) only when they change: after reading the
+    /// socket, which is safe with edge-triggered events (re-registering reports input that
+    /// came meanwhile).
+    fn listen(&mut self, key: usize, reads: bool) {
+        let Some(entry) = self.connections.get_mut(key) else {
+            return;
+        };
+        let paused = !reads;
+        if entry.reads_paused == paused {
+            return;
+        }
+        entry.reads_paused = paused;
+        let interest = if reads {
+            Interest::READABLE | Interest::WRITABLE
+        } else {
+            Interest::WRITABLE
+        };
+        let stream = entry.connection.stream_mut();
+        if let Err(e) = self
+            .poll
+            .registry()
+            .reregister(stream, Token(key), interest)
+        {
+            tracing::warn!(error = %e, "cannot change a connection's events");
         }
     }
 
@@ -379,7 +414,7 @@ impl<M: Model> Shard<M> {
         let keys: Vec<usize> = self.connections.iter().map(|(key, _)| key).collect();
         for key in keys {
             // A paused connection must hear its peer's close too.
-            self.listen(key, Interest::READABLE | Interest::WRITABLE);
+            self.listen(key, true);
             let next = match self.connections.get_mut(key) {
                 Some(entry) => entry.connection.shut_down(&mut self.scratch.work, now),
                 None => continue,
