@@ -65,7 +65,9 @@ impl Probe {
             Connector::<Presence>::connect(url, "probe", "Probe").map_err(std::io::Error::other)?;
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
-        let thread = std::thread::spawn(move || {
+        let thread = std::thread::Builder::new()
+            .name(super::phase_cpu::PROBE_THREAD.into())
+            .spawn(move || {
             let mut out = Vec::new();
             let mut errors = 0;
             let mut away = false;
@@ -90,7 +92,7 @@ impl Probe {
                 std::thread::sleep(Duration::from_millis(20));
             }
             (out, errors)
-        });
+        })?;
         Ok(Self { stop, thread })
     }
 
