@@ -19,7 +19,9 @@
 //! back meanwhile. A connection that trickles (reads of a few bytes that complete no
 //! message, four in a row) is left unread for 20 ms the same way, so that a client
 //! sending a byte at a time costs one read per pause rather than one event and two
-//! system calls per byte. When a pause ends the connection is read first; its events
+//! system calls per byte. Pauses end on a grid of 10 ms (`RESUME_STEP`), so that
+//! connections due within the same step share a wake-up, a turn and their room's
+//! fan-out. When a pause ends the connection is read first; its events
 //! cover reads again only if it reads freely, so a flooder woken for one token (which it
 //! takes from what it already read) or a trickler still trickling costs the wake-up and
 //! nothing else.
@@ -53,6 +55,12 @@ const READ_BUFFER: usize = 64 * 1024;
 /// next turn, which polls without waiting. A burst of a thousand slowloris bytes then
 /// costs an established client's event at most this many reads of delay, not a thousand.
 const UPGRADES_PER_TURN: usize = 64;
+/// Paused connections resume on a grid of this step (from the shard's start), so that
+/// those due within the same step share one wake-up and one turn: their messages are
+/// handled together and their room's connections get one `SYNC.DELTAS` for all of them,
+/// not one each. A flooder's message waits up to this much longer than its token; a
+/// well-behaved client is never paused.
+const RESUME_STEP: Duration = Duration::from_millis(10);
 
 /// The connections of one room on this shard.
 struct RoomConnections<M: Model> {
@@ -75,6 +83,8 @@ pub(super) struct Shard<M: Model> {
     /// An entry may outlive its connection (the key is then reused or vacant): a resume
     /// is only a read, which finds nothing or a connection still paused.
     resumes: BinaryHeap<Reverse<(Instant, usize)>>,
+    /// Where the grid of resumes starts (`RESUME_STEP`).
+    origin: Instant,
     /// Connections in their upgrade with something to read, read at the end of the turn,
     /// at most `UPGRADES_PER_TURN` a turn, first come first read.
     upgrades: VecDeque<usize>,
@@ -95,6 +105,15 @@ fn room_key<M: Model>(room: &Arc<Room<M>>) -> usize {
     Arc::as_ptr(room) as usize
 }
 
+/// The first instant at or after `at` on the grid of `step` from `origin`.
+fn on_grid(origin: Instant, at: Instant, step: Duration) -> Instant {
+    let since = at.saturating_duration_since(origin).as_nanos();
+    let step_ns = step.as_nanos().max(1);
+    let steps = since.div_ceil(step_ns);
+    let offset = steps.saturating_mul(step_ns);
+    origin + Duration::from_nanos(u64::try_from(offset).unwrap_or(u64::MAX))
+}
+
 impl<M: Model> Shard<M> {
     pub(super) fn new(
         index: usize,
@@ -111,6 +130,9 @@ impl<M: Model> Shard<M> {
             rooms: HashMap::new(),
             read_more: Vec::new(),
             resumes: BinaryHeap::new(),
+            // The shell's clock: the origin of the resume grid.
+            #[allow(clippy::disallowed_methods)]
+            origin: Instant::now(),
             upgrades: VecDeque::new(),
             scratch: Scratch {
                 read: vec![0; READ_BUFFER].into_boxed_slice(),
@@ -269,7 +291,8 @@ impl<M: Model> Shard<M> {
             Next::Paused(until) => {
                 // Its bytes are not read before `until`: no event needs to say they came.
                 self.listen(key, false);
-                self.resumes.push(Reverse((until, key)));
+                let at = on_grid(self.origin, until, RESUME_STEP);
+                self.resumes.push(Reverse((at, key)));
             }
             Next::Drop => self.remove(key, now),
         }
@@ -449,5 +472,31 @@ impl<M: Model> Shard<M> {
         for key in keys {
             self.remove(key, now);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Resumes due within one step share one wake-up of the shard.
+    #[test]
+    fn resumes_fall_on_the_grid_at_or_after_their_instant() {
+        // Tests pick an arbitrary origin for the shell's clock.
+        #[allow(clippy::disallowed_methods)]
+        let origin = Instant::now();
+        let step = Duration::from_millis(10);
+        let ms = |n: u64| origin + Duration::from_millis(n);
+        assert_eq!(on_grid(origin, ms(0), step), ms(0));
+        assert_eq!(on_grid(origin, ms(1), step), ms(10));
+        assert_eq!(on_grid(origin, ms(7), step), ms(10));
+        assert_eq!(on_grid(origin, ms(10), step), ms(10));
+        assert_eq!(
+            on_grid(origin, ms(10) + Duration::from_nanos(1), step),
+            ms(20)
+        );
+        assert_eq!(on_grid(origin, ms(1234), step), ms(1240));
+        // Before the origin (cannot happen: pauses end after the shard started).
+        assert_eq!(on_grid(ms(5), ms(0), step), ms(5));
     }
 }

@@ -169,7 +169,11 @@ fn a_trickler_that_still_trickles_after_its_pause_is_paused_again_after_one_read
     for byte in &frame[..3] {
         assert_eq!(feed(&mut bench, &[*byte], again), Next::Keep);
     }
-    assert_eq!(bench.connection.stream_mut().reads, 6, "a read and a WouldBlock each");
+    assert_eq!(
+        bench.connection.stream_mut().reads,
+        6,
+        "a read and a WouldBlock each"
+    );
 }
 
 // A throttled connection resumed for one token hands over what it already read and
