@@ -144,6 +144,17 @@ fn bad_actors_apart_report_each_phase_and_where_the_cpu_went() {
 
 #[test]
 fn an_unknown_bad_actor_phase_is_refused_naming_the_phases() {
-    let (code, report) = common::soak(&["--bad-actors", "--phases", "quiet,storm"]);
-    assert_eq!(code, Some(2), "{report}");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_deltasync"))
+        .args(["soak", "--bad-actors", "--phases", "quiet,storm"])
+        .output()
+        .expect("the binary runs");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.starts_with(
+            "error: invalid value 'storm' for '--phases <PHASES>'\n  \
+             [possible values: quiet, slowloris, gib-header, byte-frames, flood, all]\n"
+        ),
+        "{stderr}"
+    );
 }

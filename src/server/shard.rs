@@ -4,10 +4,10 @@
 //! Each turn of the loop: handle socket events (read, write), take new connections from
 //! the acceptor, flush the connections of every room whose revision moved since the
 //! last turn, then read the connections still in their upgrade (established clients
-//! first; at most `UPGRADES_PER_TURN` a turn). Commits anywhere wake the shard through its `Waker` at most once per burst
-//! (see `ShardWake`), and the delta messages it builds in a turn are shared by all its
-//! connections at the same revision (`DeltaCache`). Deadlines (handshake, idle, close) are
-//! checked once per tick.
+//! first; at most `UPGRADES_PER_TURN` a turn). Commits anywhere wake the shard through its
+//! `Waker` at most once per burst (see `ShardWake`), and the delta messages it builds in a
+//! turn are shared by all its connections at the same revision (`DeltaCache`). Deadlines
+//! (handshake, idle, close) are checked once per tick.
 //!
 //! ## Fairness
 //!
@@ -21,10 +21,9 @@
 //! sending a byte at a time costs one read per pause rather than one event and two
 //! system calls per byte. Pauses end on a grid of 10 ms (`RESUME_STEP`), so that
 //! connections due within the same step share a wake-up, a turn and their room's
-//! fan-out. When a pause ends the connection is read first; its events
-//! cover reads again only if it reads freely, so a flooder woken for one token (which it
-//! takes from what it already read) or a trickler still trickling costs the wake-up and
-//! nothing else.
+//! fan-out. When a pause ends the connection is read first; its events cover reads again
+//! only if it reads freely, so a flooder woken for one token (which it takes from what it
+//! already read) or a trickler still trickling costs the wake-up and nothing else.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};

@@ -61,7 +61,12 @@ pub(crate) struct SoakArgs {
     #[arg(long, requires = "bad_actors")]
     actors_apart: bool,
     /// With --bad-actors: the phases to run after `quiet` (default: all)
-    #[arg(long, value_delimiter = ',', requires = "bad_actors", value_parser = clap::builder::PossibleValuesParser::new(bad_actors::PHASES))]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        requires = "bad_actors",
+        value_parser = clap::builder::PossibleValuesParser::new(bad_actors::PHASES)
+    )]
     phases: Vec<String>,
     /// Internal: run the attackers of the phase `--actors` against ADDR until stdin ends
     #[arg(long, value_name = "ADDR", hide = true)]
