@@ -109,3 +109,52 @@ fn the_kill_server_checker_counts_what_a_server_without_durability_loses() {
     assert!(lost > 0, "{report}");
     assert!(report.contains("result: VIOLATIONS"), "{report}");
 }
+
+/// The bad-actor phases with the attackers in a child process: the report names where
+/// they ran and gives each phase's CPU line, with the attackers' share counted from the
+/// child (a flood takes some CPU to write). One phase of one second, besides `quiet`.
+#[test]
+fn bad_actors_apart_report_each_phase_and_where_the_cpu_went() {
+    let (code, report) = common::soak(&[
+        "--bad-actors",
+        "--secs",
+        "1",
+        "--phases",
+        "flood",
+        "--actors-apart",
+    ]);
+    assert_eq!(code, Some(0), "{report}");
+    let lines: Vec<&str> = report.lines().collect();
+    assert_eq!(lines.len(), 7, "{report}");
+    assert!(
+        lines[0].ends_with("; attackers in a child process at nice 19"),
+        "{report}"
+    );
+    assert!(lines[1].starts_with("quiet "), "{report}");
+    assert!(lines[3].starts_with("flood "), "{report}");
+    for cpu in [lines[2], lines[4]] {
+        assert!(
+            cpu.trim_start()
+                .starts_with("cpu % of a core (ran/waited): shards "),
+            "{report}"
+        );
+    }
+    assert_eq!(lines[5..], ["probe errors: 0", "violations: 0"], "{report}");
+}
+
+#[test]
+fn an_unknown_bad_actor_phase_is_refused_naming_the_phases() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_deltasync"))
+        .args(["soak", "--bad-actors", "--phases", "quiet,storm"])
+        .output()
+        .expect("the binary runs");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.starts_with(
+            "error: invalid value 'storm' for '--phases <PHASES>'\n  \
+             [possible values: quiet, slowloris, gib-header, byte-frames, flood, all]\n"
+        ),
+        "{stderr}"
+    );
+}

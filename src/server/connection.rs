@@ -18,8 +18,8 @@
 //! finds no token is not handed over: the rest of the read is held and the connection
 //! says `Paused` until its next token is due, and the shard does not read it before
 //! then. A peer that trickles (four reads in a row of fewer than 64 bytes completing no
-//! message) is paused for 20 ms the same way. Nothing read is lost: held input is handed
-//! over first when reading resumes.
+//! message) is paused for 20 ms the same way, and again after one read if that read is a
+//! trickle too. Nothing read is lost: held input is handed over first when reading resumes.
 
 use std::io;
 use std::net::Shutdown;
@@ -225,6 +225,14 @@ impl<M: Model, S: Transport> Connection<M, S> {
         next
     }
 
+    /// Whether reading is paused at `now` (for its rate, or because it trickles).
+    pub(super) fn is_reading_paused(&self, now: Instant) -> bool {
+        match &self.phase {
+            Phase::Open(open) => open.paused_until.is_some_and(|until| now < until),
+            _ => false,
+        }
+    }
+
     /// Whether reading is paused at `now`; a pause that is over is cleared.
     fn is_paused(&mut self, now: Instant) -> bool {
         let Phase::Open(open) = &mut self.phase else {
@@ -304,19 +312,29 @@ impl<M: Model, S: Transport> Connection<M, S> {
     /// Counts a read of `n` bytes that did or did not complete a `message`; after
     /// `TRICKLE_READS` trickles in a row, pauses reading for `TRICKLE_PAUSE` and says until
     /// when.
+    ///
+    /// A paused trickler stays one trickle short of the next pause, so that if the first
+    /// read after the pause is a trickle too it is paused again at once: one read per
+    /// pause, instead of a few events and two reads per byte until the count is full
+    /// again. A short read that completes a message (assembled from trickles) takes one
+    /// off the count; a read of `TRICKLE_BYTES` or more clears it.
     fn trickled(&mut self, n: usize, message: bool, now: Instant) -> Option<Instant> {
         let Phase::Open(open) = &mut self.phase else {
             return None;
         };
-        if message || n >= TRICKLE_BYTES {
+        if n >= TRICKLE_BYTES {
             open.trickles = 0;
+            return None;
+        }
+        if message {
+            open.trickles = open.trickles.saturating_sub(1);
             return None;
         }
         open.trickles += 1;
         if open.trickles < TRICKLE_READS {
             return None;
         }
-        open.trickles = 0;
+        open.trickles = TRICKLE_READS - 1;
         let until = now + TRICKLE_PAUSE;
         open.paused_until = Some(until);
         Some(until)

@@ -4,11 +4,11 @@
 //! Each turn of the loop: handle socket events (read, write), take new connections from
 //! the acceptor, flush the connections of the rooms that told it they moved (or wait for
 //! their flush interval, see `flush_timer`) and of the rooms whose interval is over, then
-//! read the connections still in their upgrade (established clients first). A commit
-//! wakes only the shards holding connections of its room, at most once per burst (see
-//! `interest` and `ShardWake`), and the delta messages a shard builds in a turn are shared
-//! by all its connections at the same revision (`DeltaCache`). Deadlines (handshake, idle, close) are
-//! checked once per tick.
+//! read the connections still in their upgrade (established clients first; at most
+//! `UPGRADES_PER_TURN` a turn). A commit wakes only the shards holding connections of its
+//! room, at most once per burst (see `interest` and `ShardWake`), and the delta messages a
+//! shard builds in a turn are shared by all its connections at the same revision
+//! (`DeltaCache`). Deadlines (handshake, idle, close) are checked once per tick.
 //!
 //! ## Fairness
 //!
@@ -20,10 +20,14 @@
 //! back meanwhile. A connection that trickles (reads of a few bytes that complete no
 //! message, four in a row) is left unread for 20 ms the same way, so that a client
 //! sending a byte at a time costs one read per pause rather than one event and two
-//! system calls per byte.
+//! system calls per byte. Pauses end on a grid of 10 ms (`RESUME_STEP`), so that
+//! connections due within the same step share a wake-up, a turn and their room's
+//! fan-out. When a pause ends the connection is read first; its events cover reads again
+//! only if it reads freely, so a flooder woken for one token (which it takes from what it
+//! already read) or a trickler still trickling costs the wake-up and nothing else.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -47,6 +51,16 @@ pub(super) const WAKER: Token = Token(usize::MAX);
 const TICK: Duration = Duration::from_millis(250);
 /// The shard's socket read buffer.
 const READ_BUFFER: usize = 64 * 1024;
+/// How many connections still in their upgrade are read per turn; the rest wait for the
+/// next turn, which polls without waiting. A burst of a thousand slowloris bytes then
+/// costs an established client's event at most this many reads of delay, not a thousand.
+const UPGRADES_PER_TURN: usize = 64;
+/// Paused connections resume on a grid of this step (from the shard's start), so that
+/// those due within the same step share one wake-up and one turn: their messages are
+/// handled together and their room's connections get one `SYNC.DELTAS` for all of them,
+/// not one each. A flooder's message waits up to this much longer than its token; a
+/// well-behaved client is never paused.
+const RESUME_STEP: Duration = Duration::from_millis(10);
 
 /// The connections of one room on this shard.
 struct RoomConnections<M: Model> {
@@ -73,8 +87,11 @@ pub(super) struct Shard<M: Model> {
     /// An entry may outlive its connection (the key is then reused or vacant): a resume
     /// is only a read, which finds nothing or a connection still paused.
     resumes: BinaryHeap<Reverse<(Instant, usize)>>,
-    /// Connections in their upgrade with something to read, read at the end of the turn.
-    upgrades: Vec<usize>,
+    /// Where the grid of resumes starts (`RESUME_STEP`).
+    origin: Instant,
+    /// Connections in their upgrade with something to read, read at the end of the turn,
+    /// at most `UPGRADES_PER_TURN` a turn, first come first read.
+    upgrades: VecDeque<usize>,
     /// The fan-out's latency budget: rooms waiting for their next flush.
     timer: FlushTimer,
     /// Room keys to look at this turn (moved, or due), reused from turn to turn.
@@ -88,11 +105,22 @@ struct Entry<M: Model> {
     peer: IpAddr,
     /// Where the connection sits in its room's `tokens` (when it has a room).
     room_slot: Option<(usize, usize)>,
+    /// Its events cover writes only: it is paused (see `Next::Paused`).
+    reads_paused: bool,
 }
 
 /// The shards' key for a room: its address, unique while the room is alive.
 pub(super) fn room_key<M: Model>(room: &Arc<Room<M>>) -> usize {
     Arc::as_ptr(room) as usize
+}
+
+/// The first instant at or after `at` on the grid of `step` from `origin`.
+fn on_grid(origin: Instant, at: Instant, step: Duration) -> Instant {
+    let since = at.saturating_duration_since(origin).as_nanos();
+    let step_ns = step.as_nanos().max(1);
+    let steps = since.div_ceil(step_ns);
+    let offset = steps.saturating_mul(step_ns);
+    origin + Duration::from_nanos(u64::try_from(offset).unwrap_or(u64::MAX))
 }
 
 impl<M: Model> Shard<M> {
@@ -111,7 +139,10 @@ impl<M: Model> Shard<M> {
             rooms: HashMap::new(),
             read_more: Vec::new(),
             resumes: BinaryHeap::new(),
-            upgrades: Vec::new(),
+            // The shell's clock: the origin of the resume grid.
+            #[allow(clippy::disallowed_methods)]
+            origin: Instant::now(),
+            upgrades: VecDeque::new(),
             timer: FlushTimer::new(flush_interval),
             room_keys: Vec::new(),
             scratch: Scratch {
@@ -156,7 +187,10 @@ impl<M: Model> Shard<M> {
             self.accept(now);
             self.flush_rooms(now);
             // Upgrades last: what established connections sent is answered first.
-            for key in std::mem::take(&mut self.upgrades) {
+            for _ in 0..UPGRADES_PER_TURN {
+                let Some(key) = self.upgrades.pop_front() else {
+                    break;
+                };
                 self.readable(key, now);
             }
             if now >= next_tick {
@@ -186,7 +220,7 @@ impl<M: Model> Shard<M> {
                     .get(key)
                     .is_some_and(|entry| entry.connection.is_upgrading());
                 if upgrading {
-                    self.upgrades.push(key);
+                    self.upgrades.push_back(key);
                 } else {
                     self.readable(key, now);
                 }
@@ -198,9 +232,10 @@ impl<M: Model> Shard<M> {
     }
 
     /// How long the next poll may wait: not at all when connections have input left from
-    /// their last turn, else until the next resume, waiting room or tick.
+    /// their last turn or upgrades wait to be read, else until the next resume, waiting
+    /// room or tick.
     fn timeout(&self) -> Duration {
-        if !self.read_more.is_empty() {
+        if !self.read_more.is_empty() || !self.upgrades.is_empty() {
             return Duration::ZERO;
         }
         #[allow(clippy::disallowed_methods)]
@@ -212,14 +247,16 @@ impl<M: Model> Shard<M> {
         }
     }
 
-    /// Reads the connections whose rate pause is over.
+    /// Reads the connections whose pause is over. A connection is read before its events
+    /// cover reads again: one that pauses again at once (a flooder with one token, which
+    /// it takes from what it already read; a trickler still trickling) costs no change of
+    /// its events (`readable`).
     fn resume_due(&mut self, now: Instant) {
         while let Some(&Reverse((at, key))) = self.resumes.peek() {
             if at > now {
                 return;
             }
             self.resumes.pop();
-            self.listen(key, Interest::READABLE | Interest::WRITABLE);
             self.readable(key, now);
         }
     }
@@ -246,6 +283,7 @@ impl<M: Model> Shard<M> {
                 connection,
                 peer,
                 room_slot: None,
+                reads_paused: false,
             });
         }
         if accepted {
@@ -267,6 +305,7 @@ impl<M: Model> Shard<M> {
         let next = entry
             .connection
             .on_readable(&self.shared, &mut self.scratch, now);
+        let still_paused = entry.connection.is_reading_paused(now);
         // Just upgraded: filed under its room, so that room moves flush it.
         if entry.room_slot.is_none() && entry.connection.room().is_some() && self.index_room(key) {
             // The shard's first connection of the room: commits wake the shard from now
@@ -274,28 +313,47 @@ impl<M: Model> Shard<M> {
             self.flush_one(key);
         }
         match next {
-            Next::Keep => {}
-            Next::ReadMore => self.read_more.push(key),
+            Next::Keep | Next::ReadMore if still_paused => {}
+            Next::Keep => self.listen(key, true),
+            Next::ReadMore => {
+                self.listen(key, true);
+                self.read_more.push(key);
+            }
             Next::Paused(until) => {
                 // Its bytes are not read before `until`: no event needs to say they came.
-                self.listen(key, Interest::WRITABLE);
-                self.resumes.push(Reverse((until, key)));
+                self.listen(key, false);
+                let at = on_grid(self.origin, until, RESUME_STEP);
+                self.resumes.push(Reverse((at, key)));
             }
             Next::Drop => self.remove(key, now),
         }
     }
 
-    /// Sets what the connection's events are about: writes only while it is paused.
-    fn listen(&mut self, key: usize, interest: Interest) {
-        if let Some(entry) = self.connections.get_mut(key) {
-            let stream = entry.connection.stream_mut();
-            if let Err(e) = self
-                .poll
-                .registry()
-                .reregister(stream, Token(key), interest)
-            {
-                tracing::warn!(error = %e, "cannot change a connection's events");
-            }
+    /// Sets what the connection's events are about: reads and writes, or writes only while
+    /// it is paused. Changes them (a system call) only when they change: after reading the
+    /// socket, which is safe with edge-triggered events (re-registering reports input that
+    /// came meanwhile).
+    fn listen(&mut self, key: usize, reads: bool) {
+        let Some(entry) = self.connections.get_mut(key) else {
+            return;
+        };
+        let paused = !reads;
+        if entry.reads_paused == paused {
+            return;
+        }
+        entry.reads_paused = paused;
+        let interest = if reads {
+            Interest::READABLE | Interest::WRITABLE
+        } else {
+            Interest::WRITABLE
+        };
+        let stream = entry.connection.stream_mut();
+        if let Err(e) = self
+            .poll
+            .registry()
+            .reregister(stream, Token(key), interest)
+        {
+            tracing::warn!(error = %e, "cannot change a connection's events");
         }
     }
 
@@ -480,7 +538,7 @@ impl<M: Model> Shard<M> {
         let keys: Vec<usize> = self.connections.iter().map(|(key, _)| key).collect();
         for key in keys {
             // A paused connection must hear its peer's close too.
-            self.listen(key, Interest::READABLE | Interest::WRITABLE);
+            self.listen(key, true);
             let next = match self.connections.get_mut(key) {
                 Some(entry) => entry
                     .connection
@@ -541,4 +599,30 @@ impl<M: Model> Shard<M> {
 fn clock() -> Instant {
     #[allow(clippy::disallowed_methods)]
     Instant::now()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Resumes due within one step share one wake-up of the shard.
+    #[test]
+    fn resumes_fall_on_the_grid_at_or_after_their_instant() {
+        // Tests pick an arbitrary origin for the shell's clock.
+        #[allow(clippy::disallowed_methods)]
+        let origin = Instant::now();
+        let step = Duration::from_millis(10);
+        let ms = |n: u64| origin + Duration::from_millis(n);
+        assert_eq!(on_grid(origin, ms(0), step), ms(0));
+        assert_eq!(on_grid(origin, ms(1), step), ms(10));
+        assert_eq!(on_grid(origin, ms(7), step), ms(10));
+        assert_eq!(on_grid(origin, ms(10), step), ms(10));
+        assert_eq!(
+            on_grid(origin, ms(10) + Duration::from_nanos(1), step),
+            ms(20)
+        );
+        assert_eq!(on_grid(origin, ms(1234), step), ms(1240));
+        // Before the origin (cannot happen: pauses end after the shard started).
+        assert_eq!(on_grid(ms(5), ms(0), step), ms(5));
+    }
 }

@@ -32,7 +32,7 @@ mod ceiling;
 mod check;
 mod client;
 mod control;
-mod cpu;
+pub(crate) mod cpu;
 mod driver;
 mod game;
 mod id;

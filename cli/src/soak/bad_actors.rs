@@ -18,11 +18,20 @@
 //!   dropped (two of them share the probe's shard);
 //! - `all`: all of them at once.
 //!
-//! Each phase reports the probe's ack latency (p50, p99, max), its errors, and the
-//! factor of its p50 and p99 over the quiet phase's.
+//! Each phase reports the probe's ack latency (p50, p99, max), its errors, the factor of
+//! its p50 and p99 over the quiet phase's, and where the CPU went meanwhile (see
+//! `phase_cpu.rs`): the server's threads, the attackers', the probe's, the machine's.
+//!
+//! With `--actors-apart` the attackers run in a child process of their own (this binary,
+//! `soak --bad-actors-fleet ADDR --actors NAMES`) at the lowest priority (`nice -n 19`),
+//! as if they came from another machine: on two cores, attackers in the server's own
+//! process take CPU the server and the probe need, and the run then measures the
+//! generator as much as the server. Run both ways and compare. `--phases` picks phases
+//! (`quiet` always runs, as the reference).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -31,6 +40,7 @@ use std::time::{Duration, Instant};
 use deltasync::config::Config;
 use deltasync::server::Server;
 
+use super::phase_cpu::{self, ACTOR_THREAD, Mark, PhaseCpu};
 use super::probe::{Latencies, Probe};
 use super::wire;
 
@@ -39,6 +49,10 @@ use super::wire;
 pub(crate) struct Plan {
     pub(crate) secs: u64,
     pub(crate) handshake_ms: u64,
+    /// The attackers run in a child process at the lowest priority.
+    pub(crate) apart: bool,
+    /// The phases to run after `quiet` (all when empty).
+    pub(crate) phases: Vec<String>,
 }
 
 /// One phase's measure.
@@ -46,6 +60,7 @@ pub(crate) struct Plan {
 pub(crate) struct Phase {
     pub(crate) name: &'static str,
     pub(crate) latencies: Latencies,
+    pub(crate) cpu: PhaseCpu,
 }
 
 /// The phases' measures and the probe's errors.
@@ -59,7 +74,7 @@ pub(crate) struct Figures {
 /// Updates per second of each flooder.
 const FLOOD_RATE: u64 = 10_000;
 
-type Actor = fn(SocketAddr, Arc<AtomicBool>) -> JoinHandle<()>;
+type Actor = fn(SocketAddr, Arc<AtomicBool>) -> std::io::Result<JoinHandle<()>>;
 
 const ACTORS: [(&str, Actor); 4] = [
     ("slowloris", slowloris),
@@ -67,6 +82,35 @@ const ACTORS: [(&str, Actor); 4] = [
     ("byte-frames", byte_frames),
     ("flood", flood),
 ];
+
+/// The phases `--phases` may name.
+pub(crate) const PHASES: [&str; 6] = [
+    "quiet",
+    "slowloris",
+    "gib-header",
+    "byte-frames",
+    "flood",
+    "all",
+];
+
+/// The attackers of phase `name`.
+fn actors_of(name: &str) -> Vec<(&'static str, Actor)> {
+    ACTORS
+        .iter()
+        .filter(|(actor, _)| name == "all" || *actor == name)
+        .copied()
+        .collect()
+}
+
+/// An attacker thread, named for the CPU accounting.
+fn actor_thread(
+    name: &str,
+    body: impl FnOnce() + Send + 'static,
+) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(format!("{ACTOR_THREAD}{name}"))
+        .spawn(body)
+}
 
 /// Runs every phase.
 pub(crate) fn run(plan: &Plan) -> std::io::Result<Figures> {
@@ -85,49 +129,119 @@ pub(crate) fn run(plan: &Plan) -> std::io::Result<Figures> {
     let probe = Probe::start(&format!("ws://{addr}/rooms/shared"))?;
     let secs = Duration::from_secs(plan.secs);
     let mut windows = Vec::new();
-    let quiet_start = Instant::now();
+    let quiet_start = Mark::take(None);
     std::thread::sleep(secs);
-    windows.push(("quiet", quiet_start, Instant::now()));
-    for (name, actor) in ACTORS {
-        windows.push(phase(name, &[actor], addr, secs));
+    windows.push(("quiet", quiet_start, Mark::take(None)));
+    for name in PHASES.into_iter().skip(1) {
+        if plan.phases.is_empty() || plan.phases.iter().any(|p| p == name) {
+            windows.push(phase(name, addr, secs, plan.apart)?);
+        }
     }
-    let all: Vec<Actor> = ACTORS.iter().map(|(_, actor)| *actor).collect();
-    windows.push(phase("all", &all, addr, secs));
     let (samples, errors) = probe.stop();
     figures.probe_errors = errors;
     for (name, from, to) in windows {
         figures.phases.push(Phase {
             name,
-            latencies: Latencies::window(&samples, from, to),
+            latencies: Latencies::window(&samples, from.at(), to.at()),
+            cpu: phase_cpu::between(&from, &to),
         });
     }
     server.shutdown();
     Ok(figures)
 }
 
-/// Runs `actors` for `secs`; returns the window to measure (after a second of ramp-up).
+/// The attackers of one phase: threads of this process, or a child process.
+enum Attack {
+    Here(Vec<JoinHandle<()>>),
+    Apart(Child),
+}
+
+impl Attack {
+    fn start(
+        name: &str,
+        addr: SocketAddr,
+        stop: &Arc<AtomicBool>,
+        apart: bool,
+    ) -> std::io::Result<Self> {
+        if !apart {
+            let threads = actors_of(name)
+                .into_iter()
+                .map(|(_, actor)| actor(addr, Arc::clone(stop)))
+                .collect::<std::io::Result<_>>()?;
+            return Ok(Self::Here(threads));
+        }
+        let exe = std::env::current_exe()?;
+        let child = Command::new("nice")
+            .args(["-n", "19"])
+            .arg(exe)
+            .args(["soak", "--bad-actors-fleet", &addr.to_string()])
+            .args(["--actors", name])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| {
+                std::io::Error::other(format!(
+                    "cannot start the attackers' process with `nice -n 19`: {e}"
+                ))
+            })?;
+        Ok(Self::Apart(child))
+    }
+
+    fn pid(&self) -> Option<u32> {
+        match self {
+            Self::Here(_) => None,
+            Self::Apart(child) => Some(child.id()),
+        }
+    }
+
+    /// Stops the attackers (a child is told by the end of its standard input).
+    fn stop(self, stop: &AtomicBool) {
+        stop.store(true, Ordering::Relaxed);
+        match self {
+            Self::Here(threads) => {
+                for thread in threads {
+                    let _ = thread.join();
+                }
+            }
+            Self::Apart(mut child) => {
+                drop(child.stdin.take());
+                let _ = child.wait();
+            }
+        }
+    }
+}
+
+/// Runs phase `name`'s attackers for `secs`; returns the window to measure (after a
+/// second of ramp-up) as two CPU marks.
 fn phase(
     name: &'static str,
-    actors: &[Actor],
     addr: SocketAddr,
     secs: Duration,
-) -> (&'static str, Instant, Instant) {
+    apart: bool,
+) -> std::io::Result<(&'static str, Mark, Mark)> {
     let stop = Arc::new(AtomicBool::new(false));
-    let threads: Vec<JoinHandle<()>> = actors
-        .iter()
-        .map(|actor| actor(addr, Arc::clone(&stop)))
-        .collect();
+    let attack = Attack::start(name, addr, &stop, apart)?;
     std::thread::sleep(Duration::from_secs(1));
-    let start = Instant::now();
+    let start = Mark::take(attack.pid());
     std::thread::sleep(secs);
-    let end = Instant::now();
-    stop.store(true, Ordering::Relaxed);
-    for thread in threads {
-        let _ = thread.join();
-    }
+    let end = Mark::take(attack.pid());
+    attack.stop(&stop);
     // Let the server drop what the actors left behind before the next phase.
     std::thread::sleep(Duration::from_millis(500));
-    (name, start, end)
+    Ok((name, start, end))
+}
+
+/// The child process of `--actors-apart`: runs the attackers of `phase` against `addr`
+/// until its standard input ends.
+pub(crate) fn run_fleet(addr: SocketAddr, phase: &str) -> std::io::Result<()> {
+    crate::nofile::raise()?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let attack = Attack::start(phase, addr, &stop, false)?;
+    let mut rest = Vec::new();
+    let _ = std::io::stdin().read_to_end(&mut rest);
+    attack.stop(&stop);
+    Ok(())
 }
 
 /// A connection upgraded to `path` (its `101` read), with a read timeout.
@@ -147,8 +261,8 @@ fn upgraded(addr: SocketAddr, path: &str) -> Option<TcpStream> {
     head.starts_with(b"HTTP/1.1 101 ").then_some(stream)
 }
 
-fn slowloris(addr: SocketAddr, stop: Arc<AtomicBool>) -> JoinHandle<()> {
-    std::thread::spawn(move || {
+fn slowloris(addr: SocketAddr, stop: Arc<AtomicBool>) -> std::io::Result<JoinHandle<()>> {
+    actor_thread("slowloris", move || {
         let request = wire::upgrade_request(&addr.to_string(), "/");
         let open = |i: usize| {
             let mut stream = TcpStream::connect(addr).ok()?;
@@ -181,8 +295,8 @@ fn slowloris(addr: SocketAddr, stop: Arc<AtomicBool>) -> JoinHandle<()> {
     })
 }
 
-fn gib_header(addr: SocketAddr, stop: Arc<AtomicBool>) -> JoinHandle<()> {
-    std::thread::spawn(move || {
+fn gib_header(addr: SocketAddr, stop: Arc<AtomicBool>) -> std::io::Result<JoinHandle<()>> {
+    actor_thread("gib-header", move || {
         let mut header = vec![0x81, 0xff];
         header.extend_from_slice(&(1u64 << 30).to_be_bytes());
         header.extend_from_slice(&[1, 2, 3, 4]);
@@ -198,8 +312,8 @@ fn gib_header(addr: SocketAddr, stop: Arc<AtomicBool>) -> JoinHandle<()> {
     })
 }
 
-fn byte_frames(addr: SocketAddr, stop: Arc<AtomicBool>) -> JoinHandle<()> {
-    std::thread::spawn(move || {
+fn byte_frames(addr: SocketAddr, stop: Arc<AtomicBool>) -> std::io::Result<JoinHandle<()>> {
+    actor_thread("byte-frames", move || {
         let mut clients: Vec<(TcpStream, Vec<u8>, usize)> = (0..50)
             .filter_map(|i| {
                 let stream = upgraded(addr, "/rooms/shared")?;
@@ -231,12 +345,12 @@ fn byte_frames(addr: SocketAddr, stop: Arc<AtomicBool>) -> JoinHandle<()> {
     })
 }
 
-fn flood(addr: SocketAddr, stop: Arc<AtomicBool>) -> JoinHandle<()> {
-    std::thread::spawn(move || {
+fn flood(addr: SocketAddr, stop: Arc<AtomicBool>) -> std::io::Result<JoinHandle<()>> {
+    actor_thread("flood", move || {
         let flooders: Vec<JoinHandle<()>> = (0..4)
-            .map(|i| {
+            .filter_map(|i| {
                 let stop = Arc::clone(&stop);
-                std::thread::spawn(move || flooder(addr, i, FLOOD_RATE, &stop))
+                actor_thread("flooder", move || flooder(addr, i, FLOOD_RATE, &stop)).ok()
             })
             .collect();
         for flooder in flooders {
@@ -255,10 +369,12 @@ fn flooder(addr: SocketAddr, i: usize, rate: u64, stop: &AtomicBool) {
     let Ok(mut reader) = stream.try_clone() else {
         return;
     };
-    let draining = std::thread::spawn(move || {
+    let Ok(draining) = actor_thread("drain", move || {
         let mut buf = [0u8; 64 * 1024];
         while matches!(reader.read(&mut buf), Ok(n) if n > 0) {}
-    });
+    }) else {
+        return;
+    };
     let join = format!(r#"{{"type":"JOIN","payload":{{"participantId":"flood-{i}","name":"F"}}}}"#);
     let _ = stream.write_all(&wire::text_frame(join.as_bytes(), [9, 9, 9, 9]));
     // Made once and written again and again at a steady pace, so that the flooder
@@ -287,8 +403,13 @@ fn flooder(addr: SocketAddr, i: usize, rate: u64, stop: &AtomicBool) {
 
 /// The report.
 pub(crate) fn report(plan: &Plan, figures: &Figures) -> String {
+    let actors = if plan.apart {
+        "in a child process at nice 19"
+    } else {
+        "in this process"
+    };
     let mut out = format!(
-        "bad actors: {} s per phase, handshake timeout {} ms, default limits but no per-address limit; open files {} / {}\n",
+        "bad actors: {} s per phase, handshake timeout {} ms, default limits but no per-address limit; open files {} / {}; attackers {actors}\n",
         plan.secs, plan.handshake_ms, figures.nofile.0, figures.nofile.1
     );
     let quiet = figures.phases.first().map(|p| &p.latencies);
@@ -302,6 +423,7 @@ pub(crate) fn report(plan: &Plan, figures: &Figures) -> String {
             factor(0.5),
             factor(0.99)
         );
+        out += &format!("{:<12} {}\n", "", phase.cpu.summary());
     }
     out += &format!("probe errors: {}\n", figures.probe_errors);
     out += &format!("violations: {}\n", usize::from(figures.probe_errors > 0));

@@ -12,7 +12,8 @@
 //!   encoding, every client current, and the latency of a client of another room.
 //! - `--bad-actors` measures how much slowloris connections, 1 GiB frame headers, frames
 //!   sent a byte at a time and update floods slow a well-behaved client down (see
-//!   `bad_actors.rs`); `--secs` is then the length of each phase.
+//!   `bad_actors.rs`); `--secs` is then the length of each phase, `--phases` picks some,
+//!   and `--actors-apart` runs the attackers in a child process at the lowest priority.
 //!
 //! - `--kill-server` kills the server with SIGKILL at random moments (`--kills`, default
 //!   20) while writers and readers work, and restarts it on its data directory; every
@@ -28,6 +29,7 @@ mod client;
 mod faults;
 mod fleet;
 mod kill_server;
+mod phase_cpu;
 mod probe;
 mod process;
 mod storm;
@@ -54,6 +56,24 @@ pub(crate) struct SoakArgs {
     /// With --bad-actors: the server's handshake timeout
     #[arg(long, default_value_t = 5000)]
     handshake_ms: u64,
+    /// With --bad-actors: run the attackers in a child process at the lowest priority
+    /// (nice 19), as if from another machine, instead of beside the server
+    #[arg(long, requires = "bad_actors")]
+    actors_apart: bool,
+    /// With --bad-actors: the phases to run after `quiet` (default: all)
+    #[arg(
+        long,
+        value_delimiter = ',',
+        requires = "bad_actors",
+        value_parser = clap::builder::PossibleValuesParser::new(bad_actors::PHASES)
+    )]
+    phases: Vec<String>,
+    /// Internal: run the attackers of the phase `--actors` against ADDR until stdin ends
+    #[arg(long, value_name = "ADDR", hide = true)]
+    bad_actors_fleet: Option<std::net::SocketAddr>,
+    /// Internal: with --bad-actors-fleet, the phase whose attackers to run
+    #[arg(long, hide = true, default_value = "all")]
+    actors: String,
     /// Participants the storm's clients join as (several clients share one)
     #[arg(long, default_value_t = 50)]
     participants: usize,
@@ -105,6 +125,15 @@ pub(crate) fn run(args: &SoakArgs) -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: the storm's clients failed: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    if let Some(addr) = args.bad_actors_fleet {
+        return match bad_actors::run_fleet(addr, &args.actors) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: the bad actors' process failed: {e}");
                 ExitCode::FAILURE
             }
         };
@@ -225,6 +254,8 @@ fn run_bad_actors(args: &SoakArgs, secs: u64) -> ExitCode {
     let plan = bad_actors::Plan {
         secs,
         handshake_ms: args.handshake_ms,
+        apart: args.actors_apart,
+        phases: args.phases.clone(),
     };
     match bad_actors::run(&plan) {
         Ok(figures) => {

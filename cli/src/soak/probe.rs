@@ -65,32 +65,34 @@ impl Probe {
             Connector::<Presence>::connect(url, "probe", "Probe").map_err(std::io::Error::other)?;
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
-        let thread = std::thread::spawn(move || {
-            let mut out = Vec::new();
-            let mut errors = 0;
-            let mut away = false;
-            while !flag.load(Ordering::Relaxed) {
-                away = !away;
-                let status = if away { Status::Away } else { Status::Online };
-                let input = PresenceInput {
-                    patch: Patch {
-                        status: Some(status),
-                        ..Patch::default()
-                    },
-                };
-                let sent = Instant::now();
-                let Ok(id) = client.update(input) else {
-                    errors += 1;
-                    break;
-                };
-                match ack(&mut client, &id) {
-                    Ok(true) => out.push((sent, sent.elapsed())),
-                    Ok(false) | Err(_) => errors += 1,
+        let thread = std::thread::Builder::new()
+            .name(super::phase_cpu::PROBE_THREAD.into())
+            .spawn(move || {
+                let mut out = Vec::new();
+                let mut errors = 0;
+                let mut away = false;
+                while !flag.load(Ordering::Relaxed) {
+                    away = !away;
+                    let status = if away { Status::Away } else { Status::Online };
+                    let input = PresenceInput {
+                        patch: Patch {
+                            status: Some(status),
+                            ..Patch::default()
+                        },
+                    };
+                    let sent = Instant::now();
+                    let Ok(id) = client.update(input) else {
+                        errors += 1;
+                        break;
+                    };
+                    match ack(&mut client, &id) {
+                        Ok(true) => out.push((sent, sent.elapsed())),
+                        Ok(false) | Err(_) => errors += 1,
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
                 }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            (out, errors)
-        });
+                (out, errors)
+            })?;
         Ok(Self { stop, thread })
     }
 

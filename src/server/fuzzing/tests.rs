@@ -143,6 +143,71 @@ fn a_connection_sending_a_byte_at_a_time_is_left_unread_between_bursts() {
     assert!(bench.connection.stream_mut().input.is_empty());
 }
 
+// regression: a trickler was read again byte by byte after each pause (four events and
+// eight reads per pause, bench-measured), as if it had never trickled.
+#[test]
+fn a_trickler_that_still_trickles_after_its_pause_is_paused_again_after_one_read() {
+    let (mut bench, now) = upgraded_bench();
+    let frame = text(r#"{"type":"HEARTBEAT"}"#);
+    for byte in &frame[..3] {
+        assert_eq!(feed(&mut bench, &[*byte], now), Next::Keep);
+    }
+    let until = now + Duration::from_millis(20);
+    assert_eq!(feed(&mut bench, &frame[3..4], now), Next::Paused(until));
+    // Two more bytes came meanwhile: one read takes them, and that trickle pauses it again.
+    bench.connection.stream_mut().reads = 0;
+    let again = until + Duration::from_millis(20);
+    assert_eq!(feed(&mut bench, &frame[4..6], until), Next::Paused(again));
+    assert_eq!(bench.connection.stream_mut().reads, 1);
+    // The rest of the message, then a whole one in one read: read freely again, and a
+    // whole message in one read never counts as a trickle.
+    assert_eq!(feed(&mut bench, &frame[6..], again), Next::Keep);
+    for _ in 0..3 {
+        assert_eq!(feed(&mut bench, &frame, again), Next::Keep);
+    }
+    bench.connection.stream_mut().reads = 0;
+    for byte in &frame[..3] {
+        assert_eq!(feed(&mut bench, &[*byte], again), Next::Keep);
+    }
+    assert_eq!(
+        bench.connection.stream_mut().reads,
+        6,
+        "a read and a WouldBlock each"
+    );
+}
+
+// A throttled connection resumed for one token hands over what it already read and
+// pauses again, without a system call: one wake-up per token, no read.
+#[test]
+fn a_throttled_connection_resumed_for_a_token_reads_nothing_from_its_socket() {
+    let (mut bench, now) = upgraded_bench();
+    let mut batch = text(r#"{"type":"JOIN","payload":{"participantId":"f","name":"F"}}"#);
+    for i in 0..250 {
+        let status = if i % 2 == 0 { "away" } else { "online" };
+        batch.extend(text(&format!(
+            r#"{{"type":"UPDATE","payload":{{"patch":{{"status":"{status}"}},"clientReqId":"f{i}"}}}}"#
+        )));
+    }
+    let mut next = feed(&mut bench, &batch, now);
+    let mut turns = 0;
+    while next == Next::ReadMore && turns < 100 {
+        next = feed(&mut bench, &[], now);
+        turns += 1;
+    }
+    let room = bench.connection.room().cloned().unwrap();
+    // The JOIN and the burst of 200 took tokens; the 201st update was refused by name.
+    assert_eq!(room.rev(), 200);
+    let Next::Paused(until) = next else {
+        panic!("not paused: {next:?}");
+    };
+    let reads = bench.connection.stream_mut().reads;
+    let Next::Paused(_) = feed(&mut bench, &[], until) else {
+        panic!("not paused again");
+    };
+    assert_eq!(room.rev(), 201, "one token, one update");
+    assert_eq!(bench.connection.stream_mut().reads, reads, "no read");
+}
+
 #[test]
 fn one_connection_handles_at_most_32_messages_per_turn() {
     let (mut bench, now) = upgraded_bench();
