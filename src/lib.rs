@@ -35,6 +35,12 @@
 //!   a server over the wire. They open sockets of their own, so they stay out of an
 //!   embedder's build unless asked for.
 //!
+//! - `tls` (off by default): `wss://`. The server serves TLS when `server.tls_cert` and
+//!   `server.tls_key` are set, the [`client::Connector`] connects to `wss://` URLs, and
+//!   [`tls`] has the loaders and the non-blocking TLS stream they share. It brings in
+//!   rustls and ring (C and assembly to build), which an embedder behind a
+//!   TLS-terminating proxy does not need.
+//!
 //! The `deltasync` command (`serve`, `config`, `conformance`, `bench`, `soak`) is a
 //! crate of its own (`cli/` in the repository), built only on this crate's public API.
 #![deny(unsafe_code)]
@@ -53,6 +59,8 @@ pub mod room;
 pub mod server;
 pub mod session;
 pub mod storage;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 mod sync;
 

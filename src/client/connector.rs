@@ -22,7 +22,7 @@
 //! ```
 
 use std::io;
-use std::net::TcpStream;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use tungstenite::client::IntoClientRequest;
@@ -30,6 +30,7 @@ use tungstenite::http::HeaderValue;
 use tungstenite::protocol::WebSocketConfig;
 use tungstenite::{Message, WebSocket};
 
+use super::transport::{self, Stream, Target};
 use super::{Replica, ReplicaError, ReplicaEvent};
 use crate::model::Model;
 use crate::protocol::Dialect;
@@ -38,7 +39,7 @@ use crate::protocol::Dialect;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConnectorError {
-    /// The URL is not a `ws://host:port/path` URL.
+    /// The URL is not a `ws://host:port/path` or `wss://host:port/path` URL.
     #[error("bad URL {url}: {reason}")]
     Url {
         /// The URL given.
@@ -54,6 +55,11 @@ pub enum ConnectorError {
         /// The error.
         source: io::Error,
     },
+    /// TLS cannot be set up for a `wss://` URL: the CA file cannot be used, the host is
+    /// not a valid server name. (A certificate the client does not trust fails the
+    /// handshake: [`ConnectorError::WebSocket`].)
+    #[error("TLS: {0}")]
+    Tls(String),
     /// The WebSocket layer failed (handshake refused, connection lost, ...).
     #[error("WebSocket error: {0}")]
     WebSocket(#[from] tungstenite::Error),
@@ -90,6 +96,19 @@ pub struct ConnectorOptions {
     pub token: Option<String>,
     /// How long `connect` and `reconnect` wait for the first state.
     pub join_timeout: Duration,
+    /// For `wss://`: trust only the CA certificates of this PEM file (a private CA, a test
+    /// server's), instead of the system's roots.
+    pub ca_file: Option<PathBuf>,
+}
+
+impl ConnectorOptions {
+    /// These options, trusting only the CA certificates of the PEM file `path` for
+    /// `wss://`.
+    #[must_use]
+    pub fn with_ca_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.ca_file = Some(path.into());
+        self
+    }
 }
 
 impl Default for ConnectorOptions {
@@ -98,6 +117,7 @@ impl Default for ConnectorOptions {
             dialect: Dialect::Native,
             token: None,
             join_timeout: Duration::from_secs(10),
+            ca_file: None,
         }
     }
 }
@@ -109,7 +129,7 @@ pub struct Connector<M: Model + PartialEq> {
     name: String,
     options: ConnectorOptions,
     replica: Replica<M>,
-    socket: Option<WebSocket<TcpStream>>,
+    socket: Option<WebSocket<Stream>>,
     started: Instant,
 }
 
@@ -161,7 +181,7 @@ impl<M: Model + PartialEq> Connector<M> {
         u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    fn socket(&mut self) -> Result<&mut WebSocket<TcpStream>, ConnectorError> {
+    fn socket(&mut self) -> Result<&mut WebSocket<Stream>, ConnectorError> {
         self.socket.as_mut().ok_or(ConnectorError::NotConnected)
     }
 
@@ -202,7 +222,7 @@ impl<M: Model + PartialEq> Connector<M> {
         }
     }
 
-    fn open(&self) -> Result<WebSocket<TcpStream>, ConnectorError> {
+    fn open(&self) -> Result<WebSocket<Stream>, ConnectorError> {
         let url_error = |reason: String| ConnectorError::Url {
             url: self.url.clone(),
             reason,
@@ -224,16 +244,8 @@ impl<M: Model + PartialEq> Connector<M> {
                 .map_err(|e| url_error(format!("the token cannot be sent: {e}")))?;
             headers.insert("Authorization", value);
         }
-        let address = request
-            .uri()
-            .authority()
-            .map(|a| a.as_str().to_owned())
-            .ok_or_else(|| url_error("no host".into()))?;
-        let stream = TcpStream::connect(&address).map_err(|source| ConnectorError::Connect {
-            address: address.clone(),
-            source,
-        })?;
-        let _ = stream.set_nodelay(true);
+        let target = Target::of(request.uri()).map_err(url_error)?;
+        let stream = transport::connect(&self.url, &target, self.options.ca_file.as_deref())?;
         let config = WebSocketConfig::default()
             .read_buffer_size(16 * 1024)
             .max_message_size(None)

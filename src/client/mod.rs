@@ -127,6 +127,8 @@ mod connector;
 mod outgoing;
 mod replica;
 mod req_id;
+#[cfg(feature = "blocking-client")]
+mod transport;
 
 pub use acks::REMEMBERED_ACKS;
 #[cfg(feature = "blocking-client")]

@@ -4,6 +4,7 @@
 
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::model::presence::PresenceLimits;
@@ -81,6 +82,12 @@ pub struct ServerConfig {
     /// The shared secret a client must present at the upgrade; `None` (the default)
     /// admits every client. Never empty.
     pub token: Option<String>,
+    /// The PEM file of the TLS certificate chain (the server's certificate first): with
+    /// [`tls_key`](Self::tls_key), the server speaks `wss://` only. `None` (the default):
+    /// plain `ws://`. Needs the library's `tls` feature.
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM file of the private key of [`tls_cert`](Self::tls_cert).
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -89,6 +96,8 @@ impl Default for ServerConfig {
             listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 7373)),
             shards: 0,
             token: None,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -99,6 +108,8 @@ impl fmt::Debug for ServerConfig {
             .field("listen", &self.listen)
             .field("shards", &self.shards)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("tls_cert", &self.tls_cert)
+            .field("tls_key", &self.tls_key)
             .finish()
     }
 }

@@ -93,11 +93,18 @@ pub(super) struct Work {
 /// nothing to give or can take nothing more).
 pub(super) trait Transport: io::Read + io::Write {
     /// Ends our side of the stream (TCP `shutdown(Write)`), after the last bytes.
-    fn shutdown_write(&self) -> io::Result<()>;
+    fn shutdown_write(&mut self) -> io::Result<()>;
+
+    /// Writes out bytes the stream itself still holds from earlier writes it took (TLS
+    /// records the socket could not take yet); `Ok(false)` while the socket cannot take
+    /// them all. A plain socket holds nothing.
+    fn write_held(&mut self) -> io::Result<bool> {
+        Ok(true)
+    }
 }
 
 impl Transport for TcpStream {
-    fn shutdown_write(&self) -> io::Result<()> {
+    fn shutdown_write(&mut self) -> io::Result<()> {
         self.shutdown(Shutdown::Write)
     }
 }
@@ -546,6 +553,17 @@ impl<M: Model, S: Transport> Connection<M, S> {
         loop {
             if self.write_blocked {
                 return Next::Keep;
+            }
+            match self.stream.write_held() {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.write_blocked = true;
+                    return Next::Keep;
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "write failed");
+                    return Next::Drop;
+                }
             }
             if self.outbox.is_empty() {
                 match &mut self.phase {

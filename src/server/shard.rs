@@ -34,6 +34,7 @@ use slab::Slab;
 
 use super::connection::{Connection, Next, Scratch, Work};
 use super::shared::Shared;
+use super::transport::Stream;
 use crate::model::Model;
 use crate::room::Room;
 use crate::session::DeltaCache;
@@ -74,7 +75,7 @@ pub(super) struct Shard<M: Model> {
 }
 
 struct Entry<M: Model> {
-    connection: Connection<M>,
+    connection: Connection<M, Stream>,
     /// The client's address, counted against `limits.max_connections_per_ip`.
     peer: IpAddr,
     /// Where the connection sits in its room's `tokens` (when it has a room).
@@ -210,6 +211,14 @@ impl<M: Model> Shard<M> {
 
     fn accept(&mut self, now: Instant) {
         while let Ok((stream, peer)) = self.incoming.try_recv() {
+            let stream = match Stream::accepted(stream, self.shared.tls.as_deref()) {
+                Ok(stream) => stream,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot start TLS on a connection");
+                    self.shared.release(peer);
+                    continue;
+                }
+            };
             let entry = self.connections.vacant_entry();
             let key = entry.key();
             let mut connection = Connection::new(stream, now, self.shared.handshake_timeout);

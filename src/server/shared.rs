@@ -11,6 +11,7 @@ use parking_lot::Mutex;
 use tungstenite::protocol::WebSocketConfig;
 
 use super::registry::Registry;
+use super::transport::TlsAcceptor;
 use crate::config::Config;
 use crate::model::Model;
 use crate::room::CommitListener;
@@ -112,6 +113,8 @@ pub(super) struct Shared<M: Model> {
     pub(super) participant_ttl: Duration,
     pub(super) room_idle: Duration,
     pub(super) connections: AtomicUsize,
+    /// The certificate of `wss://`; `None`: plain `ws://`.
+    pub(super) tls: Option<Arc<TlsAcceptor>>,
     /// Open connections per client address (only kept when there is a limit); an address
     /// with none is removed, so the map holds only addresses connected now.
     per_ip: Mutex<HashMap<IpAddr, usize>>,
@@ -149,6 +152,7 @@ impl<M: Model> Shared<M> {
             participant_ttl: config.timeouts.participant_ttl(),
             room_idle: config.timeouts.room_idle(),
             connections: AtomicUsize::new(0),
+            tls: None,
             per_ip: Mutex::new(HashMap::new()),
         }
     }
