@@ -45,7 +45,10 @@ impl Target {
             other => return Err(format!("the scheme must be ws or wss, not {other:?}")),
         };
         let host = uri.host().ok_or("no host")?;
-        let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
         let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
         Ok(Self { host, port, tls })
     }
@@ -177,9 +180,18 @@ mod tests {
                 tls,
             })
         };
-        assert_eq!(target("ws://127.0.0.1:7373/"), expect("127.0.0.1", 7373, false));
-        assert_eq!(target("wss://localhost/rooms/a"), expect("localhost", 443, true));
-        assert_eq!(target("ws://example.test/"), expect("example.test", 80, false));
+        assert_eq!(
+            target("ws://127.0.0.1:7373/"),
+            expect("127.0.0.1", 7373, false)
+        );
+        assert_eq!(
+            target("wss://localhost/rooms/a"),
+            expect("localhost", 443, true)
+        );
+        assert_eq!(
+            target("ws://example.test/"),
+            expect("example.test", 80, false)
+        );
         assert_eq!(target("wss://[::1]:9000/"), expect("::1", 9000, true));
         assert_eq!(
             target("http://localhost/"),
