@@ -12,16 +12,16 @@ use rustls::{ClientConfig, ClientConnection, Connection, ServerConfig, ServerCon
 ///
 /// - [`Read::read`] hands out the plaintext already decrypted, else reads the socket and
 ///   decrypts, until it has some or the socket would block. The handshake happens inside
-///   reads: a read during it returns `WouldBlock` (or an error for a peer that does not
-///   speak TLS, after queueing the alert). `Ok(0)` is the peer's `close_notify`; a peer
+///   reads, which write its answers out: a read during it returns `WouldBlock` (or an
+///   error for a peer that does not speak TLS, after writing the alert). `Ok(0)` is the peer's `close_notify`; a peer
 ///   that closes TCP without one is an `UnexpectedEof` error.
 /// - [`Write::write_vectored`] encrypts what it takes and writes the records out; when
 ///   records are still held from an earlier write (the socket was full), it takes
 ///   nothing and says `WouldBlock`. What it holds is bounded by rustls' buffer limit
 ///   (64 KiB by default).
-/// - The caller must call [`TlsStream::write_held`] when the socket turns writable, and
-///   after reads (the handshake's answers wait there): the records of a write that was
-///   taken whole but could not be written out whole are only sent by it.
+/// - The caller must call [`TlsStream::write_held`] (or `flush`) when the socket turns
+///   writable: records that the socket could not take when they were made (of a write
+///   taken whole, of the handshake) are only sent by it or by the next write.
 pub struct TlsStream<S> {
     tls: Connection,
     socket: S,
@@ -118,6 +118,9 @@ impl<S: Read + Write> Read for TlsStream<S> {
                 let _ = self.write_held();
                 return Err(io::Error::new(io::ErrorKind::InvalidData, error));
             }
+            // The handshake's answers (and the plaintext written during the handshake,
+            // once it ends) go out now, as far as the socket takes them.
+            self.write_held()?;
         }
     }
 }
@@ -149,6 +152,15 @@ impl<S: Write> Write for TlsStream<S> {
         } else {
             Err(io::ErrorKind::WouldBlock.into())
         }
+    }
+}
+
+impl<S: std::fmt::Debug> std::fmt::Debug for TlsStream<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsStream")
+            .field("socket", &self.socket)
+            .field("handshaking", &self.tls.is_handshaking())
+            .finish_non_exhaustive()
     }
 }
 

@@ -1,6 +1,7 @@
-//! `deltasync serve --tls-cert --tls-key`: `wss://` from the binary, a SIGHUP that reloads
-//! the certificate without dropping anyone, and certificate files that cannot be used
-//! refused at start with the file named.
+//! `wss://` from the binary: `deltasync serve --tls-cert --tls-key`, a SIGHUP that reloads
+//! the certificate without dropping anyone, certificate files that cannot be used refused
+//! at start with the file named; `deltasync bench` against TLS servers, every delivery
+//! checked.
 // The reload is waited for on real time.
 #![allow(clippy::disallowed_methods)]
 mod common;
@@ -10,7 +11,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use common::tls::Certificates;
-use common::{WAIT, serve};
+use common::{TestServer, WAIT, run_json, serve};
 use deltasync::client::{Connector, ConnectorOptions};
 use deltasync::model::presence::{Patch, Presence, PresenceInput, Status};
 
@@ -137,4 +138,65 @@ fn the_binary_refuses_missing_unreadable_or_mismatched_tls_files() {
             )
         )
     );
+}
+
+/// A short bench run's figures hold every delivery, exactly.
+fn assert_delivered(json: &serde_json::Value, clients: u64) {
+    let figures = &json["result"];
+    assert_eq!(figures["clients_connected"], clients, "{json}");
+    assert_eq!(json["violations"], 0, "{json}");
+    let acked = figures["updates"]["acked"].as_u64().unwrap();
+    assert!(acked > 50, "{json}");
+    assert_eq!(figures["updates"]["lost"], 0);
+    assert_eq!(figures["ops_delivered"].as_u64(), Some(acked * clients));
+}
+
+const BENCH: [&str; 11] = [
+    "bench",
+    "--clients",
+    "20",
+    "--rate",
+    "100",
+    "--warmup",
+    "0.3",
+    "--duration",
+    "1",
+    "--json",
+    "--quiet",
+];
+
+#[test]
+fn bench_loads_its_in_process_server_over_tls() {
+    let certificates = Certificates::new();
+    let cert = format!("server.tls_cert={}", certificates.cert.display());
+    let key = format!("server.tls_key={}", certificates.key.display());
+    let mut args = BENCH.to_vec();
+    let ca = certificates.ca.to_str().unwrap();
+    args.extend(["--server-set", &cert, "--server-set", &key, "--ca", ca]);
+    let (output, json) = run_json(&args);
+    assert!(output.status.success(), "{json}");
+    assert_delivered(&json, 20);
+}
+
+#[test]
+fn bench_loads_a_wss_url_trusting_the_given_ca() {
+    let certificates = Certificates::new();
+    let server = TestServer::with(|config| {
+        config.server.tls_cert = Some(certificates.cert.clone());
+        config.server.tls_key = Some(certificates.key.clone());
+    });
+    let url = format!("wss://localhost:{}/rooms/bench", server.addr().port());
+    let mut args = BENCH.to_vec();
+    args.extend(["--url", &url, "--ca", certificates.ca.to_str().unwrap()]);
+    let (output, json) = run_json(&args);
+    assert!(output.status.success(), "{json}");
+    assert_delivered(&json, 20);
+    // Without the CA, the system's roots do not trust the test certificate: no client
+    // gets in, and the bench says so.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_deltasync"))
+        .args(&BENCH[..9])
+        .args(["--url", &url, "--connect-timeout", "2", "--quiet"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
 }
