@@ -218,7 +218,7 @@ mod tests {
         };
         assert_eq!(
             format!("{server:?}"),
-            r#"ServerConfig { listen: 127.0.0.1:7373, shards: 0, token: Some("<redacted>") }"#
+            r#"ServerConfig { listen: 127.0.0.1:7373, shards: 0, token: Some("<redacted>"), tls_cert: None, tls_key: None }"#
         );
     }
 
