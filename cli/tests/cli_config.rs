@@ -78,6 +78,10 @@ listen = "0.0.0.0:7373"  # from {path}
 shards = 0  # default
 # shared secret clients must present; unset admits everyone
 token = "<redacted>"  # from DELTASYNC_SERVER_TOKEN
+# PEM file of the TLS certificate chain: with `tls_key`, serve `wss://` only; empty means plain `ws://`
+tls_cert = ""  # default
+# PEM file of the private key of `tls_cert`
+tls_key = ""  # default
 
 [limits]
 # open WebSocket connections at once (1 to 10000000)
