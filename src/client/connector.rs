@@ -9,6 +9,9 @@
 //! revision and resends every pending update (the server applies each `clientReqId` at most
 //! once, so resending is safe).
 //!
+//! URLs are `ws://` or, with the `tls` feature, `wss://`: TLS trusting the system's roots,
+//! or only the CA of [`ConnectorOptions::ca_file`] (`with_ca_file`).
+//!
 //! ```no_run
 //! use std::time::Duration;
 //! use deltasync::client::Connector;
