@@ -284,7 +284,7 @@ fn a_reloaded_certificate_serves_new_clients_and_keeps_the_connected_ones() {
     )
     .unwrap();
     certificates.renew();
-    assert_eq!(server.server().handle().reload_tls().unwrap(), true);
+    assert!(server.server().handle().reload_tls().unwrap());
     // New connections present the new certificate: the old CA no longer fits...
     let old = Connector::<Presence>::connect_with(
         &url,
