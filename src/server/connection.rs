@@ -554,30 +554,13 @@ impl<M: Model, S: Transport> Connection<M, S> {
             if self.write_blocked {
                 return Next::Keep;
             }
-            match self.stream.write_held() {
-                Ok(true) => {}
-                Ok(false) => {
-                    self.write_blocked = true;
-                    return Next::Keep;
-                }
-                Err(e) => {
-                    tracing::debug!(error = %e, "write failed");
-                    return Next::Drop;
-                }
-            }
             if self.outbox.is_empty() {
                 match &mut self.phase {
                     Phase::Open(open) if open.pong.is_some() || open.session.wants_transmit() => {
                         queue_due(open, &mut self.outbox, &mut work.cache, &mut work.transmit);
                     }
-                    Phase::Closing { shut, .. } => {
-                        if !*shut {
-                            *shut = true;
-                            let _ = self.stream.shutdown_write();
-                        }
-                        return Next::Keep;
-                    }
-                    _ => return Next::Keep,
+                    Phase::Closing { .. } => return self.shut_when_written(),
+                    _ => return self.write_out_held(),
                 }
             }
             match self.outbox.write_to(&mut self.stream) {
@@ -592,6 +575,38 @@ impl<M: Model, S: Transport> Connection<M, S> {
                 }
             }
         }
+    }
+
+    /// Writes out what the stream still holds (TLS records), now that the outbox is
+    /// empty: a write the stream took whole may not have reached the socket whole.
+    fn write_out_held(&mut self) -> Next {
+        match self.stream.write_held() {
+            Ok(true) => Next::Keep,
+            Ok(false) => {
+                self.write_blocked = true;
+                Next::Keep
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "write failed");
+                Next::Drop
+            }
+        }
+    }
+
+    /// A closing connection whose outbox is empty: once the stream holds nothing more,
+    /// ends our side of it.
+    fn shut_when_written(&mut self) -> Next {
+        let next = self.write_out_held();
+        if next == Next::Drop || self.write_blocked {
+            return next;
+        }
+        if let Phase::Closing { shut, .. } = &mut self.phase {
+            if !*shut {
+                *shut = true;
+                let _ = self.stream.shutdown_write();
+            }
+        }
+        Next::Keep
     }
 
     /// Checks the handshake, idle and closing deadlines.
