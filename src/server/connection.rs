@@ -579,6 +579,8 @@ impl<M: Model, S: Transport> Connection<M, S> {
 
     /// Writes out what the stream still holds (TLS records), now that the outbox is
     /// empty: a write the stream took whole may not have reached the socket whole.
+    /// Inlined: on every flush of a plain connection it is one comparison.
+    #[inline]
     fn write_out_held(&mut self) -> Next {
         match self.stream.write_held() {
             Ok(true) => Next::Keep,
