@@ -261,6 +261,8 @@ mod tests {
             "--max-message-bytes=1024",
             "--rate=7",
             "--idle-timeout-ms=8",
+            "--tls-cert=/etc/deltasync/cert.pem",
+            "--tls-key=/etc/deltasync/key.pem",
         ]);
         let effective = args.load_with_env([]).unwrap();
         let config = effective.config();
@@ -278,6 +280,16 @@ mod tests {
         );
         assert_eq!(config.limits.messages_per_second, 7);
         assert_eq!(config.timeouts.idle_ms, 8);
+        assert_eq!(
+            (
+                config.server.tls_cert.as_deref(),
+                config.server.tls_key.as_deref()
+            ),
+            (
+                Some(std::path::Path::new("/etc/deltasync/cert.pem")),
+                Some(std::path::Path::new("/etc/deltasync/key.pem"))
+            )
+        );
         for (flag, key, _) in args.dedicated() {
             assert_eq!(effective.source(key), Some(&Source::Flag(flag.into())));
         }
