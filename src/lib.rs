@@ -21,6 +21,7 @@
 //! | [`frame`] | the WebSocket frame codec: headers, masking, frames found in place |
 //! | [`storage`] | where room histories live: memory, or a checksummed log with snapshots on disk |
 //! | [`server`] | the WebSocket server: mio acceptor and shards, sharded zero-copy fan-out |
+//! | `tls` | `wss://` (feature `tls`): certificate, key and CA loading; a non-blocking rustls stream |
 //! | [`clock`], [`epoch`] | injected wall time; history identifiers |
 //! | [`config`] | the server's typed configuration: defaults, TOML file, environment, flags |
 //!
