@@ -21,6 +21,7 @@
 //! | [`frame`] | the WebSocket frame codec: headers, masking, frames found in place |
 //! | [`storage`] | where room histories live: memory, or a checksummed log with snapshots on disk |
 //! | [`server`] | the WebSocket server: mio acceptor and shards, sharded zero-copy fan-out |
+//! | `tls` | `wss://` (feature `tls`): certificate, key and CA loading; a non-blocking rustls stream |
 //! | [`clock`], [`epoch`] | injected wall time; history identifiers |
 //! | [`config`] | the server's typed configuration: defaults, TOML file, environment, flags |
 //!
@@ -34,6 +35,12 @@
 //!   client around the replica, and [`conformance::Remote`], which runs fixtures against
 //!   a server over the wire. They open sockets of their own, so they stay out of an
 //!   embedder's build unless asked for.
+//!
+//! - `tls` (off by default): `wss://`. The server serves TLS when `server.tls_cert` and
+//!   `server.tls_key` are set, the [`client::Connector`] connects to `wss://` URLs, and
+//!   [`tls`] has the loaders and the non-blocking TLS stream they share. It brings in
+//!   rustls and ring (C and assembly to build), which an embedder behind a
+//!   TLS-terminating proxy does not need.
 //!
 //! The `deltasync` command (`serve`, `config`, `conformance`, `bench`, `soak`) is a
 //! crate of its own (`cli/` in the repository), built only on this crate's public API.
@@ -54,6 +61,8 @@ pub mod room;
 pub mod server;
 pub mod session;
 pub mod storage;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 mod sync;
 

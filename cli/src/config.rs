@@ -53,6 +53,12 @@ pub(crate) struct ConfigArgs {
     /// DELTASYNC_SERVER_TOKEN
     #[arg(long, value_name = "TOKEN")]
     token: Option<Redacted>,
+    /// Serve wss:// with this PEM certificate chain (needs --tls-key) [server.tls_cert]
+    #[arg(long, value_name = "FILE")]
+    tls_cert: Option<String>,
+    /// The PEM private key of --tls-cert [server.tls_key]
+    #[arg(long, value_name = "FILE")]
+    tls_key: Option<String>,
     /// Keep room histories on disk in DIR [storage.dir; implies storage.backend=disk]
     #[arg(long, value_name = "DIR")]
     data_dir: Option<String>,
@@ -141,7 +147,7 @@ impl ConfigArgs {
     }
 
     /// Each dedicated flag with the key it sets and its value, if given.
-    fn dedicated(&self) -> [(&'static str, &'static str, Option<&str>); 9] {
+    fn dedicated(&self) -> [(&'static str, &'static str, Option<&str>); 11] {
         [
             ("--listen", "server.listen", self.listen.as_deref()),
             ("--shards", "server.shards", self.shards.as_deref()),
@@ -172,6 +178,8 @@ impl ConfigArgs {
                 "timeouts.idle_ms",
                 self.idle_timeout_ms.as_deref(),
             ),
+            ("--tls-cert", "server.tls_cert", self.tls_cert.as_deref()),
+            ("--tls-key", "server.tls_key", self.tls_key.as_deref()),
         ]
     }
 }
@@ -253,6 +261,8 @@ mod tests {
             "--max-message-bytes=1024",
             "--rate=7",
             "--idle-timeout-ms=8",
+            "--tls-cert=/etc/deltasync/cert.pem",
+            "--tls-key=/etc/deltasync/key.pem",
         ]);
         let effective = args.load_with_env([]).unwrap();
         let config = effective.config();
@@ -270,6 +280,16 @@ mod tests {
         );
         assert_eq!(config.limits.messages_per_second, 7);
         assert_eq!(config.timeouts.idle_ms, 8);
+        assert_eq!(
+            (
+                config.server.tls_cert.as_deref(),
+                config.server.tls_key.as_deref()
+            ),
+            (
+                Some(std::path::Path::new("/etc/deltasync/cert.pem")),
+                Some(std::path::Path::new("/etc/deltasync/key.pem"))
+            )
+        );
         for (flag, key, _) in args.dedicated() {
             assert_eq!(effective.source(key), Some(&Source::Flag(flag.into())));
         }

@@ -1,5 +1,5 @@
 //! `deltasync serve`: runs the WebSocket server until SIGINT or SIGTERM, then stops it
-//! gracefully (see `docs/reliability.md`, "Restarts").
+//! gracefully (see `docs/reliability.md`, "Restarts"); SIGHUP reloads the TLS certificate.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -8,7 +8,7 @@ use std::sync::Arc;
 use deltasync::clock::{Clock, ManualClock, SystemClock};
 use deltasync::server::Server;
 use deltasync::storage::MemoryRevisions;
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use tracing_subscriber::EnvFilter;
 
@@ -42,8 +42,8 @@ enum LogFormat {
 /// Loads the configuration, starts the server, prints where it listens, and stops it
 /// gracefully on SIGINT or SIGTERM (both the same way: every client gets what it is owed,
 /// then close `server.shutdown_close_code`, 1012 by default; the process exits within
-/// `server.shutdown_grace_ms`). Exit 0 after a clean stop, 2 on a configuration error, 1 if
-/// the server cannot start.
+/// `server.shutdown_grace_ms`); on SIGHUP it reloads the TLS certificate. Exit 0 after a
+/// clean stop, 2 on a configuration error, 1 if the server cannot start.
 pub(crate) fn run(args: &ServeArgs) -> ExitCode {
     let mut config = match args.config.load() {
         Ok(effective) => effective.into_config(),
@@ -57,6 +57,11 @@ pub(crate) fn run(args: &ServeArgs) -> ExitCode {
     let listen = config.server.listen;
     let close = config.server.shutdown_close_code;
     let grace_ms = config.server.shutdown_grace_ms;
+    let scheme = if config.server.tls_cert.is_some() {
+        "wss"
+    } else {
+        "ws"
+    };
     let clock: Arc<dyn Clock> = match args.test_clock {
         Some(ms) => {
             tracing::warn!(
@@ -86,7 +91,7 @@ pub(crate) fn run(args: &ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let mut signals = match Signals::new([SIGINT, SIGTERM]) {
+    let mut signals = match Signals::new([SIGINT, SIGTERM, SIGHUP]) {
         Ok(signals) => signals,
         Err(err) => {
             eprintln!("error: cannot handle signals: {err}");
@@ -96,7 +101,7 @@ pub(crate) fn run(args: &ServeArgs) -> ExitCode {
     };
     // The first word after "on" is the URL; scripts read up to the first space.
     println!(
-        "deltasync listening on ws://{}/ with storage {described}",
+        "deltasync listening on {scheme}://{}/ with storage {described}",
         server.local_addr()
     );
     if let Some(admin) = server.admin_addr() {
@@ -105,7 +110,11 @@ pub(crate) fn run(args: &ServeArgs) -> ExitCode {
     let _ = std::io::stdout().flush();
     let handle = server.handle();
     std::thread::spawn(move || {
-        if let Some(signal) = signals.forever().next() {
+        for signal in signals.forever() {
+            if signal == SIGHUP {
+                reload_tls(&handle);
+                continue;
+            }
             tracing::info!(
                 signal,
                 close_code = close.code(),
@@ -113,11 +122,24 @@ pub(crate) fn run(args: &ServeArgs) -> ExitCode {
                 "stopping: flushing and closing every connection ({close})"
             );
             handle.shutdown();
+            return;
         }
     });
     server.join();
     tracing::info!("stopped");
     ExitCode::SUCCESS
+}
+
+/// SIGHUP: reads the TLS certificate and key again (new connections present them; open
+/// ones keep theirs). A file that cannot be used is logged and the old certificate stays.
+fn reload_tls(handle: &deltasync::server::ServerHandle) {
+    match handle.reload_tls() {
+        Ok(true) => tracing::info!("SIGHUP: TLS certificate reloaded"),
+        Ok(false) => tracing::info!("SIGHUP: no TLS certificate to reload"),
+        Err(error) => {
+            tracing::error!(%error, "SIGHUP: TLS certificate not reloaded; the old one stays");
+        }
+    }
 }
 
 /// Raises the soft open-file limit to the hard one, and warns when even that is below

@@ -92,6 +92,10 @@ flush_interval_us = 5000  # default
 send_buffer_bytes = 0  # default
 # kernel receive buffer per client socket (SO_RCVBUF); 0 keeps the OS default (0 to 67108864)
 recv_buffer_bytes = 0  # default
+# PEM file of the TLS certificate chain: with `tls_key`, serve `wss://` only; empty means plain `ws://`
+tls_cert = ""  # default
+# PEM file of the private key of `tls_cert`
+tls_key = ""  # default
 
 [limits]
 # open WebSocket connections at once (1 to 10000000)

@@ -81,7 +81,10 @@ fn json_logs_and_the_admin_address() {
         messages,
         [
             ("INFO", "listening"),
-            ("INFO", "stopping: closing every connection (1001)"),
+            (
+                "INFO",
+                "stopping: flushing and closing every connection (restart)"
+            ),
             ("INFO", "stopped"),
         ]
     );

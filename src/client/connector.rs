@@ -9,6 +9,9 @@
 //! revision and resends every pending update (the server applies each `clientReqId` at most
 //! once, so resending is safe).
 //!
+//! URLs are `ws://` or, with the `tls` feature, `wss://`: TLS trusting the system's roots,
+//! or only the CA of [`ConnectorOptions::ca_file`] (`with_ca_file`).
+//!
 //! ```no_run
 //! use std::time::Duration;
 //! use deltasync::client::Connector;
@@ -22,7 +25,7 @@
 //! ```
 
 use std::io;
-use std::net::{TcpStream, ToSocketAddrs};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use tungstenite::client::IntoClientRequest;
@@ -33,6 +36,7 @@ use tungstenite::{Message, WebSocket};
 use super::backoff::{Backoff, Jitter};
 use super::report::{ConnectorEvent, ConnectorStatus, ResumeReport};
 use super::retry::{self, Verdict};
+use super::transport::{self, Stream, Target};
 use super::{Replica, ReplicaError, ReplicaEvent};
 use crate::epoch::Epoch;
 use crate::model::Model;
@@ -43,7 +47,7 @@ use crate::protocol::encode::GapInfo;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConnectorError {
-    /// The URL is not a `ws://host:port/path` URL.
+    /// The URL is not a `ws://host:port/path` or `wss://host:port/path` URL.
     #[error("bad URL {url}: {reason}")]
     Url {
         /// The URL given.
@@ -59,6 +63,11 @@ pub enum ConnectorError {
         /// The error.
         source: io::Error,
     },
+    /// TLS cannot be set up for a `wss://` URL: the CA file cannot be used, the host is
+    /// not a valid server name. (A certificate the client does not trust fails the
+    /// handshake: [`ConnectorError::WebSocket`].)
+    #[error("TLS: {0}")]
+    Tls(String),
     /// The WebSocket layer failed (handshake refused, connection lost, ...).
     #[error("WebSocket error: {0}")]
     WebSocket(#[from] tungstenite::Error),
@@ -109,6 +118,19 @@ pub struct ConnectorOptions {
     /// The seed of the jitter (default: random): for tests that want the same delays on
     /// every run.
     pub jitter_seed: Option<u64>,
+    /// For `wss://`: trust only the CA certificates of this PEM file (a private CA, a test
+    /// server's), instead of the system's roots.
+    pub ca_file: Option<PathBuf>,
+}
+
+impl ConnectorOptions {
+    /// These options, trusting only the CA certificates of the PEM file `path` for
+    /// `wss://`.
+    #[must_use]
+    pub fn with_ca_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.ca_file = Some(path.into());
+        self
+    }
 }
 
 impl Default for ConnectorOptions {
@@ -121,6 +143,7 @@ impl Default for ConnectorOptions {
             backoff: Backoff::default(),
             going_away_is_final: false,
             jitter_seed: None,
+            ca_file: None,
         }
     }
 }
@@ -208,7 +231,7 @@ pub struct Connector<M: Model + PartialEq> {
     name: String,
     options: ConnectorOptions,
     replica: Replica<M>,
-    socket: Option<WebSocket<TcpStream>>,
+    socket: Option<WebSocket<Stream>>,
     started: Instant,
     /// The `JOIN` of the current connection, until answered.
     joining: Option<Joining>,
@@ -356,7 +379,7 @@ impl<M: Model + PartialEq> Connector<M> {
         self.send_join()
     }
 
-    fn open(&self) -> Result<WebSocket<TcpStream>, ConnectorError> {
+    fn open(&self) -> Result<WebSocket<Stream>, ConnectorError> {
         let url_error = |reason: String| ConnectorError::Url {
             url: self.url.clone(),
             reason,
@@ -378,13 +401,13 @@ impl<M: Model + PartialEq> Connector<M> {
                 .map_err(|e| url_error(format!("the token cannot be sent: {e}")))?;
             headers.insert("Authorization", value);
         }
-        let address = request
-            .uri()
-            .authority()
-            .map(|a| a.as_str().to_owned())
-            .ok_or_else(|| url_error("no host".into()))?;
-        let stream = self.tcp_connect(&address)?;
-        let _ = stream.set_nodelay(true);
+        let target = Target::of(request.uri()).map_err(url_error)?;
+        let stream = transport::connect(
+            &self.url,
+            &target,
+            self.options.ca_file.as_deref(),
+            self.options.join_timeout,
+        )?;
         let config = WebSocketConfig::default()
             .read_buffer_size(16 * 1024)
             .max_message_size(None)
@@ -397,23 +420,6 @@ impl<M: Model + PartialEq> Connector<M> {
                 ),
             })?;
         Ok(socket)
-    }
-
-    /// Connects to the first address of `address` that answers, each within the join
-    /// timeout.
-    fn tcp_connect(&self, address: &str) -> Result<TcpStream, ConnectorError> {
-        let failed = |source| ConnectorError::Connect {
-            address: address.to_owned(),
-            source,
-        };
-        let mut last = io::Error::new(io::ErrorKind::NotFound, "the host has no address");
-        for socket_addr in address.to_socket_addrs().map_err(failed)? {
-            match TcpStream::connect_timeout(&socket_addr, self.options.join_timeout) {
-                Ok(stream) => return Ok(stream),
-                Err(e) => last = e,
-            }
-        }
-        Err(failed(last))
     }
 
     /// Sends `JOIN` (a resume once the replica has a state) and every pending update.
@@ -438,7 +444,7 @@ impl<M: Model + PartialEq> Connector<M> {
         Ok(())
     }
 
-    fn socket(&mut self) -> Result<&mut WebSocket<TcpStream>, ConnectorError> {
+    fn socket(&mut self) -> Result<&mut WebSocket<Stream>, ConnectorError> {
         self.socket.as_mut().ok_or(ConnectorError::NotConnected)
     }
 
@@ -625,7 +631,11 @@ impl<M: Model + PartialEq> Connector<M> {
             | ConnectorError::Timeout(_) => Verdict::Retry {
                 at_least: Duration::ZERO,
             },
-            ConnectorError::Url { .. } | ConnectorError::NotConnected => Verdict::Stop,
+            // A TLS configuration or a certificate the client does not trust does not
+            // change by retrying.
+            ConnectorError::Url { .. } | ConnectorError::NotConnected | ConnectorError::Tls(_) => {
+                Verdict::Stop
+            }
         }
     }
 

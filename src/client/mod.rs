@@ -137,6 +137,8 @@ mod report;
 mod req_id;
 #[cfg(feature = "blocking-client")]
 mod retry;
+#[cfg(feature = "blocking-client")]
+mod transport;
 
 pub use acks::REMEMBERED_ACKS;
 pub use backoff::{Backoff, Jitter};

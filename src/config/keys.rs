@@ -168,6 +168,28 @@ macro_rules! count {
     };
 }
 
+/// A [`Kind::Text`] for the optional path `section.field` of [`Config`]: empty text
+/// unsets it (and is how an unset path prints).
+macro_rules! optional_path {
+    ($section:ident . $field:ident) => {
+        Kind::Text {
+            accepts: "a path, or empty for none",
+            get: |config| {
+                config
+                    .$section
+                    .$field
+                    .as_ref()
+                    .map(|path| path.display().to_string())
+                    .unwrap_or_default()
+            },
+            set: |config, text| {
+                config.$section.$field = (!text.is_empty()).then(|| text.into());
+                Ok(())
+            },
+        }
+    };
+}
+
 const MIB: u64 = 1 << 20;
 /// One day, the longest timeout.
 const DAY_MS: u64 = 86_400_000;
@@ -257,6 +279,18 @@ pub(crate) static KEYS: &[Key] = &[
         name: "recv_buffer_bytes",
         doc: "kernel receive buffer per client socket (SO_RCVBUF); 0 keeps the OS default",
         kind: count!(server.recv_buffer_bytes, 0, 64 * MIB),
+    },
+    Key {
+        section: "server",
+        name: "tls_cert",
+        doc: "PEM file of the TLS certificate chain: with `tls_key`, serve `wss://` only; empty means plain `ws://`",
+        kind: optional_path!(server.tls_cert),
+    },
+    Key {
+        section: "server",
+        name: "tls_key",
+        doc: "PEM file of the private key of `tls_cert`",
+        kind: optional_path!(server.tls_key),
     },
     Key {
         section: "limits",

@@ -81,8 +81,8 @@ pub use error::{ConfigError, ConfigWarning};
 pub use load::Loader;
 pub use overrides::Overrides;
 pub use sections::{
-    Config, DEFAULT_FLUSH_INTERVAL_US, LimitsConfig, PublicEndpoints, ServerConfig,
-    ShutdownClose, TimeoutsConfig,
+    Config, DEFAULT_FLUSH_INTERVAL_US, LimitsConfig, PublicEndpoints, ServerConfig, ShutdownClose,
+    TimeoutsConfig,
 };
 pub use source::Source;
 

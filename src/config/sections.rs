@@ -4,6 +4,7 @@
 
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -107,6 +108,12 @@ pub struct ServerConfig {
     /// The kernel's receive buffer per client socket (`SO_RCVBUF`), in bytes; 0 (the
     /// default) keeps the OS default.
     pub recv_buffer_bytes: usize,
+    /// The PEM file of the TLS certificate chain (the server's certificate first): with
+    /// [`tls_key`](Self::tls_key), the server speaks `wss://` only. `None` (the default):
+    /// plain `ws://`. Needs the library's `tls` feature.
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM file of the private key of [`tls_cert`](Self::tls_cert).
+    pub tls_key: Option<PathBuf>,
 }
 
 /// Which HTTP endpoints the WebSocket port answers (`server.public_endpoints`); the admin
@@ -177,6 +184,8 @@ impl Default for ServerConfig {
             flush_interval_us: DEFAULT_FLUSH_INTERVAL_US,
             send_buffer_bytes: 0,
             recv_buffer_bytes: 0,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -255,6 +264,8 @@ impl fmt::Debug for ServerConfig {
             .field("flush_interval_us", &self.flush_interval_us)
             .field("send_buffer_bytes", &self.send_buffer_bytes)
             .field("recv_buffer_bytes", &self.recv_buffer_bytes)
+            .field("tls_cert", &self.tls_cert)
+            .field("tls_key", &self.tls_key)
             .finish()
     }
 }
@@ -367,7 +378,7 @@ mod tests {
                 "ServerConfig {{ listen: 127.0.0.1:7373, shards: 0, token: Some(\"<redacted>\"), \
                  shutdown_close_code: Restart, shutdown_grace_ms: 10000, admin_listen: None, \
                  public_endpoints: All, flush_interval_us: {DEFAULT_FLUSH_INTERVAL_US}, \
-                 send_buffer_bytes: 0, recv_buffer_bytes: 0 }}"
+                 send_buffer_bytes: 0, recv_buffer_bytes: 0, tls_cert: None, tls_key: None }}"
             )
         );
     }

@@ -479,6 +479,8 @@ recv_buffer_bytes = 32768
             ("storage.retain_ops", "13", "--set"),
             ("storage.memory_revisions", "from-zero", "--set"),
             ("server.public_endpoints", "health", "--set"),
+            ("server.tls_cert", "/etc/deltasync/cert.pem", "--set"),
+            ("server.tls_key", "/etc/deltasync/key.pem", "--set"),
         ],
     );
     (result.unwrap(), file.unwrap())
@@ -543,6 +545,10 @@ fn the_printout_shows_each_keys_meaning_value_and_source() {
         "# kernel receive buffer per client socket (SO_RCVBUF); 0 keeps the OS default (0 to \
          67108864)",
         "recv_buffer_bytes = 32768  # from FILE",
+        "# PEM file of the TLS certificate chain: with `tls_key`, serve `wss://` only; empty means plain `ws://`",
+        "tls_cert = \"/etc/deltasync/cert.pem\"  # from --set",
+        "# PEM file of the private key of `tls_cert`",
+        "tls_key = \"/etc/deltasync/key.pem\"  # from --set",
         "",
         "[limits]",
     ];
@@ -598,7 +604,11 @@ fn reference_table() -> String {
                 get(&defaults).map_or("unset".into(), |_| "set".into()),
                 "non-empty string".into(),
             ),
-            Kind::Text { get, accepts, .. } => (format!("`{}`", get(&defaults)), accepts.into()),
+            Kind::Text { get, accepts, .. } => match get(&defaults) {
+                // An optional path (`server.tls_cert`) prints as empty when unset.
+                unset if unset.is_empty() => ("unset".into(), accepts.into()),
+                default => (format!("`{default}`"), accepts.into()),
+            },
         };
         let _ = writeln!(
             out,
@@ -634,4 +644,33 @@ fn the_example_file_in_the_docs_loads() {
     let config = result.unwrap().into_config();
     assert_eq!(config.room.ring_capacity.get(), 8192);
     assert_eq!(config.limits.max_connections, 50_000);
+}
+
+#[test]
+fn tls_files_are_optional_paths_that_empty_text_unsets() {
+    let (result, _file) = load(
+        None,
+        &[("DELTASYNC_SERVER_TLS_CERT", "/etc/deltasync/cert.pem")],
+        &[],
+    );
+    let effective = result.unwrap();
+    assert_eq!(
+        effective.config().server.tls_cert.as_deref(),
+        Some(Path::new("/etc/deltasync/cert.pem"))
+    );
+    let printed = effective.to_toml();
+    assert!(
+        printed.contains(
+            "\ntls_cert = \"/etc/deltasync/cert.pem\"  # from DELTASYNC_SERVER_TLS_CERT\n"
+        )
+    );
+    assert!(
+        printed.contains("\ntls_key = \"\"  # default\n"),
+        "{printed}"
+    );
+    let (result, _file) = load(None, &[("DELTASYNC_SERVER_TLS_CERT", "")], &[]);
+    assert_eq!(result.unwrap().config().server.tls_cert, None);
+    // What is printed loads back to the same configuration.
+    let (reloaded, _file) = load(Some(&printed), &[], &[]);
+    assert_eq!(reloaded.unwrap().config(), effective.config());
 }

@@ -97,11 +97,18 @@ pub(super) struct Work {
 /// nothing to give or can take nothing more).
 pub(super) trait Transport: io::Read + io::Write {
     /// Ends our side of the stream (TCP `shutdown(Write)`), after the last bytes.
-    fn shutdown_write(&self) -> io::Result<()>;
+    fn shutdown_write(&mut self) -> io::Result<()>;
+
+    /// Writes out bytes the stream itself still holds from earlier writes it took (TLS
+    /// records the socket could not take yet); `Ok(false)` while the socket cannot take
+    /// them all. A plain socket holds nothing.
+    fn write_held(&mut self) -> io::Result<bool> {
+        Ok(true)
+    }
 }
 
 impl Transport for TcpStream {
-    fn shutdown_write(&self) -> io::Result<()> {
+    fn shutdown_write(&mut self) -> io::Result<()> {
         self.shutdown(Shutdown::Write)
     }
 }
@@ -592,14 +599,8 @@ impl<M: Model, S: Transport> Connection<M, S> {
                     Phase::Open(open) if open.pong.is_some() || open.session.wants_transmit() => {
                         queue_due(open, &mut self.outbox, &mut work.cache, &mut work.transmit);
                     }
-                    Phase::Closing { shut, .. } => {
-                        if !*shut {
-                            *shut = true;
-                            let _ = self.stream.shutdown_write();
-                        }
-                        return Next::Keep;
-                    }
-                    _ => return Next::Keep,
+                    Phase::Closing { .. } => return self.shut_when_written(),
+                    _ => return self.write_out_held(),
                 }
             }
             match self
@@ -617,6 +618,40 @@ impl<M: Model, S: Transport> Connection<M, S> {
                 }
             }
         }
+    }
+
+    /// Writes out what the stream still holds (TLS records), now that the outbox is
+    /// empty: a write the stream took whole may not have reached the socket whole.
+    /// Inlined: on every flush of a plain connection it is one comparison.
+    #[inline]
+    fn write_out_held(&mut self) -> Next {
+        match self.stream.write_held() {
+            Ok(true) => Next::Keep,
+            Ok(false) => {
+                self.write_blocked = true;
+                Next::Keep
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "write failed");
+                Next::Drop
+            }
+        }
+    }
+
+    /// A closing connection whose outbox is empty: once the stream holds nothing more,
+    /// ends our side of it.
+    fn shut_when_written(&mut self) -> Next {
+        let next = self.write_out_held();
+        if next == Next::Drop || self.write_blocked {
+            return next;
+        }
+        if let Phase::Closing { shut, .. } = &mut self.phase {
+            if !*shut {
+                *shut = true;
+                let _ = self.stream.shutdown_write();
+            }
+        }
+        Next::Keep
     }
 
     /// Checks the handshake, idle and closing deadlines.

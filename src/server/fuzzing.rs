@@ -178,7 +178,7 @@ impl Write for MemoryStream {
 }
 
 impl Transport for MemoryStream {
-    fn shutdown_write(&self) -> io::Result<()> {
+    fn shutdown_write(&mut self) -> io::Result<()> {
         Ok(())
     }
 }

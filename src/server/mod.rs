@@ -47,14 +47,15 @@ mod flush_timer;
 pub mod fuzzing;
 mod handshake;
 mod health;
-mod metrics;
 mod interest;
+mod metrics;
 mod outbox;
 mod registry;
 mod shard;
 mod shared;
 mod shutdown;
 mod socket_buffers;
+mod transport;
 mod ws_io;
 
 use std::io;
@@ -105,6 +106,9 @@ pub struct Server<M: Model> {
 #[derive(Clone)]
 pub struct ServerHandle {
     wakers: Arc<Wakers>,
+    /// Only read by `reload_tls`, which needs the `tls` feature.
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
+    tls: Option<Arc<transport::TlsAcceptor>>,
 }
 
 impl ServerHandle {
@@ -114,6 +118,21 @@ impl ServerHandle {
     /// `server.shutdown_grace_ms`. Returns at once; [`Server::join`] waits for the end.
     pub fn shutdown(&self) {
         self.wakers.shut_down();
+    }
+
+    /// Reads the TLS certificate and key files (`server.tls_cert`, `server.tls_key`)
+    /// again: connections accepted from now on present the new certificate; open ones
+    /// are not touched. Returns false when the server does not serve TLS.
+    ///
+    /// # Errors
+    ///
+    /// A file that cannot be read or used, as at start; the certificate in use stays.
+    #[cfg(feature = "tls")]
+    pub fn reload_tls(&self) -> Result<bool, crate::tls::TlsError> {
+        match &self.tls {
+            Some(tls) => tls.reload().map(|()| true),
+            None => Ok(false),
+        }
     }
 }
 
@@ -176,10 +195,14 @@ impl<M: Model> ServerBuilder<M> {
     ///
     /// # Errors
     ///
-    /// If the address cannot be bound, a thread or poller cannot be created, or the
+    /// If the address cannot be bound, a thread or poller cannot be created, the
     /// storage of `config.storage` cannot be opened (a data directory that cannot be
-    /// created or written, or is locked by another server: the message names the path).
+    /// created or written, or is locked by another server: the message names the path),
+    /// or `server.tls_cert` / `server.tls_key` cannot be used (one without the other, a
+    /// file missing, unreadable or not PEM, a key that is not the certificate's: the
+    /// message names the file; either set in a build without the `tls` feature).
     pub fn start(self) -> io::Result<Server<M>> {
+        let tls = transport::TlsAcceptor::from_config(&self.config.server)?.map(Arc::new);
         let storage = match self.storage {
             Some(storage) => storage,
             None => crate::storage::open(&self.config.storage, &*self.clock)
@@ -222,7 +245,9 @@ impl<M: Model> ServerBuilder<M> {
             storage,
         };
         let registry = Registry::new(self.config.limits.max_rooms, setup, Arc::clone(&wakers));
-        let shared = Arc::new(Shared::new(&self.config, registry, wakers));
+        let mut shared = Shared::new(&self.config, registry, wakers);
+        shared.tls = tls;
+        let shared = Arc::new(shared);
         let mut threads = Vec::with_capacity(shards + 1);
         let mut senders = Vec::with_capacity(shards);
         for (index, poll) in polls.into_iter().enumerate() {
@@ -284,6 +309,7 @@ impl<M: Model> Server<M> {
     pub fn handle(&self) -> ServerHandle {
         ServerHandle {
             wakers: Arc::clone(&self.shared.wakers),
+            tls: self.shared.tls.clone(),
         }
     }
 

@@ -41,6 +41,7 @@ use super::connection::{Connection, Next, Scratch, Work};
 use super::flush_timer::{Admit, FlushTimer, Pace};
 use super::interest::RoomInterest;
 use super::shared::Shared;
+use super::transport::Stream;
 use crate::model::Model;
 use crate::room::{FlushPolicy, Room};
 use crate::session::DeltaCache;
@@ -100,7 +101,7 @@ pub(super) struct Shard<M: Model> {
 }
 
 struct Entry<M: Model> {
-    connection: Connection<M>,
+    connection: Connection<M, Stream>,
     /// The client's address, counted against `limits.max_connections_per_ip`.
     peer: IpAddr,
     /// Where the connection sits in its room's `tokens` (when it has a room).
@@ -265,6 +266,15 @@ impl<M: Model> Shard<M> {
         let mut accepted = false;
         while let Ok((stream, peer)) = self.incoming.try_recv() {
             accepted = true;
+            super::socket_buffers::apply(&stream, &self.shared.socket_buffers);
+            let stream = match Stream::accepted(stream, self.shared.tls.as_deref()) {
+                Ok(stream) => stream,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot start TLS on a connection");
+                    self.shared.release(peer);
+                    continue;
+                }
+            };
             let entry = self.connections.vacant_entry();
             let key = entry.key();
             let mut connection = Connection::new(stream, now, self.shared.handshake_timeout);
@@ -273,7 +283,6 @@ impl<M: Model> Shard<M> {
                 Token(key),
                 Interest::READABLE | Interest::WRITABLE,
             );
-            super::socket_buffers::apply(connection.stream_mut(), &self.shared.socket_buffers);
             if let Err(e) = registered {
                 tracing::warn!(error = %e, "cannot register a connection");
                 self.shared.release(peer);

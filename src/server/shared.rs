@@ -16,6 +16,7 @@ use super::metrics::ShardCounters;
 use super::registry::Registry;
 use super::shutdown::Shutdown;
 use super::socket_buffers::SocketBuffers;
+use super::transport::TlsAcceptor;
 use crate::config::{Config, PublicEndpoints};
 use crate::model::Model;
 use crate::session::SessionConfig;
@@ -114,6 +115,8 @@ pub(super) struct Shared<M: Model> {
     pub(super) flush_interval: Duration,
     /// The kernel buffer sizes every client socket gets.
     pub(super) socket_buffers: SocketBuffers,
+    /// The certificate of `wss://`; `None`: plain `ws://`.
+    pub(super) tls: Option<Arc<TlsAcceptor>>,
     /// Open connections per client address (only kept when there is a limit); an address
     /// with none is removed, so the map holds only addresses connected now.
     per_ip: Mutex<HashMap<IpAddr, usize>>,
@@ -162,6 +165,7 @@ impl<M: Model> Shared<M> {
                 send: config.server.send_buffer_bytes,
                 recv: config.server.recv_buffer_bytes,
             },
+            tls: None,
             per_ip: Mutex::new(HashMap::new()),
             counters: (0..wakers.shards.len()).map(|_| Arc::default()).collect(),
             lifecycle: Lifecycle::new(wakers.shards.len()),

@@ -5,6 +5,7 @@
 
 pub mod raw;
 pub mod sync;
+pub mod tls;
 
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;

@@ -54,7 +54,7 @@ use deltasync::config::Config;
 use deltasync::server::Server;
 
 use ceiling::Ceiling;
-use client::Endpoint;
+use client::{Endpoint, TlsTarget};
 use driver::{RunResult, ServerProcess};
 use report::{BaselineRatios, Figures, Ratios, Report, ScenarioView};
 use scenario::{DialectArg, Load, Rate, Scenario, ServerProcessArg, Target, WsUrl};
@@ -73,6 +73,10 @@ pub(crate) struct BenchArgs {
     /// The process id of the --url server: its CPU time and memory are reported
     #[arg(long, value_name = "PID")]
     server_pid: Option<u32>,
+    /// For wss:// (a wss:// --url, or --server-set server.tls_cert=...): trust only the CA
+    /// certificates of this PEM file instead of the system's roots
+    #[arg(long, value_name = "FILE")]
+    ca: Option<std::path::PathBuf>,
     /// Clients (WebSocket connections), writers included
     #[arg(long, value_name = "N", default_value_t = 1000)]
     clients: usize,
@@ -333,14 +337,16 @@ fn run_against(scenario: &Scenario, target: &Target) -> Result<Figures, String> 
             let server = Server::presence((**config).clone())
                 .start()
                 .map_err(|e| format!("cannot start the in-process server: {e}"))?;
-            let endpoint = endpoint(&local_url(server.local_addr()), load);
+            let url = local_url(server.local_addr(), scenario.tls.is_some());
+            let endpoint = endpoint(&url, load, scenario.tls.as_ref());
             let result = driver::run(load, endpoint, ServerProcess::InProcess, None, quiet);
             server.shutdown();
             Ok(figures("deltasync (in-process)", load, result))
         }
         Target::Spawned(sets) => {
             let server = Spawned::start(sets)?;
-            let endpoint = endpoint(&local_url(server.addr()), load);
+            let url = local_url(server.addr(), scenario.tls.is_some());
+            let endpoint = endpoint(&url, load, scenario.tls.as_ref());
             let process = ServerProcess::Pid(server.pid());
             let result = driver::run(load, endpoint, process, None, quiet);
             drop(server);
@@ -349,15 +355,17 @@ fn run_against(scenario: &Scenario, target: &Target) -> Result<Figures, String> 
         Target::CeilingInProcess { shards } => {
             let ceiling = Ceiling::start(([127, 0, 0, 1], 0).into(), *shards)
                 .map_err(|e| format!("cannot start the ceiling server: {e}"))?;
-            let endpoint = endpoint(&local_url(ceiling.local_addr()), load);
+            let endpoint = endpoint(&local_url(ceiling.local_addr(), false), load, None);
             let result = driver::run(load, endpoint, ServerProcess::InProcess, None, quiet);
             ceiling.shutdown();
             Ok(figures("ceiling (in-process)", load, result))
         }
         Target::Url { url, pid } => {
             let server = pid.map_or(ServerProcess::Unknown, ServerProcess::Pid);
-            let result = driver::run(load, endpoint(url, load), server, None, quiet);
-            let name = format!("ws://{}{}", url.host, url.path);
+            let endpoint = endpoint(url, load, scenario.tls.as_ref().filter(|_| url.tls));
+            let result = driver::run(load, endpoint, server, None, quiet);
+            let scheme = if url.tls { "wss" } else { "ws" };
+            let name = format!("{scheme}://{}{}", url.host, url.path);
             Ok(figures(&name, load, result))
         }
     }
@@ -367,22 +375,30 @@ fn figures(name: &str, load: &Load, result: RunResult) -> Figures {
     Figures::of(name.to_owned(), load, result)
 }
 
-fn local_url(addr: SocketAddr) -> WsUrl {
+/// The URL of a server in this process: `wss://localhost:PORT/` when it serves TLS (its
+/// certificate must name `localhost`).
+fn local_url(addr: SocketAddr, tls: bool) -> WsUrl {
     WsUrl {
-        host: addr.to_string(),
+        host: if tls {
+            format!("localhost:{}", addr.port())
+        } else {
+            addr.to_string()
+        },
         addr,
         path: "/".into(),
         query: None,
+        tls,
     }
 }
 
-fn endpoint(url: &WsUrl, load: &Load) -> Endpoint {
+fn endpoint(url: &WsUrl, load: &Load, tls: Option<&TlsTarget>) -> Endpoint {
     Endpoint {
         addr: url.addr,
         host: url.host.clone(),
         targets: (0..load.rooms)
             .map(|room| url.room_target(room, load.rooms))
             .collect(),
+        tls: tls.cloned(),
     }
 }
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 use deltasync::config::{Config, Loader, Overrides};
 
 use super::BenchArgs;
+use super::client::TlsTarget;
 
 /// Updates per second of all writers together, or as fast as acknowledgements allow.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -65,7 +66,7 @@ pub(crate) enum Mode {
     Reconnect { missed: u64 },
 }
 
-/// A `ws://` URL, resolved.
+/// A `ws://` or `wss://` URL, resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct WsUrl {
     /// `host:port` as written (the `Host` header).
@@ -74,17 +75,18 @@ pub(crate) struct WsUrl {
     /// The path, `/` when none was given.
     pub(crate) path: String,
     pub(crate) query: Option<String>,
+    /// `wss://`.
+    pub(crate) tls: bool,
 }
 
 impl WsUrl {
-    /// Parses and resolves `ws://host[:port][/path][?query]`.
+    /// Parses and resolves `ws://host[:port][/path][?query]` (or `wss://`).
     pub(crate) fn parse(text: &str) -> Result<Self, String> {
-        if text.starts_with("wss://") {
-            return Err(format!("{text}: wss:// (TLS) is not supported; use ws://"));
-        }
-        let rest = text
-            .strip_prefix("ws://")
-            .ok_or_else(|| format!("{text}: expected a ws:// URL"))?;
+        let (rest, tls) = match (text.strip_prefix("ws://"), text.strip_prefix("wss://")) {
+            (Some(rest), _) => (rest, false),
+            (_, Some(rest)) => (rest, true),
+            _ => return Err(format!("{text}: expected a ws:// or wss:// URL")),
+        };
         let (authority, path_query) = match rest.find(['/', '?']) {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, "/"),
@@ -98,6 +100,8 @@ impl WsUrl {
             .is_some_and(|(_, p)| !p.contains(']'))
         {
             authority.to_owned()
+        } else if tls {
+            format!("{authority}:443")
         } else {
             format!("{authority}:80")
         };
@@ -111,7 +115,18 @@ impl WsUrl {
             addr,
             path: if path.is_empty() { "/" } else { path }.to_owned(),
             query,
+            tls,
         })
+    }
+
+    /// The host the server's certificate must name: the `Host` header without its port
+    /// and brackets.
+    pub(crate) fn server_name(&self) -> &str {
+        let host = self
+            .host
+            .rsplit_once(':')
+            .map_or(&*self.host, |(host, _)| host);
+        host.trim_start_matches('[').trim_end_matches(']')
     }
 
     /// The request target of room `room` of `rooms`: the URL's path when there is one
@@ -214,6 +229,9 @@ impl Load {
 #[derive(Debug, Clone)]
 pub(crate) struct Scenario {
     pub(crate) target: Target,
+    /// How the clients start TLS: for a `wss://` URL, or an in-process server with
+    /// `server.tls_cert` (asked for as `localhost`). The ceiling is always `ws://`.
+    pub(crate) tls: Option<TlsTarget>,
     /// The ceiling to run the same load against afterwards, if asked.
     pub(crate) ceiling: Option<Target>,
     /// The in-process server with `--baseline-set`, to run the same load against, if asked.
@@ -264,8 +282,10 @@ impl Scenario {
         };
         let ceiling = ceiling(args, &load)?;
         let baseline = baseline(args, &load)?;
+        let tls = tls(args, &target)?;
         Ok(Self {
             target,
+            tls,
             ceiling,
             baseline,
             load,
@@ -273,6 +293,29 @@ impl Scenario {
             quiet: args.quiet,
         })
     }
+}
+
+/// The clients' TLS, when the target speaks it: trusting `--ca`, else the system's roots.
+fn tls(args: &BenchArgs, target: &Target) -> Result<Option<TlsTarget>, String> {
+    let name = match target {
+        Target::Url { url, .. } if url.tls => url.server_name().to_owned(),
+        Target::InProcess(config) if config.server.tls_cert.is_some() => "localhost".to_owned(),
+        Target::Spawned(sets) if sets.iter().any(|set| set.starts_with("server.tls_cert=")) => {
+            "localhost".to_owned()
+        }
+        _ => {
+            return match &args.ca {
+                Some(_) => Err("--ca is for a wss:// --url, or an in-process server with \
+                                server.tls_cert"
+                    .into()),
+                None => Ok(None),
+            };
+        }
+    };
+    let config = deltasync::tls::client_config(args.ca.as_deref()).map_err(|e| e.to_string())?;
+    let name = rustls::pki_types::ServerName::try_from(name.clone())
+        .map_err(|e| format!("{name} is not a TLS server name: {e}"))?;
+    Ok(Some(TlsTarget { config, name }))
 }
 
 fn load(args: &BenchArgs) -> Result<Load, String> {
@@ -677,12 +720,12 @@ mod tests {
                 "--payload-bytes 5000 must be between 1 and 4096 (the name field it pads)",
             ),
             (
-                &["--url", "wss://example.test/"],
-                "wss://example.test/: wss:// (TLS) is not supported; use ws://",
+                &["--ca", "/no/ca.pem"],
+                "--ca is for a wss:// --url, or an in-process server with server.tls_cert",
             ),
             (
                 &["--url", "http://127.0.0.1:1/"],
-                "http://127.0.0.1:1/: expected a ws:// URL",
+                "http://127.0.0.1:1/: expected a ws:// or wss:// URL",
             ),
             (
                 &["--server-pid", "1"],

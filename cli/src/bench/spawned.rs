@@ -91,9 +91,12 @@ impl Drop for Spawned {
     }
 }
 
-/// The address in `deltasync listening on ws://ADDR/ with storage ...`.
+/// The address in `deltasync listening on ws://ADDR/ with storage ...` (or `wss://`).
 fn listening_addr(line: &str) -> Option<SocketAddr> {
-    let rest = line.strip_prefix("deltasync listening on ws://")?;
+    let rest = line.strip_prefix("deltasync listening on ")?;
+    let rest = rest
+        .strip_prefix("ws://")
+        .or_else(|| rest.strip_prefix("wss://"))?;
     rest.split('/').next()?.parse().ok()
 }
 
@@ -105,6 +108,10 @@ mod tests {
     fn the_address_is_read_from_the_first_line() {
         assert_eq!(
             listening_addr("deltasync listening on ws://127.0.0.1:4321/ with storage memory\n"),
+            Some(SocketAddr::from(([127, 0, 0, 1], 4321)))
+        );
+        assert_eq!(
+            listening_addr("deltasync listening on wss://127.0.0.1:4321/ with storage memory\n"),
             Some(SocketAddr::from(([127, 0, 0, 1], 4321)))
         );
         assert_eq!(listening_addr("error: cannot serve\n"), None);

@@ -18,6 +18,10 @@ use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
 mod phases;
+mod stream;
+
+use stream::Stream as Socket;
+pub(crate) use stream::TlsTarget;
 
 use super::writer::Plan;
 
@@ -49,6 +53,8 @@ pub(crate) struct Endpoint {
     pub(crate) host: String,
     /// The request target of each room.
     pub(crate) targets: Vec<String>,
+    /// `wss://`: how connections start TLS.
+    pub(crate) tls: Option<TlsTarget>,
 }
 
 /// How a writer's updates ended.
@@ -80,7 +86,7 @@ enum State {
 
 #[derive(Debug)]
 struct Conn {
-    stream: Option<TcpStream>,
+    stream: Option<Socket>,
     state: State,
     key: String,
     inbuf: Vec<u8>,
@@ -278,7 +284,9 @@ impl Generator {
         let conn = &mut self.conns[key];
         conn.retry_at = None;
         conn.attempts += 1;
-        let mut stream = match TcpStream::connect(self.endpoint.addr) {
+        let stream = TcpStream::connect(self.endpoint.addr)
+            .and_then(|socket| Socket::new(socket, self.endpoint.tls.as_ref()));
+        let mut stream = match stream {
             Ok(stream) => stream,
             Err(e) => return self.connect_failed(key, &format!("connect: {}", e.kind())),
         };
@@ -298,7 +306,7 @@ impl Generator {
 
     fn on_connected(&mut self, key: usize) {
         let conn = &mut self.conns[key];
-        let Some(stream) = conn.stream.as_ref() else {
+        let Some(stream) = conn.stream.as_ref().map(Socket::socket) else {
             return;
         };
         if let Ok(Some(e)) | Err(e) = stream.take_error() {
@@ -579,7 +587,11 @@ impl Generator {
         let mut written = 0;
         let result = loop {
             if written == conn.outbuf.len() {
-                break Ok(());
+                // TLS: the records the socket could not take before.
+                match stream.flush() {
+                    Err(e) if e.kind() != io::ErrorKind::WouldBlock => break Err(e),
+                    _ => break Ok(()),
+                }
             }
             match stream.write(&conn.outbuf[written..]) {
                 Ok(0) => break Err(io::ErrorKind::WriteZero.into()),

@@ -112,6 +112,7 @@ fn drive(
         addr,
         host: addr.to_string(),
         targets: vec![format!("/rooms/{ROOM}")],
+        tls: None,
     };
     let game_log = Some(Arc::clone(&log));
     let run = driver::run(
