@@ -128,10 +128,13 @@ impl<M: Model> Registry<M> {
                 })?;
             room.subscribe(Arc::clone(&self.listener));
             tracing::debug!(room = name, epoch = %room.epoch(), rev = room.rev(), "room loaded");
+            let room = Arc::new(room);
+            // A log shared with other nodes: take in what they commit from now on.
+            room.follow();
             rooms.insert(
                 name.into(),
                 Entry {
-                    room: Arc::new(room),
+                    room,
                     connections: 0,
                     empty_since: None,
                 },
