@@ -56,6 +56,10 @@ pub(crate) struct ConfigArgs {
     /// Keep room histories on disk in DIR [storage.dir; implies storage.backend=disk]
     #[arg(long, value_name = "DIR")]
     data_dir: Option<String>,
+    /// Share rooms with the other nodes on this Redis engine, e.g. redis://127.0.0.1:6379
+    /// [cluster.url]
+    #[arg(long, value_name = "URL")]
+    cluster: Option<String>,
     /// Set any key, e.g. --set room.dedup_window=0 (repeatable)
     #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
     set: Vec<String>,
@@ -141,8 +145,9 @@ impl ConfigArgs {
     }
 
     /// Each dedicated flag with the key it sets and its value, if given.
-    fn dedicated(&self) -> [(&'static str, &'static str, Option<&str>); 9] {
+    fn dedicated(&self) -> [(&'static str, &'static str, Option<&str>); 10] {
         [
+            ("--cluster", "cluster.url", self.cluster.as_deref()),
             ("--listen", "server.listen", self.listen.as_deref()),
             ("--shards", "server.shards", self.shards.as_deref()),
             (

@@ -121,16 +121,28 @@ impl Engine {
     /// # Errors
     ///
     /// [`StorageError::Unavailable`] with the engine's or the network's error.
+    ///
+    /// A pooled connection that the engine closed (it restarted) is replaced by a new one
+    /// and the command sent once more on it. That is safe for every command here: the
+    /// reads are reads, and an append that did reach the engine the first time is
+    /// refused the second time as a [`StorageError::Conflict`] (its revision is taken),
+    /// which the room resolves by catching up and finding its own request in the dedup
+    /// window.
     pub(super) fn run<R>(
         &self,
-        command: impl FnOnce(&mut Connection) -> Result<R, RedisError>,
+        mut command: impl FnMut(&mut Connection) -> Result<R, RedisError>,
     ) -> Result<R, StorageError> {
         let pooled = self.idle.lock().pop();
-        let mut conn = match pooled {
-            Some(conn) => conn,
-            None => self.open(self.timeout)?,
+        let (mut conn, fresh) = match pooled {
+            Some(conn) => (conn, false),
+            None => (self.open(self.timeout)?, true),
         };
-        match command(&mut conn) {
+        let mut result = command(&mut conn);
+        if !fresh && result.as_ref().is_err_and(|e| e.is_connection_dropped() || e.is_io_error()) {
+            conn = self.open(self.timeout)?;
+            result = command(&mut conn);
+        }
+        match result {
             Ok(value) => {
                 self.answered();
                 let mut idle = self.idle.lock();
