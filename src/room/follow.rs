@@ -125,6 +125,17 @@ impl<M: Model> Room<M> {
         Ok(())
     }
 
+    /// With a shared log, takes in whatever other nodes committed since the head; whether
+    /// anything came (a failed read is nothing: the caller's answer stands).
+    pub(super) fn refresh_locked(&self, committed: &mut Committed<M>) -> bool {
+        if !self.log.as_ref().is_some_and(|log| log.is_shared()) {
+            return false;
+        }
+        let before = self.ring.head();
+        let _ = self.fill_locked(committed);
+        self.ring.head() > before
+    }
+
     fn fill_locked(&self, committed: &mut Committed<M>) -> Result<(), IngestError> {
         let Some(log) = &self.log else {
             return Ok(());
@@ -183,5 +194,178 @@ impl<M: Model> Follower for Tail<M> {
         if let Err(e) = room.ingest(records) {
             tracing::error!(error = %e, "cannot take in another node's commits");
         }
+    }
+}
+
+// Rooms use loom atomics under `cfg(loom)`; only the loom models run there.
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use std::sync::Arc;
+
+    use parking_lot::Mutex;
+
+    use crate::clock::ManualClock;
+    use crate::epoch::Epoch;
+    use crate::model::presence::{Patch, Presence, PresenceInput};
+    use crate::room::{Commit, Room};
+    use crate::storage::{
+        DurableListener, Follower, History, Opened, Record, RecordRef, Recovered, RoomLog,
+        Storage, StorageError, StoredSnapshot,
+    };
+
+    /// A log shared by every room opened on it, as the cluster's engine is by nodes: an
+    /// append must name the next revision of the shared list.
+    #[derive(Default)]
+    struct SharedLog {
+        records: Mutex<Vec<Record>>,
+        followers: Mutex<Vec<Arc<dyn Follower>>>,
+    }
+
+    impl RoomLog for SharedLog {
+        fn append(&self, record: &RecordRef<'_>) -> Result<(), StorageError> {
+            let mut records = self.records.lock();
+            let expected = records.len() as u64 + 1;
+            if record.rev != expected {
+                return Err(StorageError::Conflict {
+                    expected,
+                    found: record.rev,
+                });
+            }
+            records.push(Record {
+                rev: record.rev,
+                actor: record.actor.map(Into::into),
+                client_req_id: record.client_req_id.map(Into::into),
+                op: bytes::Bytes::copy_from_slice(record.op),
+            });
+            Ok(())
+        }
+        fn durable_rev(&self) -> u64 {
+            self.records.lock().len() as u64
+        }
+        fn reports_durability(&self) -> bool {
+            false
+        }
+        fn listen(&self, _: Arc<dyn DurableListener>) {}
+        fn snapshot_due(&self, _: u64) -> bool {
+            false
+        }
+        fn save_snapshot(&self, _: StoredSnapshot) {}
+        fn is_shared(&self) -> bool {
+            true
+        }
+        fn conflict_retries(&self) -> u32 {
+            2
+        }
+        fn read_after(&self, rev: u64) -> Result<Vec<Record>, StorageError> {
+            let records = self.records.lock();
+            Ok(records.iter().filter(|r| r.rev > rev).cloned().collect())
+        }
+        fn follow(&self, follower: Arc<dyn Follower>) {
+            self.followers.lock().push(follower);
+        }
+    }
+
+    struct Engine(Arc<SharedLog>);
+
+    impl Storage for Engine {
+        fn open(&self, _: &str, _: usize) -> Result<Opened, StorageError> {
+            Ok(Opened {
+                history: History::Recovered(Recovered {
+                    epoch: Epoch::new("shared").unwrap(),
+                    snapshot: None,
+                    tail: self.0.read_after(0)?,
+                }),
+                log: Some(Arc::clone(&self.0) as Arc<dyn RoomLog>),
+            })
+        }
+        fn describe(&self) -> String {
+            "shared".into()
+        }
+    }
+
+    /// Two "nodes": two rooms on one shared log.
+    fn two_nodes() -> (Arc<SharedLog>, Arc<Room<Presence>>, Arc<Room<Presence>>) {
+        let log = Arc::new(SharedLog::default());
+        let node = || {
+            let room = Room::builder("doc", Presence::default())
+                .clock(Arc::new(ManualClock::new(1000)))
+                .storage(Arc::new(Engine(Arc::clone(&log))))
+                .build()
+                .unwrap();
+            let room = Arc::new(room);
+            room.follow();
+            room
+        };
+        let (a, b) = (node(), node());
+        (log, a, b)
+    }
+
+    fn rename(name: &str) -> PresenceInput {
+        PresenceInput {
+            patch: Patch {
+                name: Some(name.into()),
+                ..Patch::default()
+            },
+        }
+    }
+
+    #[test]
+    fn a_commit_that_lost_its_revision_catches_up_and_commits_next() {
+        let (log, a, b) = two_nodes();
+        assert_eq!(a.join("alice", "Alice").unwrap(), Some(1));
+        // b has not seen revision 1: its join of bob conflicts, catches up, commits at 2.
+        assert_eq!(b.rev(), 0);
+        assert_eq!(b.join("bob", "Bob").unwrap(), Some(2));
+        assert_eq!(b.rev(), 2);
+        assert_eq!(b.published_rev(), 2, "what it caught up on is published too");
+        // The very bytes a encoded are in b's ring.
+        assert_eq!(
+            b.since(0, None).unwrap().operations[0],
+            log.records.lock()[0].op
+        );
+        // a takes in bob's join through its tailer.
+        let follower = Arc::clone(&log.followers.lock()[0]);
+        assert_eq!(follower.head(), Some(1));
+        follower.ingest(log.read_after(1).unwrap());
+        assert_eq!(a.rev(), 2);
+        let state = |room: &Room<Presence>| room.with_state(|m, rev| (m.clone(), rev));
+        assert_eq!(state(&a), state(&b));
+    }
+
+    #[test]
+    fn a_request_another_node_committed_is_a_duplicate_after_the_catch_up() {
+        let (_log, a, b) = two_nodes();
+        a.join("alice", "Alice").unwrap();
+        assert_eq!(
+            a.submit("alice", &rename("A1"), Some("req-1")).unwrap(),
+            Commit {
+                rev: 2,
+                duplicate: false
+            }
+        );
+        // The client retries req-1 on node b, which has seen nothing yet: against its
+        // replica alice is unknown, so b reads the log before refusing, and finds req-1.
+        assert_eq!(
+            b.submit("alice", &rename("A1"), Some("req-1")).unwrap(),
+            Commit {
+                rev: 2,
+                duplicate: true
+            }
+        );
+        assert_eq!(b.rev(), 2, "nothing applied twice");
+    }
+
+    #[test]
+    fn records_already_held_are_skipped_and_a_hole_is_filled_from_the_log() {
+        let (log, a, b) = two_nodes();
+        a.join("alice", "Alice").unwrap();
+        a.submit("alice", &rename("A1"), Some("r1")).unwrap();
+        a.submit("alice", &rename("A2"), Some("r2")).unwrap();
+        let records = log.read_after(0).unwrap();
+        // Only revision 3 arrives: 1 and 2 are read from the log first.
+        assert_eq!(b.ingest(records[2..].to_vec()), Ok(3));
+        // Everything again: nothing changes.
+        assert_eq!(b.ingest(records), Ok(3));
+        assert_eq!(b.applied_rev("alice", "r2"), Some(3));
     }
 }

@@ -857,12 +857,22 @@ impl<M: Model> Room<M> {
         M::Op: 'o,
     {
         let retries = self.log.as_ref().map_or(0, |log| log.conflict_retries());
+        let mut refreshed = false;
         for _ in 0..=retries {
             if let Some(rev) = committed.duplicate_of(origin) {
                 return Ok(Decided::Duplicate(rev));
             }
-            let Some(op) = decide(&committed.model)? else {
-                return Ok(Decided::Nothing);
+            let op = match decide(&committed.model) {
+                Ok(Some(op)) => op,
+                Ok(None) => return Ok(Decided::Nothing),
+                // The replica may be behind the shared log (the participant joined on
+                // another node a moment ago): refuse only what the log's head refuses.
+                Err(rejection) if !refreshed && self.refresh_locked(committed) => {
+                    refreshed = true;
+                    let _ = rejection;
+                    continue;
+                }
+                Err(rejection) => return Err(rejection),
             };
             match self.commit_locked(committed, &op, origin) {
                 Ok(rev) => return Ok(Decided::Committed(rev)),
