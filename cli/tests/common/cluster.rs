@@ -17,6 +17,7 @@ pub struct Engine {
     child: Option<Child>,
     pub port: u16,
     dir: tempfile::TempDir,
+    fsync: &'static str,
 }
 
 impl Engine {
@@ -26,15 +27,26 @@ impl Engine {
     ///
     /// When `redis-server` is not installed, with the command that installs it.
     pub fn start() -> Self {
+        Self::start_with("always")
+    }
+
+    /// Starts the engine with `appendfsync` set to `fsync` (`always`, `everysec`, `no`).
+    pub fn start_with(fsync: &'static str) -> Self {
         let port = free_port();
         let dir = tempfile::tempdir().expect("a temporary directory");
         let mut engine = Self {
             child: None,
             port,
             dir,
+            fsync,
         };
         engine.restart();
         engine
+    }
+
+    /// The engine's process id (to read its CPU time).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
     }
 
     /// The URL nodes are given.
@@ -58,7 +70,7 @@ impl Engine {
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .arg("--dir")
             .arg(self.dir.path())
-            .args(["--appendonly", "yes", "--appendfsync", "always", "--save", ""])
+            .args(["--appendonly", "yes", "--appendfsync", self.fsync, "--save", ""])
             .args(["--protected-mode", "no", "--daemonize", "no"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())

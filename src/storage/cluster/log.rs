@@ -12,7 +12,7 @@ use redis::streams::StreamId;
 use crate::storage::{Follower, Record, RecordRef, RoomLog, StorageError, StoredSnapshot};
 use crate::storage::{DurableListener, snapfile};
 
-use super::Shared;
+use super::{Counters, Shared};
 
 /// The keys of one room. The room's name is hex-encoded (names are request paths) inside
 /// a hash tag, so that every key of a room lands on one shard of a Redis Cluster and the
@@ -92,12 +92,15 @@ impl RoomLog for RedisLog {
             invocation.arg("q").arg(id);
         }
         let head: u64 = engine.run(|conn| invocation.invoke(conn))?;
+        let counters = &self.shared.counters;
         if head + 1 != record.rev {
+            Counters::add(&counters.conflicts, 1);
             return Err(StorageError::Conflict {
                 expected: head + 1,
                 found: record.rev,
             });
         }
+        Counters::add(&counters.appends, 1);
         // Relaxed: a statistic of this node, read on its own.
         self.appended.fetch_max(record.rev, Ordering::Relaxed);
         Ok(())

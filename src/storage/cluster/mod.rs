@@ -50,6 +50,7 @@ mod log;
 mod tailer;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -64,10 +65,48 @@ use engine::Engine;
 use log::{Keys, RedisLog};
 use tailer::Followed;
 
+/// What this node's logs did so far (for metrics, tests and benchmarks).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ClusterStats {
+    /// Appends the engine accepted.
+    pub appends: u64,
+    /// Appends refused because another node had taken the revision (each one a catch-up
+    /// and a new decision).
+    pub conflicts: u64,
+    /// Records other nodes committed, read by the tailer.
+    pub tailed: u64,
+}
+
+/// The counters behind [`ClusterStats`].
+#[derive(Default)]
+struct Counters {
+    appends: AtomicU64,
+    conflicts: AtomicU64,
+    tailed: AtomicU64,
+}
+
+impl Counters {
+    fn add(counter: &AtomicU64, n: u64) {
+        // Relaxed: statistics, each read on its own.
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn read(&self) -> ClusterStats {
+        // Relaxed: see `add`.
+        ClusterStats {
+            appends: self.appends.load(Ordering::Relaxed),
+            conflicts: self.conflicts.load(Ordering::Relaxed),
+            tailed: self.tailed.load(Ordering::Relaxed),
+        }
+    }
+}
+
 /// What every room's log of one node shares.
 pub(super) struct Shared {
     engine: Engine,
     tailer: Followed,
+    counters: Counters,
     timeout: Duration,
     commit_retries: u32,
     snapshot_every: u64,
@@ -103,6 +142,7 @@ impl RedisStorage {
         let shared = Arc::new(Shared {
             engine: Engine::connect(url, timeout)?,
             tailer: Followed::default(),
+            counters: Counters::default(),
             timeout,
             commit_retries: cluster.commit_retries,
             snapshot_every: storage.snapshot_every,
@@ -127,6 +167,11 @@ impl RedisStorage {
     /// Cheap: for a health endpoint.
     pub fn health(&self) -> EngineHealth {
         self.shared.engine.health()
+    }
+
+    /// What this node's logs did so far.
+    pub fn stats(&self) -> ClusterStats {
+        self.shared.counters.read()
     }
 
     /// Reads what the engine holds of `name`: epoch (stored now if the room is new),

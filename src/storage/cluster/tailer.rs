@@ -27,7 +27,7 @@ use redis::streams::StreamReadReply;
 
 use crate::storage::{Follower, Record, StorageError};
 
-use super::Shared;
+use super::{Counters, Shared};
 use super::log::record_of;
 
 /// How long one read waits for new entries, in ms.
@@ -140,7 +140,10 @@ fn read_once(
             .map(|entry| record_of(&shared.engine.url, entry))
             .collect();
         match records {
-            Ok(records) => follower.ingest(records),
+            Ok(records) => {
+                Counters::add(&shared.counters.tailed, records.len() as u64);
+                follower.ingest(records);
+            }
             Err(e) => tracing::error!(stream = %stream.key, error = %e, "a record does not read"),
         }
     }
