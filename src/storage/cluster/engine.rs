@@ -13,16 +13,20 @@ use crate::storage::StorageError;
 /// Appends one record if the room is at the revision the caller expects.
 ///
 /// `KEYS`: the room's head counter, its stream. `ARGV`: the revision to write, then the
-/// entry's field/value pairs. Returns the head the log had: the caller's revision minus
-/// one means the entry was added (as id `rev-0`, and the head moved to `rev`); anything
-/// else is the revision another node got to first. One script, so no second writer can
-/// ever slip in between the check and the write.
+/// entry's field/value pairs. Returns `{head}` with the head the log had: the caller's
+/// revision minus one means the entry was added (as id `rev-0`, and the head moved to
+/// `rev`). Otherwise another node got there first, and the answer is `{head, entries}`:
+/// the entries from the caller's revision on (at most 1024), so that catching up costs no
+/// second round trip. One script, so no second writer can ever slip in between the check
+/// and the write.
 const APPEND: &str = r"
 local head = tonumber(redis.call('GET', KEYS[1]) or '0')
-if head + 1 ~= tonumber(ARGV[1]) then return head end
+if head + 1 ~= tonumber(ARGV[1]) then
+  return {head, redis.call('XRANGE', KEYS[2], ARGV[1] .. '-0', '+', 'COUNT', 1024)}
+end
 redis.call('XADD', KEYS[2], ARGV[1] .. '-0', unpack(ARGV, 2))
 redis.call('SET', KEYS[1], ARGV[1])
-return head
+return {head}
 ";
 
 /// Stores a snapshot if it is newer than the stored one, and trims the stream behind it.

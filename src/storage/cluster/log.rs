@@ -3,9 +3,11 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
 
 use bytes::Bytes;
+use parking_lot::Mutex;
 use redis::Value;
 use redis::streams::StreamId;
 
@@ -55,6 +57,10 @@ pub(super) struct RedisLog {
     appended: AtomicU64,
     /// The revision of the last snapshot this node stored or found.
     last_snapshot: AtomicU64,
+    /// The records a refused append brought back, for the catch-up that follows.
+    missed: Mutex<Vec<Record>>,
+    /// Appends refused in a row (the backoff grows with it).
+    conflicts_in_a_row: AtomicU32,
 }
 
 impl RedisLog {
@@ -72,9 +78,52 @@ impl RedisLog {
             ring_capacity,
             appended: AtomicU64::new(head),
             last_snapshot: AtomicU64::new(snap_rev),
+            missed: Mutex::new(Vec::new()),
+            conflicts_in_a_row: AtomicU32::new(0),
         }
     }
 }
+
+impl RedisLog {
+    /// The records of a refused append's answer.
+    fn records_in(&self, entries: Option<&Value>) -> Result<Vec<Record>, StorageError> {
+        let Some(entries) = entries else {
+            return Ok(Vec::new());
+        };
+        let reply: redis::streams::StreamRangeReply = redis::from_redis_value(entries)
+            .map_err(|e| self.shared.engine.failed(&e))?;
+        reply
+            .ids
+            .iter()
+            .map(|entry| record_of(&self.shared.engine.url, entry))
+            .collect()
+    }
+
+    fn odd_reply(&self, reply: &[Value]) -> StorageError {
+        StorageError::Unavailable {
+            url: self.shared.engine.url.clone(),
+            reason: format!("the append script answered {reply:?}"),
+        }
+    }
+
+    /// After a lost race, waits a random moment, longer after each loss in a row (up to
+    /// `MAX_BACKOFF`), so that nodes hammering one room take turns instead of one of them
+    /// losing every time. Under the room's commit lock: its other local commits would
+    /// lose the same race anyway.
+    fn back_off(&self) {
+        // Relaxed: a counter only this room's commit path (under its lock) uses.
+        let streak = self.conflicts_in_a_row.fetch_add(1, Ordering::Relaxed).min(10);
+        let ceiling = (BACKOFF_STEP * (1 << streak)).min(MAX_BACKOFF);
+        let random = getrandom::u64().unwrap_or(0);
+        let micros = random % ceiling.as_micros().max(1) as u64;
+        std::thread::sleep(Duration::from_micros(micros));
+    }
+}
+
+/// The first backoff ceiling after a lost race; doubled for each loss in a row.
+const BACKOFF_STEP: Duration = Duration::from_micros(100);
+/// The longest backoff ceiling.
+const MAX_BACKOFF: Duration = Duration::from_millis(2);
 
 impl RoomLog for RedisLog {
     fn append(&self, record: &RecordRef<'_>) -> Result<(), StorageError> {
@@ -91,15 +140,22 @@ impl RoomLog for RedisLog {
         if let Some(id) = record.client_req_id {
             invocation.arg("q").arg(id);
         }
-        let head: u64 = engine.run(|conn| invocation.invoke(conn))?;
+        let reply: Vec<Value> = engine.run(|conn| invocation.invoke(conn))?;
+        let head = match reply.first() {
+            Some(Value::Int(head)) => u64::try_from(*head).unwrap_or(0),
+            _ => return Err(self.odd_reply(&reply)),
+        };
         let counters = &self.shared.counters;
         if head + 1 != record.rev {
             Counters::add(&counters.conflicts, 1);
+            *self.missed.lock() = self.records_in(reply.get(1))?;
+            self.back_off();
             return Err(StorageError::Conflict {
                 expected: head + 1,
                 found: record.rev,
             });
         }
+        self.conflicts_in_a_row.store(0, Ordering::Relaxed);
         Counters::add(&counters.appends, 1);
         // Relaxed: a statistic of this node, read on its own.
         self.appended.fetch_max(record.rev, Ordering::Relaxed);
@@ -146,6 +202,11 @@ impl RoomLog for RedisLog {
     }
 
     fn read_after(&self, rev: u64) -> Result<Vec<Record>, StorageError> {
+        // What the refused append brought back, if it is what the room asks for.
+        let missed = std::mem::take(&mut *self.missed.lock());
+        if missed.first().is_some_and(|first| first.rev == rev + 1) {
+            return Ok(missed);
+        }
         read_range(&self.shared, &self.keys.log, rev)
     }
 
