@@ -456,6 +456,7 @@ fn everything_changed() -> (Effective, TempFile) {
             ("DELTASYNC_TIMEOUTS_PARTICIPANT_TTL_MS", "8"),
             ("DELTASYNC_ROOM_SNAPSHOT_MAX_LAG", "1000000000"),
             ("DELTASYNC_LIMITS_MAX_CONNECTIONS_PER_IP", "0"),
+            ("DELTASYNC_CLUSTER_URL", "redis://10.0.0.5:6379"),
         ],
         &[
             ("limits.max_participants_per_room", "3", "--set"),
@@ -467,6 +468,8 @@ fn everything_changed() -> (Effective, TempFile) {
             ("presence.max_id_bytes", "12", "--set"),
             ("storage.retain_ops", "13", "--set"),
             ("storage.memory_revisions", "from-zero", "--set"),
+            ("cluster.commit_retries", "0", "--set"),
+            ("cluster.timeout_ms", "60000", "--set"),
         ],
     );
     (result.unwrap(), file.unwrap())
@@ -569,7 +572,10 @@ fn reference_table() -> String {
                 get(&defaults).map_or("unset".into(), |_| "set".into()),
                 "non-empty string".into(),
             ),
-            Kind::Text { get, accepts, .. } => (format!("`{}`", get(&defaults)), accepts.into()),
+            Kind::Text { get, accepts, .. } => match get(&defaults) {
+                text if text.is_empty() => ("unset".into(), accepts.into()),
+                text => (format!("`{text}`"), accepts.into()),
+            },
         };
         let _ = writeln!(
             out,
@@ -605,4 +611,15 @@ fn the_example_file_in_the_docs_loads() {
     let config = result.unwrap().into_config();
     assert_eq!(config.room.ring_capacity.get(), 8192);
     assert_eq!(config.limits.max_connections, 50_000);
+}
+
+#[test]
+fn cluster_url_must_be_a_redis_url_and_empty_means_one_node() {
+    let (result, _) = load(None, &[], &[("cluster.url", "nats://h:4222", "--cluster")]);
+    assert_eq!(
+        result.unwrap_err().to_string(),
+        "cluster.url = \"nats://h:4222\" (from --cluster): must be a redis:// URL, or empty for one node"
+    );
+    let (result, _) = load(None, &[("DELTASYNC_CLUSTER_URL", "")], &[]);
+    assert_eq!(result.unwrap().config().cluster.url, None);
 }
