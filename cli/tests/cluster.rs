@@ -358,3 +358,32 @@ fn an_engine_outage_refuses_commits_retryably_and_loses_nothing_acknowledged() {
     }
     assert_eq!(engine_head(&engine, "doc"), ops.len() as u64);
 }
+
+#[test]
+fn a_node_whose_engine_does_not_answer_does_not_start() {
+    // A port nothing listens on: bound, then released.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let url = format!("redis://127.0.0.1:{port}");
+    let output = common::serve(&["--listen", "127.0.0.1:0", "--cluster", &url])
+        .env("RUST_LOG", "off")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr),
+        format!(
+            "error: cannot open the storage: the cluster engine at {url} is unavailable: Connection refused (os error 111)\n"
+        )
+    );
+    let output = common::serve(&["--cluster", &url, "--data-dir", "unused"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr),
+        "error: cluster.url and storage.backend = \"disk\" exclude each other: a cluster keeps room histories in its engine\n"
+    );
+}
