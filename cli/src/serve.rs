@@ -5,8 +5,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use deltasync::clock::{Clock, ManualClock, SystemClock};
-use deltasync::server::Server;
 use deltasync::config::Config;
+use deltasync::server::Server;
 use deltasync::storage::{Backend, MemoryRevisions, RedisStorage, Storage, StorageError};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
@@ -119,7 +119,8 @@ fn open_storage(config: &Config, clock: &dyn Clock) -> Result<Arc<dyn Storage>, 
             "cluster.url and storage.backend = \"disk\" exclude each other: a cluster keeps room histories in its engine".into(),
         ));
     }
-    let storage = RedisStorage::connect(&config.cluster, &config.storage).map_err(OpenError::Storage)?;
+    let storage =
+        RedisStorage::connect(&config.cluster, &config.storage).map_err(OpenError::Storage)?;
     Ok(Arc::new(storage))
 }
 

@@ -111,7 +111,11 @@ fn log_checked(engine: &Engine, room: &str) -> Vec<Value> {
     let mut seen = BTreeSet::new();
     for (i, (id, op)) in stream.iter().enumerate() {
         let rev = i as u64 + 1;
-        assert_eq!(id, &format!("{rev}-0"), "the stream skips or repeats a revision");
+        assert_eq!(
+            id,
+            &format!("{rev}-0"),
+            "the stream skips or repeats a revision"
+        );
         assert_eq!(op["rev"], rev, "{op}");
         if let Some(req) = op["clientReqId"].as_str() {
             let actor = op["payload"]["id"].as_str().unwrap().to_owned();
@@ -159,10 +163,15 @@ fn assert_acked_once(members: &[Member], ops: &[Value]) {
         for id in &member.sent {
             let found = ops
                 .iter()
-                .filter(|op| op["clientReqId"] == id.as_str() && op["payload"]["id"] == actor.as_str())
+                .filter(|op| {
+                    op["clientReqId"] == id.as_str() && op["payload"]["id"] == actor.as_str()
+                })
                 .count();
             assert_eq!(found, 1, "{actor}'s {id} is in the log {found} times");
-            assert!(member.client.replica.was_acked(id), "{actor}'s {id} was not acknowledged");
+            assert!(
+                member.client.replica.was_acked(id),
+                "{actor}'s {id} was not acknowledged"
+            );
         }
     }
 }
@@ -183,8 +192,18 @@ fn writers_and_readers_on_three_nodes_converge_to_the_replay_of_the_log() {
     );
     let mut members = Vec::new();
     for (i, node) in nodes.iter().enumerate() {
-        members.push(Member::connect(node, "doc", &format!("writer-{i}"), i % 2 == 0));
-        members.push(Member::connect(node, "doc", &format!("reader-{i}"), i % 2 == 1));
+        members.push(Member::connect(
+            node,
+            "doc",
+            &format!("writer-{i}"),
+            i % 2 == 0,
+        ));
+        members.push(Member::connect(
+            node,
+            "doc",
+            &format!("reader-{i}"),
+            i % 2 == 1,
+        ));
     }
     for member in &mut members {
         assert_eq!(member.join()["type"], "SYNC.SNAPSHOT");
@@ -274,17 +293,27 @@ fn a_killed_nodes_clients_resume_on_another_node_with_deltas_and_pending_acked_o
         // A resume: the new connection's stream continues from the replica's revision.
         writer.client.stream.rev = Some(at);
         let resumed = writer.join();
-        assert_eq!(resumed["type"], "SYNC.DELTAS", "{}: {resumed}", writer.client.id);
+        assert_eq!(
+            resumed["type"], "SYNC.DELTAS",
+            "{}: {resumed}",
+            writer.client.id
+        );
         assert_eq!(resumed["payload"]["fromRev"], at, "{resumed}");
         for message in writer.client.replica.resend_messages() {
-            writer.client.ws.send_text(std::str::from_utf8(&message).unwrap());
+            writer
+                .client
+                .ws
+                .send_text(std::str::from_utf8(&message).unwrap());
         }
         writer.settle();
     }
     let mut members: Vec<Member> = writers.into_iter().chain([reader]).collect();
     let ops = assert_converged(&engine, "doc", &mut members);
     assert_acked_once(&members, &ops);
-    let renames = ops.iter().filter(|op| op["clientReqId"].is_string()).count();
+    let renames = ops
+        .iter()
+        .filter(|op| op["clientReqId"].is_string())
+        .count();
     assert_eq!(renames, 2 * 10, "twenty renames, none twice: {ops:#?}");
     // Three joins; a resume may also rename back to the name its replica knew, when the
     // killed node committed a later rename the replica had not seen acknowledged.
@@ -321,7 +350,9 @@ fn an_engine_outage_refuses_commits_retryably_and_loses_nothing_acknowledged() {
         if answer["type"] == "ERROR" {
             assert_eq!(answer["payload"]["code"], "UNAVAILABLE", "{answer}");
             assert_eq!(answer["payload"]["retryable"], true, "{answer}");
-            let id = answer["payload"]["details"]["clientReqId"].as_str().unwrap();
+            let id = answer["payload"]["details"]["clientReqId"]
+                .as_str()
+                .unwrap();
             refused.push(id.to_owned());
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -339,14 +370,23 @@ fn an_engine_outage_refuses_commits_retryably_and_loses_nothing_acknowledged() {
     let mut retried = BTreeSet::new();
     while retried.len() < refused.len() {
         let message = writer.recv();
-        for op in message["payload"]["operations"].as_array().into_iter().flatten() {
+        for op in message["payload"]["operations"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
             if let Some(id) = op["clientReqId"].as_str() {
                 retried.insert(id.to_owned());
             }
         }
         if message["type"] == "ERROR" {
-            assert_eq!(message["payload"]["code"], "FAILED_PRECONDITION", "{message}");
-            let id = message["payload"]["details"]["clientReqId"].as_str().unwrap();
+            assert_eq!(
+                message["payload"]["code"], "FAILED_PRECONDITION",
+                "{message}"
+            );
+            let id = message["payload"]["details"]["clientReqId"]
+                .as_str()
+                .unwrap();
             retried.insert(id.to_owned());
         }
     }
@@ -354,7 +394,13 @@ fn an_engine_outage_refuses_commits_retryably_and_loses_nothing_acknowledged() {
     let ops = assert_converged(&engine, "doc", &mut members);
     assert_acked_once(&members[..1], &ops);
     for id in &refused {
-        assert_eq!(ops.iter().filter(|op| op["clientReqId"] == id.as_str()).count(), 1, "{id}");
+        assert_eq!(
+            ops.iter()
+                .filter(|op| op["clientReqId"] == id.as_str())
+                .count(),
+            1,
+            "{id}"
+        );
     }
     assert_eq!(engine_head(&engine, "doc"), ops.len() as u64);
 }

@@ -66,7 +66,8 @@ fn one_writer(label: &str, room: &Room<Presence>, engine_pid: Option<u32>) {
     let start = Instant::now();
     for i in 0..COMMITS {
         let t = Instant::now();
-        room.submit("w", &rename(i), Some(&format!("r{i}"))).expect("commit");
+        room.submit("w", &rename(i), Some(&format!("r{i}")))
+            .expect("commit");
         latencies.push(t.elapsed());
     }
     let elapsed = start.elapsed();
@@ -80,7 +81,10 @@ fn one_writer(label: &str, room: &Room<Presence>, engine_pid: Option<u32>) {
         at(0.5),
         at(0.99),
         cpu as f64 * 1000.0 / COMMITS as f64,
-        engine_cpu.map_or("-".into(), |c| format!("{:.1} µs/commit", c as f64 * 1000.0 / COMMITS as f64)),
+        engine_cpu.map_or("-".into(), |c| format!(
+            "{:.1} µs/commit",
+            c as f64 * 1000.0 / COMMITS as f64
+        )),
     );
 }
 
@@ -92,7 +96,13 @@ fn redis(engine: &Engine, config: &Config) -> Arc<RedisStorage> {
 
 /// `writers` threads, each committing to its own room or all to one room (each thread
 /// then on its own storage: a node of its own). Prints the committed rate and conflicts.
-fn many_writers(label: &str, engine: &Engine, writers: usize, one_room: bool, pace: Option<Duration>) {
+fn many_writers(
+    label: &str,
+    engine: &Engine,
+    writers: usize,
+    one_room: bool,
+    pace: Option<Duration>,
+) {
     let mut config = Config::default();
     // Flat out on one room, a node may lose many races in a row: count them, refuse none.
     config.cluster.commit_retries = 1000;
@@ -100,7 +110,13 @@ fn many_writers(label: &str, engine: &Engine, writers: usize, one_room: bool, pa
     let per = COMMITS / writers;
     let start = Instant::now();
     let storages: Vec<Arc<RedisStorage>> = (0..writers)
-        .map(|_| if one_room { redis(engine, &config) } else { Arc::clone(&shared) })
+        .map(|_| {
+            if one_room {
+                redis(engine, &config)
+            } else {
+                Arc::clone(&shared)
+            }
+        })
         .collect();
     let threads: Vec<_> = storages
         .iter()
@@ -122,7 +138,10 @@ fn many_writers(label: &str, engine: &Engine, writers: usize, one_room: bool, pa
                         let due = start + pace * i as u32;
                         std::thread::sleep(due.saturating_duration_since(Instant::now()));
                     }
-                    if room.submit(&actor, &rename(i), Some(&format!("r{i}"))).is_err() {
+                    if room
+                        .submit(&actor, &rename(i), Some(&format!("r{i}")))
+                        .is_err()
+                    {
                         refused += 1;
                     }
                 }
@@ -151,7 +170,11 @@ fn measure_the_commit_path() {
     for fsync in ["always", "everysec"] {
         let engine = Engine::start_with(fsync);
         let room = room_on(redis(&engine, &config), "solo");
-        one_writer(&format!("redis appendfsync {fsync}, 1 writer"), &room, Some(engine.pid()));
+        one_writer(
+            &format!("redis appendfsync {fsync}, 1 writer"),
+            &room,
+            Some(engine.pid()),
+        );
     }
     for sync in [SyncPolicy::Always, SyncPolicy::Interval] {
         let dir = tempfile::tempdir().unwrap();
@@ -161,11 +184,27 @@ fn measure_the_commit_path() {
         config.storage.sync = sync;
         let storage = deltasync::storage::open(&config.storage, &SystemClock).unwrap();
         let room = room_on(storage, "solo");
-        one_writer(&format!("single-node disk sync {sync}, 1 writer"), &room, None);
+        one_writer(
+            &format!("single-node disk sync {sync}, 1 writer"),
+            &room,
+            None,
+        );
     }
     let engine = Engine::start_with("always");
-    many_writers("redis always, 10 writers, 10 rooms, 1 node", &engine, 10, false, None);
-    many_writers("redis always, 10 nodes x 1 writer, 1 room", &engine, 10, true, None);
+    many_writers(
+        "redis always, 10 writers, 10 rooms, 1 node",
+        &engine,
+        10,
+        false,
+        None,
+    );
+    many_writers(
+        "redis always, 10 nodes x 1 writer, 1 room",
+        &engine,
+        10,
+        true,
+        None,
+    );
     let pace = Some(Duration::from_millis(50));
     many_writers("  the same, each writer at 20/s", &engine, 10, true, pace);
     std::thread::sleep(Duration::from_millis(10));

@@ -153,7 +153,11 @@ impl<M: Model> Room<M> {
     }
 
     /// Applies one record if it is the next revision; skips it if the room has it.
-    fn ingest_locked(&self, committed: &mut Committed<M>, record: Record) -> Result<(), IngestError> {
+    fn ingest_locked(
+        &self,
+        committed: &mut Committed<M>,
+        record: Record,
+    ) -> Result<(), IngestError> {
         let head = self.ring.head();
         if record.rev <= head {
             return Ok(());
@@ -209,8 +213,8 @@ mod tests {
     use crate::model::presence::{Patch, Presence, PresenceInput};
     use crate::room::{Commit, Room};
     use crate::storage::{
-        DurableListener, Follower, History, Opened, Record, RecordRef, Recovered, RoomLog,
-        Storage, StorageError, StoredSnapshot,
+        DurableListener, Follower, History, Opened, Record, RecordRef, Recovered, RoomLog, Storage,
+        StorageError, StoredSnapshot,
     };
 
     /// A log shared by every room opened on it, as the cluster's engine is by nodes: an
@@ -317,7 +321,11 @@ mod tests {
         assert_eq!(b.rev(), 0);
         assert_eq!(b.join("bob", "Bob").unwrap(), Some(2));
         assert_eq!(b.rev(), 2);
-        assert_eq!(b.published_rev(), 2, "what it caught up on is published too");
+        assert_eq!(
+            b.published_rev(),
+            2,
+            "what it caught up on is published too"
+        );
         // The very bytes a encoded are in b's ring.
         assert_eq!(
             b.since(0, None).unwrap().operations[0],

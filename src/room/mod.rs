@@ -752,7 +752,9 @@ impl<M: Model> Room<M> {
 
     fn join_locked(&self, actor: &str, name: &str) -> Result<Option<u64>, Rejection> {
         let decided = self.decide_and_commit(Origin::SERVER, |model| {
-            Ok(model.join(actor, name, self.clock.now_ms())?.map(Cow::Owned))
+            Ok(model
+                .join(actor, name, self.clock.now_ms())?
+                .map(Cow::Owned))
         })?;
         Ok(decided.rev())
     }

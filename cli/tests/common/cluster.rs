@@ -70,7 +70,14 @@ impl Engine {
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .arg("--dir")
             .arg(self.dir.path())
-            .args(["--appendonly", "yes", "--appendfsync", self.fsync, "--save", ""])
+            .args([
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                self.fsync,
+                "--save",
+                "",
+            ])
             .args(["--protected-mode", "no", "--daemonize", "no"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -85,7 +92,10 @@ impl Engine {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         while self.try_connection().is_none() {
-            assert!(Instant::now() < deadline, "redis-server did not answer within 10 s");
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not answer within 10 s"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -155,7 +165,14 @@ impl Node {
     /// Starts a node on `engine`, with `extra` flags.
     pub fn start(engine: &Engine, extra: &[&str]) -> Self {
         let url = engine.url();
-        let mut args = vec!["--listen", "127.0.0.1:0", "--shards", "1", "--cluster", &url];
+        let mut args = vec![
+            "--listen",
+            "127.0.0.1:0",
+            "--shards",
+            "1",
+            "--cluster",
+            &url,
+        ];
         args.extend_from_slice(extra);
         let mut child = super::serve(&args).spawn().expect("the binary starts");
         let mut line = String::new();

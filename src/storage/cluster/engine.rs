@@ -142,7 +142,11 @@ impl Engine {
             None => (self.open(self.timeout)?, true),
         };
         let mut result = command(&mut conn);
-        if !fresh && result.as_ref().is_err_and(|e| e.is_connection_dropped() || e.is_io_error()) {
+        if !fresh
+            && result
+                .as_ref()
+                .is_err_and(|e| e.is_connection_dropped() || e.is_io_error())
+        {
             conn = self.open(self.timeout)?;
             result = command(&mut conn);
         }

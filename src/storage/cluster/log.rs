@@ -11,8 +11,8 @@ use parking_lot::Mutex;
 use redis::Value;
 use redis::streams::StreamId;
 
-use crate::storage::{Follower, Record, RecordRef, RoomLog, StorageError, StoredSnapshot};
 use crate::storage::{DurableListener, snapfile};
+use crate::storage::{Follower, Record, RecordRef, RoomLog, StorageError, StoredSnapshot};
 
 use super::{Counters, Shared};
 
@@ -90,8 +90,8 @@ impl RedisLog {
         let Some(entries) = entries else {
             return Ok(Vec::new());
         };
-        let reply: redis::streams::StreamRangeReply = redis::from_redis_value(entries)
-            .map_err(|e| self.shared.engine.failed(&e))?;
+        let reply: redis::streams::StreamRangeReply =
+            redis::from_redis_value(entries).map_err(|e| self.shared.engine.failed(&e))?;
         reply
             .ids
             .iter()
@@ -112,7 +112,10 @@ impl RedisLog {
     /// lose the same race anyway.
     fn back_off(&self) {
         // Relaxed: a counter only this room's commit path (under its lock) uses.
-        let streak = self.conflicts_in_a_row.fetch_add(1, Ordering::Relaxed).min(10);
+        let streak = self
+            .conflicts_in_a_row
+            .fetch_add(1, Ordering::Relaxed)
+            .min(10);
         let ceiling = (BACKOFF_STEP * (1 << streak)).min(MAX_BACKOFF);
         let random = getrandom::u64().unwrap_or(0);
         let micros = random % ceiling.as_micros().max(1) as u64;

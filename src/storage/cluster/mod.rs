@@ -60,8 +60,8 @@ use super::{
     ClusterConfig, History, Opened, Recovered, Storage, StorageConfig, StorageError, snapfile,
 };
 
-pub use engine::{EngineDown, EngineHealth};
 use engine::Engine;
+pub use engine::{EngineDown, EngineHealth};
 use log::{Keys, RedisLog};
 use tailer::Followed;
 
@@ -203,12 +203,19 @@ impl RedisStorage {
         let epoch = Epoch::new(&epoch).map_err(|e| corrupt(&keys.epoch, e.to_string()))?;
         let snapshot = match snap {
             Some(bytes) => Some(snapfile::decode(&bytes).ok_or_else(|| {
-                corrupt(&keys.snap, "the snapshot does not match its checksum".into())
+                corrupt(
+                    &keys.snap,
+                    "the snapshot does not match its checksum".into(),
+                )
             })?),
             None => None,
         };
         let snap_rev = snapshot.as_ref().map_or(0, |s| s.rev);
-        let records = log::read_range(&self.shared, &keys.log, snap_rev.saturating_sub(ring_capacity))?;
+        let records = log::read_range(
+            &self.shared,
+            &keys.log,
+            snap_rev.saturating_sub(ring_capacity),
+        )?;
         if records.first().is_some_and(|r| r.rev > snap_rev + 1) {
             return Err(corrupt(
                 &keys.log,

@@ -27,8 +27,8 @@ use redis::streams::StreamReadReply;
 
 use crate::storage::{Follower, Record, StorageError};
 
-use super::{Counters, Shared};
 use super::log::record_of;
+use super::{Counters, Shared};
 
 /// How long one read waits for new entries, in ms.
 const BLOCK_MS: u64 = 100;
@@ -88,7 +88,10 @@ pub(super) fn run(shared: &Shared) {
         }
         let connection = match conn.take() {
             Some(connection) => connection,
-            None => match shared.engine.open(shared.timeout + Duration::from_millis(BLOCK_MS)) {
+            None => match shared
+                .engine
+                .open(shared.timeout + Duration::from_millis(BLOCK_MS))
+            {
                 Ok(connection) => connection,
                 Err(_) => {
                     std::thread::sleep(RETRY);
@@ -130,8 +133,7 @@ fn read_once(
         .map_err(|e| shared.engine.failed(&e))?;
     shared.engine.answered();
     for stream in reply.map(|r| r.keys).unwrap_or_default() {
-        let Some((_, _, follower)) = positions.iter().find(|(log, _, _)| *log == stream.key)
-        else {
+        let Some((_, _, follower)) = positions.iter().find(|(log, _, _)| *log == stream.key) else {
             continue;
         };
         let records: Result<Vec<Record>, StorageError> = stream
