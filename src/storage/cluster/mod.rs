@@ -20,7 +20,7 @@
 //!
 //! # Tailing
 //!
-//! One thread per node ([`tailer`]) reads every followed room's stream from the room's
+//! One thread per node (`tailer`) reads every followed room's stream from the room's
 //! head and hands the records to the room, which applies them and puts **the bytes the
 //! committing node encoded** into its ring: encode once, across the cluster.
 //!
