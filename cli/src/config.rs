@@ -258,6 +258,7 @@ mod tests {
             "--max-message-bytes=1024",
             "--rate=7",
             "--idle-timeout-ms=8",
+            "--cluster=redis://127.0.0.1:6380",
         ]);
         let effective = args.load_with_env([]).unwrap();
         let config = effective.config();
@@ -275,6 +276,10 @@ mod tests {
         );
         assert_eq!(config.limits.messages_per_second, 7);
         assert_eq!(config.timeouts.idle_ms, 8);
+        assert_eq!(
+            config.cluster.url.as_deref(),
+            Some("redis://127.0.0.1:6380")
+        );
         for (flag, key, _) in args.dedicated() {
             assert_eq!(effective.source(key), Some(&Source::Flag(flag.into())));
         }

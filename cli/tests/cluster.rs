@@ -433,3 +433,37 @@ fn a_node_whose_engine_does_not_answer_does_not_start() {
         "error: cluster.url and storage.backend = \"disk\" exclude each other: a cluster keeps room histories in its engine\n"
     );
 }
+
+#[test]
+fn a_nodes_storage_says_whether_the_engine_answers_and_since_when_not() {
+    let mut engine = Engine::start();
+    let mut config = deltasync::config::Config::default();
+    config.cluster.url = Some(engine.url());
+    let storage =
+        deltasync::storage::RedisStorage::connect(&config.cluster, &config.storage).unwrap();
+    assert_eq!(storage.health().down, None);
+    let before_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    engine.kill();
+    // The tailer pings every 100 ms while no room is open.
+    let down = wait_for(|| storage.health().down).expect("the outage is seen within 10 s");
+    assert!(down.since_ms >= before_ms, "{down:?}");
+    assert_eq!(down.reason, "Connection refused (os error 111)");
+    engine.restart();
+    wait_for(|| storage.health().down.is_none().then_some(()))
+        .expect("the engine is seen again within 10 s");
+}
+
+/// Polls `probe` every 20 ms for up to 10 s.
+fn wait_for<T>(mut probe: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Some(value) = probe() {
+            return Some(value);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}

@@ -209,3 +209,113 @@ fn measure_the_commit_path() {
     many_writers("  the same, each writer at 20/s", &engine, 10, true, pace);
     std::thread::sleep(Duration::from_millis(10));
 }
+
+/// Commit-to-receive latency at the writer's node and at the others: one writer on node 0
+/// renaming itself at `rate`/s for `secs` s, each name carrying its send time; `readers`
+/// ws-kit clients on every node. Prints p50/p99 per node and the nodes' CPU per commit.
+fn fan_out(label: &str, nodes: &[common::cluster::Node], rate: u64, secs: u64, readers: usize) {
+    use common::Ws;
+    let epoch = Instant::now();
+    let room = format!("fan-{label}").replace(' ', "-");
+    let mut threads = Vec::new();
+    for (n, node) in nodes.iter().enumerate() {
+        for r in 0..readers {
+            let mut ws = Ws::connect(&node.url(&room));
+            ws.join(&format!("reader-{n}-{r}"), "reader");
+            let total = rate * secs;
+            threads.push(std::thread::spawn(move || {
+                let mut latencies = Vec::new();
+                while (latencies.len() as u64) < total {
+                    let message = ws.recv();
+                    let now = epoch.elapsed().as_micros() as u64;
+                    for op in message["payload"]["operations"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                    {
+                        let sent = op["payload"]["name"]
+                            .as_str()
+                            .and_then(|name| name.strip_prefix('t'))
+                            .and_then(|t| t.parse::<u64>().ok());
+                        if let Some(sent) = sent {
+                            latencies.push(now.saturating_sub(sent));
+                        }
+                    }
+                }
+                (n, latencies)
+            }));
+        }
+    }
+    let cpu0: Vec<u64> = nodes
+        .iter()
+        .map(|n| cpu_ms(&n.child.id().to_string()))
+        .collect();
+    let mut writer = Ws::connect(&nodes[0].url(&room));
+    writer.join("writer", "writer");
+    let interval = Duration::from_micros(1_000_000 / rate);
+    let start = Instant::now();
+    for i in 0..rate * secs {
+        let due = start + interval * i as u32;
+        std::thread::sleep(due.saturating_duration_since(Instant::now()));
+        let sent = epoch.elapsed().as_micros();
+        writer.send(common::rename(&format!("t{sent}"), &format!("w{i}")));
+    }
+    let mut per_node: Vec<Vec<u64>> = vec![Vec::new(); nodes.len()];
+    for thread in threads {
+        let (n, latencies) = thread.join().expect("reader");
+        per_node[n].extend(latencies);
+    }
+    let commits = rate * secs;
+    for (n, latencies) in per_node.iter_mut().enumerate() {
+        latencies.sort_unstable();
+        let at =
+            |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
+        let cpu = cpu_ms(&nodes[n].child.id().to_string()) - cpu0[n];
+        println!(
+            "{label:<34} node {n}{} p50 {:>6} µs  p99 {:>6} µs  node CPU {:>5.1} µs/commit",
+            if n == 0 { " (writer's)" } else { "           " },
+            at(0.5),
+            at(0.99),
+            cpu as f64 * 1000.0 / commits as f64,
+        );
+    }
+}
+
+#[test]
+#[ignore = "measurement: cargo test --release -p deltasync-cli --test cluster_measure -- --ignored --nocapture"]
+fn measure_fan_out_across_nodes() {
+    use common::cluster::Node;
+    for (fsync, rate) in [("everysec", 1000), ("always", 200)] {
+        let engine = Engine::start_with(fsync);
+        let nodes: Vec<Node> = (0..3).map(|_| Node::start(&engine, &[])).collect();
+        fan_out(&format!("redis {fsync}, {rate}/s"), &nodes, rate, 3, 50);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut disk = common::serve(&["--listen", "127.0.0.1:0", "--shards", "1", "--data-dir"])
+        .arg(dir.path())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(disk.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let addr = line
+        .strip_prefix("deltasync listening on ws://")
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|addr| addr.parse().ok())
+        .unwrap();
+    let node = Node {
+        child: disk,
+        addr,
+        line,
+    };
+    fan_out(
+        "single-node disk, 1000/s",
+        std::slice::from_ref(&node),
+        1000,
+        3,
+        50,
+    );
+}

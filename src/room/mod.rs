@@ -54,7 +54,10 @@
 //! listeners run. With storage, `committed` is held while the log appends (the log's own
 //! lock, then its syncer's queue), and `snapshot_encoding` while a snapshot waits for its
 //! revision to be durable (the visibility's wait lock); the syncer reports durability
-//! holding none of them.
+//! holding none of them. With a log shared by several nodes, `committed` is also held
+//! across the engine's round trip and across a catch-up (the log's connection pool lock
+//! inside), and the node's tailer takes `committed` to take in other nodes' records,
+//! holding no lock of its own.
 //!
 //! # Storage
 //!
@@ -869,9 +872,8 @@ impl<M: Model> Room<M> {
                 Ok(None) => return Ok(Decided::Nothing),
                 // The replica may be behind the shared log (the participant joined on
                 // another node a moment ago): refuse only what the log's head refuses.
-                Err(rejection) if !refreshed && self.refresh_locked(committed) => {
+                Err(_) if !refreshed && self.refresh_locked(committed) => {
                     refreshed = true;
-                    let _ = rejection;
                     continue;
                 }
                 Err(rejection) => return Err(rejection),

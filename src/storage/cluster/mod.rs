@@ -163,8 +163,9 @@ impl RedisStorage {
     }
 
     /// Whether the engine answered this node the last time it asked (an append, a read,
-    /// the tailer's poll at least every 100 ms while a room is open), and since when not.
-    /// Cheap: for a health endpoint.
+    /// or the tailer's read or ping, at least every 100 ms plus the timeout), and since
+    /// when not. Cheap (two atomic loads, a lock only while it is down): for a health
+    /// endpoint.
     pub fn health(&self) -> EngineHealth {
         self.shared.engine.health()
     }

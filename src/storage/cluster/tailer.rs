@@ -14,7 +14,9 @@
 //! commit path) is not read twice.
 //!
 //! The block is short (`BLOCK_MS`): a room opened while the tailer waits is followed from
-//! the next read on, and a stopped node's thread ends within it.
+//! the next read on, and a stopped node's thread ends within it. With no room open the
+//! thread pings the engine as often, so the node's health (`RedisStorage::health`) is
+//! never older than that.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -83,6 +85,10 @@ pub(super) fn run(shared: &Shared) {
     while !followed.stopped() {
         let positions = followed.positions();
         if positions.is_empty() {
+            // Nothing to read: a ping keeps the node's view of the engine's health fresh.
+            let _ = shared
+                .engine
+                .run(|conn| redis::cmd("PING").query::<String>(conn));
             std::thread::sleep(Duration::from_millis(BLOCK_MS));
             continue;
         }
