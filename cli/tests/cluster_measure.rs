@@ -281,17 +281,27 @@ fn fan_out(label: &str, nodes: &[common::cluster::Node], rate: u64, secs: u64, r
     }
 }
 
+/// The writer sends 1,000 updates a second: above the default per-connection rate.
+const UNLIMITED: &[&str] = &[
+    "--set",
+    "limits.messages_per_second=1000000",
+    "--set",
+    "limits.message_burst=1000000",
+];
+
 #[test]
 #[ignore = "measurement: cargo test --release -p deltasync-cli --test cluster_measure -- --ignored --nocapture"]
 fn measure_fan_out_across_nodes() {
     use common::cluster::Node;
     for (fsync, rate) in [("everysec", 1000), ("always", 200)] {
         let engine = Engine::start_with(fsync);
-        let nodes: Vec<Node> = (0..3).map(|_| Node::start(&engine, &[])).collect();
+        let nodes: Vec<Node> = (0..3).map(|_| Node::start(&engine, UNLIMITED)).collect();
         fan_out(&format!("redis {fsync}, {rate}/s"), &nodes, rate, 3, 50);
     }
     let dir = tempfile::tempdir().unwrap();
-    let mut disk = common::serve(&["--listen", "127.0.0.1:0", "--shards", "1", "--data-dir"])
+    let mut disk = common::serve(&["--listen", "127.0.0.1:0", "--shards", "1"])
+        .args(UNLIMITED)
+        .arg("--data-dir")
         .arg(dir.path())
         .spawn()
         .unwrap();
