@@ -478,3 +478,68 @@ fn wait_for<T>(mut probe: impl FnMut() -> Option<T>) -> Option<T> {
     }
     None
 }
+
+#[test]
+fn a_node_opening_a_trimmed_room_starts_from_the_stored_snapshot_and_the_tail() {
+    let engine = Engine::start();
+    let flags = ["--ring-capacity", "4", "--set", "storage.snapshot_every=5"];
+    let first = Node::start(&engine, &flags);
+    let mut writer = Ws::connect_native(&first.url("trim"));
+    let epoch = writer.join("user-1", "user-1")["payload"]["epoch"].clone();
+    for i in 2..=31 {
+        writer.send(rename(&format!("A{i}"), &format!("r{i}")));
+    }
+    // With a ring of 4 the writer may get a gap and a snapshot: read up to revision 31.
+    loop {
+        let message = writer.recv();
+        if message["payload"]["toRev"] == 31 || message["payload"]["rev"] == 31 {
+            break;
+        }
+    }
+    // Snapshots at 5, 10, ..., 30 (stored in the background), the stream trimmed behind
+    // the last one to what a ring of 4 needs: entries from 26 on.
+    let stored = wait_for(|| {
+        let snap_rev: Option<u64> = redis::cmd("GET")
+            .arg(common::cluster::stream_key("trim").replace(":log", ":snaprev"))
+            .query(&mut engine.connection())
+            .unwrap();
+        (snap_rev == Some(30)).then_some(())
+    });
+    assert_eq!(stored, Some(()), "the snapshot at 30 is stored");
+    let ids: Vec<String> = engine
+        .stream("trim")
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(ids, ["26-0", "27-0", "28-0", "29-0", "30-0", "31-0"]);
+
+    let second = Node::start(&engine, &flags);
+    let mut fresh = Ws::connect_native(&second.url("trim"));
+    let snapshot = fresh.join("user-2", "user-2");
+    // user-2's join is revision 32, on the state rebuilt from the snapshot at 30 and 31.
+    assert_eq!(snapshot["payload"]["rev"], 32, "{snapshot}");
+    assert_eq!(snapshot["payload"]["epoch"], epoch);
+    assert_eq!(snapshot["payload"]["participants"]["user-1"]["name"], "A31");
+    // Within the second node's ring (27..=31 after user-2's join at 32): deltas.
+    let mut near = Ws::connect(&second.url("trim"));
+    let mut join = common::join("user-1", "A31");
+    join["payload"]["rev"] = json!(29);
+    near.send(join.clone());
+    let deltas = near.recv();
+    assert_eq!(
+        (
+            &deltas["type"],
+            &deltas["payload"]["fromRev"],
+            &deltas["payload"]["toRev"]
+        ),
+        (&json!("SYNC.DELTAS"), &json!(29), &json!(32)),
+        "{deltas}"
+    );
+    // Before it: a gap, then the snapshot.
+    let mut far = Ws::connect(&second.url("trim"));
+    join["payload"]["rev"] = json!(1);
+    far.send(join);
+    let gap = far.recv();
+    assert_eq!(gap["type"], "REVISION_GAP", "{gap}");
+    assert_eq!(far.recv()["payload"]["rev"], 32);
+}
