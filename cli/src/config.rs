@@ -62,6 +62,10 @@ pub(crate) struct ConfigArgs {
     /// Keep room histories on disk in DIR [storage.dir; implies storage.backend=disk]
     #[arg(long, value_name = "DIR")]
     data_dir: Option<String>,
+    /// Share rooms with the other nodes on this Redis engine, e.g. redis://127.0.0.1:6379
+    /// [cluster.url]
+    #[arg(long, value_name = "URL")]
+    cluster: Option<String>,
     /// Set any key, e.g. --set room.dedup_window=0 (repeatable)
     #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
     set: Vec<String>,
@@ -147,8 +151,9 @@ impl ConfigArgs {
     }
 
     /// Each dedicated flag with the key it sets and its value, if given.
-    fn dedicated(&self) -> [(&'static str, &'static str, Option<&str>); 11] {
+    fn dedicated(&self) -> [(&'static str, &'static str, Option<&str>); 12] {
         [
+            ("--cluster", "cluster.url", self.cluster.as_deref()),
             ("--listen", "server.listen", self.listen.as_deref()),
             ("--shards", "server.shards", self.shards.as_deref()),
             (
@@ -263,6 +268,7 @@ mod tests {
             "--idle-timeout-ms=8",
             "--tls-cert=/etc/deltasync/cert.pem",
             "--tls-key=/etc/deltasync/key.pem",
+            "--cluster=redis://127.0.0.1:6380",
         ]);
         let effective = args.load_with_env([]).unwrap();
         let config = effective.config();
@@ -289,6 +295,10 @@ mod tests {
                 Some(std::path::Path::new("/etc/deltasync/cert.pem")),
                 Some(std::path::Path::new("/etc/deltasync/key.pem"))
             )
+        );
+        assert_eq!(
+            config.cluster.url.as_deref(),
+            Some("redis://127.0.0.1:6380")
         );
         for (flag, key, _) in args.dedicated() {
             assert_eq!(effective.source(key), Some(&Source::Flag(flag.into())));

@@ -6,8 +6,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use deltasync::clock::{Clock, ManualClock, SystemClock};
+use deltasync::config::Config;
 use deltasync::server::Server;
-use deltasync::storage::MemoryRevisions;
+use deltasync::storage::{Backend, MemoryRevisions, RedisStorage, Storage, StorageError};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use tracing_subscriber::EnvFilter;
@@ -75,9 +76,13 @@ pub(crate) fn run(args: &ServeArgs) -> ExitCode {
         }
         None => Arc::new(SystemClock),
     };
-    let storage = match deltasync::storage::open(&config.storage, &*clock) {
+    let storage = match open_storage(&config, &*clock) {
         Ok(storage) => storage,
-        Err(err) => {
+        Err(OpenError::Config(message)) => {
+            eprintln!("error: {message}");
+            return ExitCode::from(2);
+        }
+        Err(OpenError::Storage(err)) => {
             eprintln!("error: cannot open the storage: {err}");
             return ExitCode::FAILURE;
         }
@@ -140,6 +145,32 @@ fn reload_tls(handle: &deltasync::server::ServerHandle) {
             tracing::error!(%error, "SIGHUP: TLS certificate not reloaded; the old one stays");
         }
     }
+}
+
+/// Why the storage could not be opened.
+enum OpenError {
+    /// The configuration asks for two backends at once.
+    Config(String),
+    /// The backend refused (a locked directory, an engine that does not answer).
+    Storage(StorageError),
+}
+
+/// The storage the configuration asks for: the cluster's engine when `cluster.url` is set
+/// (which then must not be combined with the disk backend), else `[storage]`'s backend.
+/// An engine that does not answer at start is an error: a node that cannot commit
+/// anything should not take clients.
+fn open_storage(config: &Config, clock: &dyn Clock) -> Result<Arc<dyn Storage>, OpenError> {
+    if config.cluster.url.is_none() {
+        return deltasync::storage::open(&config.storage, clock).map_err(OpenError::Storage);
+    }
+    if config.storage.backend == Backend::Disk {
+        return Err(OpenError::Config(
+            "cluster.url and storage.backend = \"disk\" exclude each other: a cluster keeps room histories in its engine".into(),
+        ));
+    }
+    let storage =
+        RedisStorage::connect(&config.cluster, &config.storage).map_err(OpenError::Storage)?;
+    Ok(Arc::new(storage))
 }
 
 /// Raises the soft open-file limit to the hard one, and warns when even that is below

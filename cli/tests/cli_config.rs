@@ -158,6 +158,14 @@ segment_bytes = 16777216  # default
 retain_ops = 0  # default
 # where a new in-memory history starts: `restart-safe` (above any earlier one) or `from-zero`
 memory_revisions = "restart-safe"  # default
+
+[cluster]
+# the Redis engine several nodes share rooms through (`redis://host:port`); empty: one node
+url = ""  # default
+# times in a row a commit may lose its revision to another node before it is refused (retryable) (0 to 1000)
+commit_retries = 16  # default
+# how long one call to the engine may take, connecting included (10 to 60000)
+timeout_ms = 2000  # default
 "#
     );
     assert_eq!(text(&output.stdout), expected);

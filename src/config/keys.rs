@@ -466,6 +466,38 @@ pub(crate) static KEYS: &[Key] = &[
         doc: "where a new in-memory history starts: `restart-safe` (above any earlier one) or `from-zero`",
         kind: word!(storage.memory_revisions, r#""restart-safe" or "from-zero""#),
     },
+    Key {
+        section: "cluster",
+        name: "url",
+        doc: "the Redis engine several nodes share rooms through (`redis://host:port`); empty: one node",
+        kind: Kind::Text {
+            accepts: "a redis:// URL, or empty",
+            get: |config| config.cluster.url.clone().unwrap_or_default(),
+            set: |config, text| {
+                if text.is_empty() {
+                    config.cluster.url = None;
+                    return Ok(());
+                }
+                if !text.starts_with("redis://") {
+                    return Err("must be a redis:// URL, or empty for one node".into());
+                }
+                config.cluster.url = Some(text.to_owned());
+                Ok(())
+            },
+        },
+    },
+    Key {
+        section: "cluster",
+        name: "commit_retries",
+        doc: "times in a row a commit may lose its revision to another node before it is refused (retryable)",
+        kind: count!(cluster.commit_retries, 0, 1000),
+    },
+    Key {
+        section: "cluster",
+        name: "timeout_ms",
+        doc: "how long one call to the engine may take, connecting included",
+        kind: count!(cluster.timeout_ms, 10, 60_000),
+    },
 ];
 
 #[cfg(test)]
@@ -482,7 +514,7 @@ mod tests {
         assert_eq!(
             sections(),
             [
-                "server", "limits", "timeouts", "room", "presence", "storage"
+                "server", "limits", "timeouts", "room", "presence", "storage", "cluster"
             ]
         );
         assert_eq!(

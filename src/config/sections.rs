@@ -11,7 +11,7 @@ use std::time::Duration;
 use crate::model::presence::PresenceLimits;
 use crate::protocol::decode::DecodeLimits;
 use crate::room::RoomConfig;
-use crate::storage::{StorageConfig, UnknownChoice};
+use crate::storage::{ClusterConfig, StorageConfig, UnknownChoice};
 
 /// The whole configuration of a server, one field per section of the file.
 ///
@@ -32,6 +32,8 @@ pub struct Config {
     pub presence: PresenceLimits,
     /// `[storage]`: where room histories live and when the log is fsynced.
     pub storage: StorageConfig,
+    /// `[cluster]`: the engine several nodes share rooms through, if any.
+    pub cluster: ClusterConfig,
 }
 
 impl Config {

@@ -467,6 +467,7 @@ recv_buffer_bytes = 32768
             ("DELTASYNC_ROOM_SNAPSHOT_MAX_LAG", "1000000000"),
             ("DELTASYNC_LIMITS_MAX_CONNECTIONS_PER_IP", "0"),
             ("DELTASYNC_SERVER_SHUTDOWN_GRACE_MS", "0"),
+            ("DELTASYNC_CLUSTER_URL", "redis://10.0.0.5:6379"),
         ],
         &[
             ("limits.max_participants_per_room", "3", "--set"),
@@ -481,6 +482,8 @@ recv_buffer_bytes = 32768
             ("server.public_endpoints", "health", "--set"),
             ("server.tls_cert", "/etc/deltasync/cert.pem", "--set"),
             ("server.tls_key", "/etc/deltasync/key.pem", "--set"),
+            ("cluster.commit_retries", "0", "--set"),
+            ("cluster.timeout_ms", "60000", "--set"),
         ],
     );
     (result.unwrap(), file.unwrap())
@@ -673,4 +676,15 @@ fn tls_files_are_optional_paths_that_empty_text_unsets() {
     // What is printed loads back to the same configuration.
     let (reloaded, _file) = load(Some(&printed), &[], &[]);
     assert_eq!(reloaded.unwrap().config(), effective.config());
+}
+
+#[test]
+fn cluster_url_must_be_a_redis_url_and_empty_means_one_node() {
+    let (result, _) = load(None, &[], &[("cluster.url", "nats://h:4222", "--cluster")]);
+    assert_eq!(
+        result.unwrap_err().to_string(),
+        "cluster.url = \"nats://h:4222\" (from --cluster): must be a redis:// URL, or empty for one node"
+    );
+    let (result, _) = load(None, &[("DELTASYNC_CLUSTER_URL", "")], &[]);
+    assert_eq!(result.unwrap().config().cluster.url, None);
 }

@@ -54,7 +54,10 @@
 //! listeners run. With storage, `committed` is held while the log appends (the log's own
 //! lock, then its syncer's queue), and `snapshot_encoding` while a snapshot waits for its
 //! revision to be durable (the visibility's wait lock); the syncer reports durability
-//! holding none of them.
+//! holding none of them. With a log shared by several nodes, `committed` is also held
+//! across the engine's round trip and across a catch-up (the log's connection pool lock
+//! inside), and the node's tailer takes `committed` to take in other nodes' records,
+//! holding no lock of its own.
 //!
 //! # Storage
 //!
@@ -75,11 +78,13 @@
 mod attachments;
 mod config;
 mod dedup;
+mod follow;
 mod inputs;
 mod policy;
 mod snapshot;
 mod visibility;
 
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -99,6 +104,7 @@ use crate::sync::{ArcSwap, AtomicU64, Mutex, Ordering};
 
 pub use crate::protocol::encode::GapInfo;
 pub use config::{DEFAULT_RING_CAPACITY, InvalidValue, RoomConfig, ring_capacity};
+pub use follow::IngestError;
 pub use inputs::ClientInput;
 pub use policy::{FlushPolicy, InputPolicy};
 pub use snapshot::Snapshot;
@@ -167,6 +173,53 @@ impl Origin<'static> {
         actor: None,
         client_req_id: None,
     };
+}
+
+/// What a decision under the commit lock came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Decided {
+    /// Committed at this revision.
+    Committed(u64),
+    /// The request was already committed, at this revision.
+    Duplicate(u64),
+    /// The model decided that nothing changes.
+    Nothing,
+}
+
+impl Decided {
+    fn rev(self) -> Option<u64> {
+        match self {
+            Self::Committed(rev) => Some(rev),
+            Self::Duplicate(_) | Self::Nothing => None,
+        }
+    }
+
+    /// As a [`Commit`], for `commit` and `submit`, whose decisions always yield an
+    /// operation or a rejection.
+    fn into_commit(self) -> Result<Commit, Rejection> {
+        match self {
+            Self::Committed(rev) => Ok(Commit {
+                rev,
+                duplicate: false,
+            }),
+            Self::Duplicate(rev) => Ok(Commit {
+                rev,
+                duplicate: true,
+            }),
+            Self::Nothing => Err(Rejection::new(
+                ErrorCode::Internal,
+                "the model decided no operation",
+            )),
+        }
+    }
+}
+
+/// Why an append did not commit.
+enum Refused {
+    /// Another node committed this revision first: catch up and decide again.
+    Conflict,
+    /// Refused for good (nothing was applied).
+    Rejected(Rejection),
 }
 
 /// The outcome of an accepted commit.
@@ -363,7 +416,14 @@ impl<M: Model> RoomBuilder<M> {
             ring.append(record.op);
         }
         self.rev = ring.head();
-        let actors = self.model.present_actors();
+        // A log shared with other nodes: the present actors may be connected there, and
+        // only a node that had them connected may expire them.
+        let shared = log.as_ref().is_some_and(|log| log.is_shared());
+        let actors = if shared {
+            Vec::new()
+        } else {
+            self.model.present_actors()
+        };
         let room = self.assemble(recovered.epoch, ring, dedup, log)?;
         // Nobody is connected after a restart: every present actor starts its
         // time-to-live now, as if its connection had just dropped.
@@ -629,22 +689,11 @@ impl<M: Model> Room<M> {
     ///
     /// The model's [`Rejection`]; nothing is committed.
     pub fn commit(&self, op: M::Op, origin: Origin<'_>) -> Result<Commit, Rejection> {
-        let rev = {
-            let mut committed = self.committed.lock();
-            if let Some(rev) = committed.duplicate_of(origin) {
-                return Ok(Commit {
-                    rev,
-                    duplicate: true,
-                });
-            }
-            committed.model.check(&op)?;
-            self.commit_locked(&mut committed, &op, origin)?
-        };
-        self.committed(rev);
-        Ok(Commit {
-            rev,
-            duplicate: false,
-        })
+        let decided = self.decide_and_commit(origin, |model| {
+            model.check(&op)?;
+            Ok(Some(Cow::Borrowed(&op)))
+        })?;
+        decided.into_commit()
     }
 
     /// Commits what `actor`'s `input` decides (the `UPDATE` of a client): the model
@@ -664,22 +713,11 @@ impl<M: Model> Room<M> {
             actor: Some(actor),
             client_req_id,
         };
-        let rev = {
-            let mut committed = self.committed.lock();
-            if let Some(rev) = committed.duplicate_of(origin) {
-                return Ok(Commit {
-                    rev,
-                    duplicate: true,
-                });
-            }
-            let op = committed.model.decide(actor, input, self.clock.now_ms())?;
-            self.commit_locked(&mut committed, &op, origin)?
-        };
-        self.committed(rev);
-        Ok(Commit {
-            rev,
-            duplicate: false,
-        })
+        let decided = self.decide_and_commit(origin, |model| {
+            let op = model.decide(actor, input, self.clock.now_ms())?;
+            Ok(Some(Cow::Owned(op)))
+        })?;
+        decided.into_commit()
     }
 
     /// Binds `actor` to the room (a `JOIN`): commits what the model's `join` decides.
@@ -727,15 +765,12 @@ impl<M: Model> Room<M> {
     }
 
     fn join_locked(&self, actor: &str, name: &str) -> Result<Option<u64>, Rejection> {
-        let rev = {
-            let mut committed = self.committed.lock();
-            let Some(op) = committed.model.join(actor, name, self.clock.now_ms())? else {
-                return Ok(None);
-            };
-            self.commit_locked(&mut committed, &op, Origin::SERVER)?
-        };
-        self.committed(rev);
-        Ok(Some(rev))
+        let decided = self.decide_and_commit(Origin::SERVER, |model| {
+            Ok(model
+                .join(actor, name, self.clock.now_ms())?
+                .map(Cow::Owned))
+        })?;
+        Ok(decided.rev())
     }
 
     /// `actor` leaves: commits what the model's `leave` decides, and no longer counts
@@ -753,15 +788,10 @@ impl<M: Model> Room<M> {
     }
 
     fn leave_locked(&self, actor: &str) -> Result<Option<u64>, Rejection> {
-        let rev = {
-            let mut committed = self.committed.lock();
-            let Some(op) = committed.model.leave(actor, self.clock.now_ms()) else {
-                return Ok(None);
-            };
-            self.commit_locked(&mut committed, &op, Origin::SERVER)?
-        };
-        self.committed(rev);
-        Ok(Some(rev))
+        let decided = self.decide_and_commit(Origin::SERVER, |model| {
+            Ok(model.leave(actor, self.clock.now_ms()).map(Cow::Owned))
+        })?;
+        Ok(decided.rev())
     }
 
     /// A connection is now bound to `actor`.
@@ -806,6 +836,75 @@ impl<M: Model> Room<M> {
         Ok(revs)
     }
 
+    /// Decides an operation under the commit lock and commits it, then publishes. With a
+    /// log shared by several nodes the append may find that another node committed first
+    /// ([`StorageError::Conflict`]): the room then catches up with the log, checks the
+    /// request against the dedup window again (the other node may have committed this
+    /// very request), decides again against the new state, and retries, at most
+    /// [`RoomLog::conflict_retries`] times.
+    fn decide_and_commit<'o>(
+        &self,
+        origin: Origin<'_>,
+        mut decide: impl FnMut(&M) -> Result<Option<Cow<'o, M::Op>>, Rejection>,
+    ) -> Result<Decided, Rejection>
+    where
+        M::Op: 'o,
+    {
+        let head_before = self.ring.head();
+        let decided = {
+            let mut committed = self.committed.lock();
+            self.decide_locked(&mut committed, origin, &mut decide)
+        };
+        // Publishes this commit and whatever a catch-up brought in, even when refused.
+        let head = self.ring.head();
+        if head > head_before {
+            self.committed(head);
+        }
+        decided
+    }
+
+    fn decide_locked<'o>(
+        &self,
+        committed: &mut Committed<M>,
+        origin: Origin<'_>,
+        decide: &mut impl FnMut(&M) -> Result<Option<Cow<'o, M::Op>>, Rejection>,
+    ) -> Result<Decided, Rejection>
+    where
+        M::Op: 'o,
+    {
+        let retries = self.log.as_ref().map_or(0, |log| log.conflict_retries());
+        let mut refreshed = false;
+        for _ in 0..=retries {
+            if let Some(rev) = committed.duplicate_of(origin) {
+                return Ok(Decided::Duplicate(rev));
+            }
+            let op = match decide(&committed.model) {
+                Ok(Some(op)) => op,
+                Ok(None) => return Ok(Decided::Nothing),
+                // The replica may be behind the shared log (the participant joined on
+                // another node a moment ago): refuse only what the log's head refuses.
+                Err(_) if !refreshed && self.refresh_locked(committed) => {
+                    refreshed = true;
+                    continue;
+                }
+                Err(rejection) => return Err(rejection),
+            };
+            match self.commit_locked(committed, &op, origin) {
+                Ok(rev) => return Ok(Decided::Committed(rev)),
+                Err(Refused::Conflict) => self.catch_up_locked(committed)?,
+                Err(Refused::Rejected(rejection)) => return Err(rejection),
+            }
+        }
+        Err(Rejection::new(
+            ErrorCode::Unavailable,
+            format!(
+                "other nodes committed to room {:?} first {} times in a row; nothing was applied, try again",
+                &*self.name,
+                retries + 1
+            ),
+        ))
+    }
+
     /// Encodes, applies and appends a decided operation; the caller holds the commit lock.
     /// Encoding comes first so that an operation that cannot be encoded changes nothing.
     fn commit_locked(
@@ -813,10 +912,10 @@ impl<M: Model> Room<M> {
         committed: &mut Committed<M>,
         op: &M::Op,
         origin: Origin<'_>,
-    ) -> Result<u64, Rejection> {
+    ) -> Result<u64, Refused> {
         let rev = self.ring.head() + 1;
         let bytes = encode::operation(rev, op, origin.client_req_id)
-            .map_err(|e| Rejection::new(ErrorCode::Internal, e.to_string()))?;
+            .map_err(|e| Refused::Rejected(Rejection::new(ErrorCode::Internal, e.to_string())))?;
         if let Some(log) = &self.log {
             let record = RecordRef {
                 rev,
@@ -824,7 +923,13 @@ impl<M: Model> Room<M> {
                 client_req_id: origin.client_req_id,
                 op: &bytes,
             };
-            log.append(&record).map_err(|e| storage_rejection(&e))?;
+            match log.append(&record) {
+                Ok(()) => {}
+                Err(StorageError::Conflict { .. }) if log.conflict_retries() > 0 => {
+                    return Err(Refused::Conflict);
+                }
+                Err(e) => return Err(Refused::Rejected(storage_rejection(&e))),
+            }
         }
         committed.model.apply(op);
         self.ring.append(bytes);

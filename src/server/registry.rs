@@ -161,6 +161,8 @@ impl<M: Model> Registry<M> {
             let interest = Arc::new(RoomInterest::new(key, Arc::clone(&self.wakers)));
             room.subscribe(Arc::clone(&interest) as Arc<dyn crate::room::CommitListener>);
             tracing::debug!(room = name, epoch = %room.epoch(), rev = room.rev(), "room loaded");
+            // A log shared with other nodes: take in what they commit from now on.
+            room.follow();
             rooms.insert(
                 name.into(),
                 Entry {

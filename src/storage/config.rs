@@ -85,6 +85,30 @@ impl Default for StorageConfig {
     }
 }
 
+/// The `[cluster]` section: several nodes sharing rooms through a Redis engine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ClusterConfig {
+    /// The engine's URL (`redis://host:port`); `None` (the default): one node, the
+    /// `[storage]` backend.
+    pub url: Option<String>,
+    /// How many times in a row a commit may find that another node took its revision
+    /// first before it is refused as retryable (default 16).
+    pub commit_retries: u32,
+    /// How long a call to the engine may take, connecting included, in ms (default 2000).
+    pub timeout_ms: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            commit_retries: 16,
+            timeout_ms: 2000,
+        }
+    }
+}
+
 /// A word that is not one of the choices of a key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("must be one of {choices}")]

@@ -153,9 +153,9 @@ impl Drop for DiskStorage {
     }
 }
 
-/// The folder of a room: its name in hex (names are request paths, with `/` and more),
+/// The folder of a room (and the cluster backend's hash tag): its name in hex (names are request paths, with `/` and more),
 /// or, for a long name, a prefix and a hash (the name in `meta.json` tells them apart).
-fn dir_name(name: &str) -> String {
+pub(super) fn dir_name(name: &str) -> String {
     let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
     if name.len() <= 100 {
         return format!("r{}", hex(name.as_bytes()));

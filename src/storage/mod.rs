@@ -9,7 +9,7 @@
 //! |---|---|---|
 //! | [`MemoryStorage`] | nothing: a restart starts every room anew, under a new epoch | nothing |
 //! | [`DiskStorage`] | per room: epoch, checksummed log of every operation, snapshots | see [`SyncPolicy`] |
-//! | a distributed log (issue 12: NATS JetStream, Redis Streams) | the same, replicated | the log's own promise |
+//! | `RedisStorage` (feature `cluster`) | the same in Redis Streams, shared by several nodes | as the engine's `appendfsync` promises |
 //!
 //! # The seam
 //!
@@ -90,6 +90,8 @@
 //! DIR/rooms/<…>/<rev:020>.snap           snapshots (state + dedup window), newest wins
 //! ```
 
+#[cfg(feature = "cluster")]
+pub mod cluster;
 mod config;
 mod disk;
 mod memory;
@@ -104,7 +106,11 @@ use std::sync::Arc;
 use crate::clock::Clock;
 use crate::epoch::Epoch;
 
-pub use config::{Backend, MemoryRevisions, StorageConfig, SyncPolicy, UnknownChoice};
+#[cfg(feature = "cluster")]
+pub use cluster::RedisStorage;
+pub use config::{
+    Backend, ClusterConfig, MemoryRevisions, StorageConfig, SyncPolicy, UnknownChoice,
+};
 pub use disk::DiskStorage;
 pub use memory::MemoryStorage;
 pub use record::{Record, RecordRef};
@@ -228,6 +234,47 @@ pub trait RoomLog: Send + Sync {
     /// Stores `snapshot` (in the background: after the log is durable up to its revision),
     /// then drops what it makes unnecessary (compaction).
     fn save_snapshot(&self, snapshot: StoredSnapshot);
+
+    /// Whether other nodes append to this log too (the cluster backend): the room then
+    /// follows it ([`RoomLog::follow`]), catches up on a [`StorageError::Conflict`], and
+    /// leaves the expiry of participants it did not see connect to the nodes that did.
+    fn is_shared(&self) -> bool {
+        false
+    }
+
+    /// How many times in a row a commit may find that another node took its revision
+    /// first (catching up and deciding again each time) before it is refused as
+    /// retryable. 0 (the default): a conflict is refused at once.
+    fn conflict_retries(&self) -> u32 {
+        0
+    }
+
+    /// The records after revision `rev`, oldest first, as far as the log goes (a shared
+    /// log: what other nodes committed). The default, for a log only this room writes:
+    /// nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError`] when the log cannot be read.
+    fn read_after(&self, rev: u64) -> Result<Vec<Record>, StorageError> {
+        let _ = rev;
+        Ok(Vec::new())
+    }
+
+    /// Hands what other nodes commit to `follower` from now on (a shared log; the
+    /// default does nothing).
+    fn follow(&self, follower: Arc<dyn Follower>) {
+        let _ = follower;
+    }
+}
+
+/// A room as the tailer of a shared log sees it (see [`RoomLog::follow`]).
+pub trait Follower: Send + Sync {
+    /// The room's head, or `None` once the room is gone (the tailer then lets go).
+    fn head(&self) -> Option<u64>;
+
+    /// Records read from the log after the head, oldest first.
+    fn ingest(&self, records: Vec<Record>);
 }
 
 /// Told when a log's durable revision moves.
@@ -289,6 +336,16 @@ pub enum StorageError {
     InUse {
         /// The room.
         room: String,
+    },
+    /// The cluster's engine cannot be reached, or answered with an error: nothing was
+    /// stored (or, when its answer was lost, the append may have been stored: a retry of
+    /// the same `clientReqId` is then answered as a duplicate).
+    #[error("the cluster engine at {url} is unavailable: {reason}")]
+    Unavailable {
+        /// The engine's address, without credentials.
+        url: String,
+        /// What failed.
+        reason: String,
     },
     /// A record field is over the format's limits.
     #[error(transparent)]

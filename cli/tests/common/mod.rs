@@ -9,6 +9,8 @@ mod library;
 #[allow(unused_imports)]
 pub use library::*;
 
+pub mod cluster;
+
 use std::process::{Command, Stdio};
 
 use serde_json::Value;

@@ -1,0 +1,379 @@
+//! Operations another node committed: how a room whose log is shared takes them in.
+//!
+//! With a log shared by several nodes (the cluster backend), a record the room did not
+//! commit itself reaches it two ways: the node's tailer reads it from the log
+//! ([`Room::follow`] registers the room with its log), or the room's own append is
+//! refused because another node took that revision first, and the room catches up
+//! before deciding again. Both go through [`Room::ingest`]'s path under the commit lock:
+//! the operation is decoded and applied to the model, the **same bytes** the committing
+//! node encoded go into the ring (encode once, across the cluster), the dedup window
+//! learns the record's `(actor, clientReqId)`, and the revision is published like a
+//! local commit, so shards fan it out from the ring exactly as they do their own.
+//!
+//! A record at or below the room's head is already there (the room's own commit coming
+//! back through the tailer, or one read by both paths) and is skipped.
+
+use std::sync::{Arc, Weak};
+
+use crate::model::{Model, Rejection};
+use crate::protocol::ErrorCode;
+use crate::storage::{Follower, Record};
+
+use super::{Committed, Room, decode_op, storage_rejection};
+
+/// Why foreign records could not be taken in.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum IngestError {
+    /// The records skip revisions the log no longer holds (trimmed behind a snapshot).
+    #[error("room {room:?} needs revision {expected} but the log holds only from {found} on")]
+    Gap {
+        /// The room.
+        room: String,
+        /// The revision the room needs next.
+        expected: u64,
+        /// The oldest revision the log could give.
+        found: u64,
+    },
+    /// A record does not decode as an operation of this room's model.
+    #[error("room {room:?}: the record at revision {rev} does not decode: {reason}")]
+    Decode {
+        /// The room.
+        room: String,
+        /// The record's revision.
+        rev: u64,
+        /// What failed.
+        reason: String,
+    },
+    /// The log could not be read to fill a gap.
+    #[error("room {room:?}: the log cannot be read: {reason}")]
+    Unavailable {
+        /// The room.
+        room: String,
+        /// The storage's error.
+        reason: String,
+    },
+}
+
+impl<M: Model> Room<M> {
+    /// Takes in records another node committed to this room's shared log, oldest first:
+    /// applies those above the head, fills a hole from the log, and publishes. Returns the
+    /// room's head after them.
+    ///
+    /// # Errors
+    ///
+    /// [`IngestError`]; the records before the failing one are in.
+    pub fn ingest(&self, records: Vec<Record>) -> Result<u64, IngestError> {
+        let head_before = self.ring.head();
+        let result = {
+            let mut committed = self.committed.lock();
+            self.ingest_all_locked(&mut committed, records)
+        };
+        let head = self.ring.head();
+        if head > head_before {
+            self.committed(head);
+        }
+        result.map(|()| head)
+    }
+
+    /// Registers this room with its log, when the log is shared with other nodes, so that
+    /// the node's tailer brings in what they commit. The server does this for every room
+    /// it opens; an embedder building a room on a shared log calls it once, after putting
+    /// the room in an `Arc`.
+    pub fn follow(self: &Arc<Self>) {
+        if let Some(log) = self.log.as_ref().filter(|log| log.is_shared()) {
+            log.follow(Arc::new(Tail(Arc::downgrade(self))));
+        }
+    }
+
+    fn ingest_all_locked(
+        &self,
+        committed: &mut Committed<M>,
+        records: Vec<Record>,
+    ) -> Result<(), IngestError> {
+        for record in records {
+            if record.rev > self.ring.head() + 1 {
+                // A hole: read what is missing before going on.
+                self.fill_locked(committed)?;
+            }
+            self.ingest_locked(committed, record)?;
+        }
+        Ok(())
+    }
+
+    /// Reads every record after the head from the log and takes them in. The commit path
+    /// calls this when its append found that another node got there first.
+    ///
+    /// # Errors
+    ///
+    /// `UNAVAILABLE` when the log cannot be read or skips revisions; nothing was applied
+    /// beyond the records that could be taken in.
+    pub(super) fn catch_up_locked(&self, committed: &mut Committed<M>) -> Result<(), Rejection> {
+        let before = self.ring.head();
+        self.fill_locked(committed)
+            .map_err(|e| Rejection::new(ErrorCode::Unavailable, format!("{e}; try again")))?;
+        if self.ring.head() == before {
+            return Err(Rejection::new(
+                ErrorCode::Unavailable,
+                format!(
+                    "room {:?}: the log refused revision {} but holds nothing after {before}; try again",
+                    &*self.name,
+                    before + 1
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// With a shared log, takes in whatever other nodes committed since the head; whether
+    /// anything came (a failed read is nothing: the caller's answer stands).
+    pub(super) fn refresh_locked(&self, committed: &mut Committed<M>) -> bool {
+        if !self.log.as_ref().is_some_and(|log| log.is_shared()) {
+            return false;
+        }
+        let before = self.ring.head();
+        let _ = self.fill_locked(committed);
+        self.ring.head() > before
+    }
+
+    fn fill_locked(&self, committed: &mut Committed<M>) -> Result<(), IngestError> {
+        let Some(log) = &self.log else {
+            return Ok(());
+        };
+        let records = log
+            .read_after(self.ring.head())
+            .map_err(|e| IngestError::Unavailable {
+                room: self.name.to_string(),
+                reason: storage_rejection(&e).message,
+            })?;
+        for record in records {
+            self.ingest_locked(committed, record)?;
+        }
+        Ok(())
+    }
+
+    /// Applies one record if it is the next revision; skips it if the room has it.
+    fn ingest_locked(
+        &self,
+        committed: &mut Committed<M>,
+        record: Record,
+    ) -> Result<(), IngestError> {
+        let head = self.ring.head();
+        if record.rev <= head {
+            return Ok(());
+        }
+        if record.rev != head + 1 {
+            return Err(IngestError::Gap {
+                room: self.name.to_string(),
+                expected: head + 1,
+                found: record.rev,
+            });
+        }
+        let op = decode_op::<M>(&record).map_err(|e| IngestError::Decode {
+            room: self.name.to_string(),
+            rev: record.rev,
+            reason: e.to_string(),
+        })?;
+        committed.model.apply(&op);
+        if let (Some(actor), Some(id)) = (&record.actor, &record.client_req_id) {
+            committed.dedup.record(actor, id, record.rev);
+        }
+        self.ring.append(record.op);
+        Ok(())
+    }
+}
+
+/// The room as its log's tailer sees it; lets go once the room is dropped.
+struct Tail<M: Model>(Weak<Room<M>>);
+
+impl<M: Model> Follower for Tail<M> {
+    fn head(&self) -> Option<u64> {
+        self.0.upgrade().map(|room| room.rev())
+    }
+
+    fn ingest(&self, records: Vec<Record>) {
+        let Some(room) = self.0.upgrade() else {
+            return;
+        };
+        if let Err(e) = room.ingest(records) {
+            tracing::error!(error = %e, "cannot take in another node's commits");
+        }
+    }
+}
+
+// Rooms use loom atomics under `cfg(loom)`; only the loom models run there.
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use std::sync::Arc;
+
+    use parking_lot::Mutex;
+
+    use crate::clock::ManualClock;
+    use crate::epoch::Epoch;
+    use crate::model::presence::{Patch, Presence, PresenceInput};
+    use crate::room::{Commit, Room};
+    use crate::storage::{
+        DurableListener, Follower, History, Opened, Record, RecordRef, Recovered, RoomLog, Storage,
+        StorageError, StoredSnapshot,
+    };
+
+    /// A log shared by every room opened on it, as the cluster's engine is by nodes: an
+    /// append must name the next revision of the shared list.
+    #[derive(Default)]
+    struct SharedLog {
+        records: Mutex<Vec<Record>>,
+        followers: Mutex<Vec<Arc<dyn Follower>>>,
+    }
+
+    impl RoomLog for SharedLog {
+        fn append(&self, record: &RecordRef<'_>) -> Result<(), StorageError> {
+            let mut records = self.records.lock();
+            let expected = records.len() as u64 + 1;
+            if record.rev != expected {
+                return Err(StorageError::Conflict {
+                    expected,
+                    found: record.rev,
+                });
+            }
+            records.push(Record {
+                rev: record.rev,
+                actor: record.actor.map(Into::into),
+                client_req_id: record.client_req_id.map(Into::into),
+                op: bytes::Bytes::copy_from_slice(record.op),
+            });
+            Ok(())
+        }
+        fn durable_rev(&self) -> u64 {
+            self.records.lock().len() as u64
+        }
+        fn reports_durability(&self) -> bool {
+            false
+        }
+        fn listen(&self, _: Arc<dyn DurableListener>) {}
+        fn snapshot_due(&self, _: u64) -> bool {
+            false
+        }
+        fn save_snapshot(&self, _: StoredSnapshot) {}
+        fn is_shared(&self) -> bool {
+            true
+        }
+        fn conflict_retries(&self) -> u32 {
+            2
+        }
+        fn read_after(&self, rev: u64) -> Result<Vec<Record>, StorageError> {
+            let records = self.records.lock();
+            Ok(records.iter().filter(|r| r.rev > rev).cloned().collect())
+        }
+        fn follow(&self, follower: Arc<dyn Follower>) {
+            self.followers.lock().push(follower);
+        }
+    }
+
+    struct Engine(Arc<SharedLog>);
+
+    impl Storage for Engine {
+        fn open(&self, _: &str, _: usize) -> Result<Opened, StorageError> {
+            Ok(Opened {
+                history: History::Recovered(Recovered {
+                    epoch: Epoch::new("shared").unwrap(),
+                    snapshot: None,
+                    tail: self.0.read_after(0)?,
+                }),
+                log: Some(Arc::clone(&self.0) as Arc<dyn RoomLog>),
+            })
+        }
+        fn describe(&self) -> String {
+            "shared".into()
+        }
+    }
+
+    /// Two "nodes": two rooms on one shared log.
+    fn two_nodes() -> (Arc<SharedLog>, Arc<Room<Presence>>, Arc<Room<Presence>>) {
+        let log = Arc::new(SharedLog::default());
+        let node = || {
+            let room = Room::builder("doc", Presence::default())
+                .clock(Arc::new(ManualClock::new(1000)))
+                .storage(Arc::new(Engine(Arc::clone(&log))))
+                .build()
+                .unwrap();
+            let room = Arc::new(room);
+            room.follow();
+            room
+        };
+        let (a, b) = (node(), node());
+        (log, a, b)
+    }
+
+    fn rename(name: &str) -> PresenceInput {
+        PresenceInput {
+            patch: Patch {
+                name: Some(name.into()),
+                ..Patch::default()
+            },
+        }
+    }
+
+    #[test]
+    fn a_commit_that_lost_its_revision_catches_up_and_commits_next() {
+        let (log, a, b) = two_nodes();
+        assert_eq!(a.join("alice", "Alice").unwrap(), Some(1));
+        // b has not seen revision 1: its join of bob conflicts, catches up, commits at 2.
+        assert_eq!(b.rev(), 0);
+        assert_eq!(b.join("bob", "Bob").unwrap(), Some(2));
+        assert_eq!(b.rev(), 2);
+        assert_eq!(
+            b.published_rev(),
+            2,
+            "what it caught up on is published too"
+        );
+        // The very bytes a encoded are in b's ring.
+        assert_eq!(
+            b.since(0, None).unwrap().operations[0],
+            log.records.lock()[0].op
+        );
+        // a takes in bob's join through its tailer.
+        let follower = Arc::clone(&log.followers.lock()[0]);
+        assert_eq!(follower.head(), Some(1));
+        follower.ingest(log.read_after(1).unwrap());
+        assert_eq!(a.rev(), 2);
+        let state = |room: &Room<Presence>| room.with_state(|m, rev| (m.clone(), rev));
+        assert_eq!(state(&a), state(&b));
+    }
+
+    #[test]
+    fn a_request_another_node_committed_is_a_duplicate_after_the_catch_up() {
+        let (_log, a, b) = two_nodes();
+        a.join("alice", "Alice").unwrap();
+        assert_eq!(
+            a.submit("alice", &rename("A1"), Some("req-1")).unwrap(),
+            Commit {
+                rev: 2,
+                duplicate: false
+            }
+        );
+        // The client retries req-1 on node b, which has seen nothing yet: against its
+        // replica alice is unknown, so b reads the log before refusing, and finds req-1.
+        assert_eq!(
+            b.submit("alice", &rename("A1"), Some("req-1")).unwrap(),
+            Commit {
+                rev: 2,
+                duplicate: true
+            }
+        );
+        assert_eq!(b.rev(), 2, "nothing applied twice");
+    }
+
+    #[test]
+    fn records_already_held_are_skipped_and_a_hole_is_filled_from_the_log() {
+        let (log, a, b) = two_nodes();
+        a.join("alice", "Alice").unwrap();
+        a.submit("alice", &rename("A1"), Some("r1")).unwrap();
+        a.submit("alice", &rename("A2"), Some("r2")).unwrap();
+        let records = log.read_after(0).unwrap();
+        // Only revision 3 arrives: 1 and 2 are read from the log first.
+        assert_eq!(b.ingest(records[2..].to_vec()), Ok(3));
+        // Everything again: nothing changes.
+        assert_eq!(b.ingest(records), Ok(3));
+        assert_eq!(b.applied_rev("alice", "r2"), Some(3));
+    }
+}
