@@ -213,8 +213,8 @@ fn a_flood_of_updates_is_rate_limited_and_each_update_still_answered_exactly_onc
         std::thread::spawn(move || stream.write_all(&burst).unwrap())
     };
     // Every update is answered exactly once: its operation, or RESOURCE_EXHAUSTED naming it.
-    let mut acked = vec![0u32; UPDATES];
-    let mut refused = vec![0u32; UPDATES];
+    let mut acked = [0u32; UPDATES];
+    let mut refused = [0u32; UPDATES];
     let index = |id: &str| id.strip_prefix("f-").unwrap().parse::<usize>().unwrap();
     while acked.iter().zip(&refused).any(|(a, r)| a + r == 0) {
         let (opcode, payload) = flooder.read_frame();
