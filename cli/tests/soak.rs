@@ -122,12 +122,16 @@ fn bad_actors_apart_report_each_phase_and_where_the_cpu_went() {
         "--phases",
         "flood",
         "--actors-apart",
+        "--server-set",
+        "server.flush_interval_us=0",
     ]);
     assert_eq!(code, Some(0), "{report}");
     let lines: Vec<&str> = report.lines().collect();
     assert_eq!(lines.len(), 7, "{report}");
     assert!(
-        lines[0].ends_with("; attackers in a child process at nice 19"),
+        lines[0]
+            .contains("no per-address limit, server set server.flush_interval_us=0; open files ")
+            && lines[0].ends_with("; attackers in a child process at nice 19"),
         "{report}"
     );
     assert!(lines[1].starts_with("quiet "), "{report}");
@@ -156,5 +160,24 @@ fn an_unknown_bad_actor_phase_is_refused_naming_the_phases() {
              [possible values: quiet, slowloris, gib-header, byte-frames, flood, all]\n"
         ),
         "{stderr}"
+    );
+}
+
+#[test]
+fn a_bad_server_setting_for_the_bad_actors_is_refused_before_they_start() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_deltasync"))
+        .args([
+            "soak",
+            "--bad-actors",
+            "--server-set",
+            "server.flush_interval=5",
+        ])
+        .output()
+        .expect("the binary runs");
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr),
+        "error: unknown key server.flush_interval (from --server-set)\n"
     );
 }

@@ -37,7 +37,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use deltasync::config::Config;
+use deltasync::config::{Config, Loader, Overrides};
 use deltasync::server::Server;
 
 use super::phase_cpu::{self, ACTOR_THREAD, Mark, PhaseCpu};
@@ -53,6 +53,9 @@ pub(crate) struct Plan {
     pub(crate) apart: bool,
     /// The phases to run after `quiet` (all when empty).
     pub(crate) phases: Vec<String>,
+    /// `KEY=VALUE` settings of the server (`--server-set`), e.g.
+    /// `server.flush_interval_us=0`, applied before the soak's own.
+    pub(crate) server_sets: Vec<String>,
 }
 
 /// One phase's measure.
@@ -118,7 +121,7 @@ pub(crate) fn run(plan: &Plan) -> std::io::Result<Figures> {
         nofile: crate::nofile::raise()?,
         ..Figures::default()
     };
-    let mut config = Config::default();
+    let mut config = server_config(&plan.server_sets).map_err(std::io::Error::other)?;
     config.server.listen = "127.0.0.1:0".parse().map_err(std::io::Error::other)?;
     config.timeouts.handshake_ms = plan.handshake_ms;
     // Every actor comes from the loopback address: with the per-address limit, most of
@@ -401,6 +404,24 @@ fn flooder(addr: SocketAddr, i: usize, rate: u64, stop: &AtomicBool) {
     let _ = draining.join();
 }
 
+/// The server's configuration: the defaults with `sets` (`KEY=VALUE`, as `--set` takes
+/// them) applied.
+///
+/// # Errors
+///
+/// The configuration's message, naming `--server-set`, for an unknown key or a bad value.
+pub(crate) fn server_config(sets: &[String]) -> Result<Config, String> {
+    let mut overrides = Overrides::new();
+    for set in sets {
+        overrides.push_set(set).map_err(|e| e.to_string())?;
+    }
+    let effective = Loader::new()
+        .overrides(overrides)
+        .load()
+        .map_err(|e| e.to_string().replace("(from --set)", "(from --server-set)"))?;
+    Ok(effective.into_config())
+}
+
 /// The report.
 pub(crate) fn report(plan: &Plan, figures: &Figures) -> String {
     let actors = if plan.apart {
@@ -408,8 +429,13 @@ pub(crate) fn report(plan: &Plan, figures: &Figures) -> String {
     } else {
         "in this process"
     };
+    let settings = if plan.server_sets.is_empty() {
+        String::new()
+    } else {
+        format!(", server set {}", plan.server_sets.join(" "))
+    };
     let mut out = format!(
-        "bad actors: {} s per phase, handshake timeout {} ms, default limits but no per-address limit; open files {} / {}; attackers {actors}\n",
+        "bad actors: {} s per phase, handshake timeout {} ms, default limits but no per-address limit{settings}; open files {} / {}; attackers {actors}\n",
         plan.secs, plan.handshake_ms, figures.nofile.0, figures.nofile.1
     );
     let quiet = figures.phases.first().map(|p| &p.latencies);

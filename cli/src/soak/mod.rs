@@ -68,6 +68,10 @@ pub(crate) struct SoakArgs {
         value_parser = clap::builder::PossibleValuesParser::new(bad_actors::PHASES)
     )]
     phases: Vec<String>,
+    /// With --bad-actors: a setting of the server, `KEY=VALUE` as `deltasync serve --set`
+    /// takes it (repeatable), e.g. `server.flush_interval_us=0`
+    #[arg(long, value_name = "KEY=VALUE", requires = "bad_actors")]
+    server_set: Vec<String>,
     /// Internal: run the attackers of the phase `--actors` against ADDR until stdin ends
     #[arg(long, value_name = "ADDR", hide = true)]
     bad_actors_fleet: Option<std::net::SocketAddr>,
@@ -256,7 +260,12 @@ fn run_bad_actors(args: &SoakArgs, secs: u64) -> ExitCode {
         handshake_ms: args.handshake_ms,
         apart: args.actors_apart,
         phases: args.phases.clone(),
+        server_sets: args.server_set.clone(),
     };
+    if let Err(message) = bad_actors::server_config(&plan.server_sets) {
+        eprintln!("error: {message}");
+        return ExitCode::from(2);
+    }
     match bad_actors::run(&plan) {
         Ok(figures) => {
             print!("{}", bad_actors::report(&plan, &figures));
