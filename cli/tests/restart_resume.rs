@@ -10,7 +10,7 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
+
 use std::net::SocketAddr;
 use std::process::{Child, Command};
 use std::sync::{Arc, Barrier};
@@ -45,15 +45,7 @@ impl Served {
             dir.to_str().unwrap(),
         ];
         let mut child = serve(&args).spawn().expect("the binary starts");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .strip_prefix("deltasync listening on ws://")
-            .and_then(|rest| rest.split('/').next())
-            .and_then(|addr| addr.parse().ok())
-            .unwrap_or_else(|| panic!("no address in {line:?}"));
+        let (addr, _) = common::listening(&mut child);
         Self { child, addr }
     }
 

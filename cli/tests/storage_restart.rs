@@ -8,7 +8,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command};
@@ -26,15 +25,7 @@ struct Served {
 impl Served {
     fn start(args: &[&str]) -> Self {
         let mut child = serve(args).spawn().expect("the binary starts");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .strip_prefix("deltasync listening on ws://")
-            .and_then(|rest| rest.split('/').next())
-            .and_then(|addr| addr.parse().ok())
-            .unwrap_or_else(|| panic!("no address in {line:?}"));
+        let (addr, line) = common::listening(&mut child);
         Self { child, addr, line }
     }
 

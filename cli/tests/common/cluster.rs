@@ -3,7 +3,6 @@
 // Child processes and real sockets: real time.
 #![allow(clippy::disallowed_methods)]
 
-use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -175,15 +174,7 @@ impl Node {
         ];
         args.extend_from_slice(extra);
         let mut child = super::serve(&args).spawn().expect("the binary starts");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("the startup line");
-        let addr = line
-            .strip_prefix("deltasync listening on ws://")
-            .and_then(|rest| rest.split('/').next())
-            .and_then(|addr| addr.parse().ok())
-            .unwrap_or_else(|| panic!("no address in {line:?}"));
+        let (addr, line) = super::listening(&mut child);
         Self { child, addr, line }
     }
 

@@ -11,7 +11,9 @@ pub use library::*;
 
 pub mod cluster;
 
-use std::process::{Command, Stdio};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
 
 use serde_json::Value;
 
@@ -63,4 +65,20 @@ pub fn run_json(args: &[&str]) -> (std::process::Output, Value) {
         )
     });
     (output, json)
+}
+
+/// Reads the startup line of a spawned `deltasync serve` (`deltasync listening on
+/// ws://ADDR/ with storage ...`) from its piped standard output; returns the address and
+/// the line. Panics naming the line when it holds no address.
+pub fn listening(child: &mut Child) -> (SocketAddr, String) {
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout is piped"))
+        .read_line(&mut line)
+        .expect("the startup line");
+    let addr = line
+        .strip_prefix("deltasync listening on ws://")
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|addr| addr.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {line:?}"));
+    (addr, line)
 }
