@@ -21,6 +21,7 @@
 //! | [`frame`] | the WebSocket frame codec: headers, masking, frames found in place |
 //! | [`storage`] | where room histories live: memory, or a checksummed log with snapshots on disk |
 //! | [`server`] | the WebSocket server: mio acceptor and shards, sharded zero-copy fan-out |
+//! | [`socket`] | a non-blocking connection's byte stream for mio loops: plain TCP, or TLS over it |
 //! | `tls` | `wss://` (feature `tls`): certificate, key and CA loading; a non-blocking rustls stream |
 //! | [`clock`], [`epoch`] | injected wall time; history identifiers |
 //! | [`config`] | the server's typed configuration: defaults, TOML file, environment, flags |
@@ -60,6 +61,7 @@ pub mod ring;
 pub mod room;
 pub mod server;
 pub mod session;
+pub mod socket;
 pub mod storage;
 #[cfg(feature = "tls")]
 pub mod tls;

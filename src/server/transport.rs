@@ -1,30 +1,20 @@
 //! What a shard's connection reads and writes: a plain TCP socket (`ws://`), or, with the
 //! `tls` feature and a certificate configured, TLS over one (`wss://`).
 //!
-//! An enum, not a second monomorphization of the shard: a server has one listener, so
-//! every connection of a shard is of the same kind, and the branch per read or write is
-//! predicted every time; the plain path is the socket's own calls, as before, behind an
-//! inlined match (`docs/benchmarks.md` has the figures with TLS on and off, and the
-//! instructions of the plain path before and after). The TLS handshake happens
+//! The stream is the library's [`crate::socket::Socket`]; here are what only the server
+//! needs of it: the accept step and the shard's certificate. The TLS handshake happens
 //! inside the connection's first reads, on the shard, without blocking it: a slow or
 //! garbage client costs only its own reads, and the upgrade timeout
 //! (`timeouts.handshake_ms`) covers the TLS handshake and the HTTP upgrade together.
 
-use std::io::{self, IoSlice, Read, Write};
-use std::net::Shutdown;
+use std::io;
 
 use mio::net::TcpStream;
 
 use super::connection::Transport;
 
-/// A connection's byte stream.
-pub(super) enum Stream {
-    /// `ws://`.
-    Plain(TcpStream),
-    /// `wss://`.
-    #[cfg(feature = "tls")]
-    Tls(Box<crate::tls::TlsStream<TcpStream>>),
-}
+/// A connection's byte stream (see [`crate::socket`]).
+pub(super) use crate::socket::Socket as Stream;
 
 impl Stream {
     /// The stream of a connection just accepted: plain, or the server side of TLS with
@@ -44,102 +34,16 @@ impl Stream {
     }
 }
 
-impl Read for Stream {
-    #[inline]
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Self::Plain(socket) => socket.read(buf),
-            #[cfg(feature = "tls")]
-            Self::Tls(stream) => stream.read(buf),
-        }
-    }
-}
-
-impl Write for Stream {
-    #[inline]
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Self::Plain(socket) => socket.write(buf),
-            #[cfg(feature = "tls")]
-            Self::Tls(stream) => stream.write(buf),
-        }
-    }
-
-    #[inline]
-    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        match self {
-            Self::Plain(socket) => socket.write_vectored(bufs),
-            #[cfg(feature = "tls")]
-            Self::Tls(stream) => stream.write_vectored(bufs),
-        }
-    }
-
-    #[inline]
-    fn flush(&mut self) -> io::Result<()> {
-        match self {
-            Self::Plain(socket) => socket.flush(),
-            #[cfg(feature = "tls")]
-            Self::Tls(stream) => stream.flush(),
-        }
-    }
-}
-
 impl Transport for Stream {
     /// TLS: a `close_notify` first, at best (if the socket cannot take it, the peer has
     /// the WebSocket close frame already, and sees the TCP end).
     fn shutdown_write(&mut self) -> io::Result<()> {
-        match self {
-            Self::Plain(socket) => socket.shutdown(Shutdown::Write),
-            #[cfg(feature = "tls")]
-            Self::Tls(stream) => {
-                stream.send_close_notify();
-                let _ = stream.write_held();
-                stream.socket().shutdown(Shutdown::Write)
-            }
-        }
+        Stream::shutdown_write(self)
     }
 
     #[inline]
     fn write_held(&mut self) -> io::Result<bool> {
-        match self {
-            Self::Plain(_) => Ok(true),
-            #[cfg(feature = "tls")]
-            Self::Tls(stream) => stream.write_held(),
-        }
-    }
-}
-
-impl mio::event::Source for Stream {
-    fn register(
-        &mut self,
-        registry: &mio::Registry,
-        token: mio::Token,
-        interests: mio::Interest,
-    ) -> io::Result<()> {
-        self.socket_mut().register(registry, token, interests)
-    }
-
-    fn reregister(
-        &mut self,
-        registry: &mio::Registry,
-        token: mio::Token,
-        interests: mio::Interest,
-    ) -> io::Result<()> {
-        self.socket_mut().reregister(registry, token, interests)
-    }
-
-    fn deregister(&mut self, registry: &mio::Registry) -> io::Result<()> {
-        self.socket_mut().deregister(registry)
-    }
-}
-
-impl Stream {
-    fn socket_mut(&mut self) -> &mut TcpStream {
-        match self {
-            Self::Plain(socket) => socket,
-            #[cfg(feature = "tls")]
-            Self::Tls(stream) => stream.socket_mut(),
-        }
+        Stream::write_held(self)
     }
 }
 

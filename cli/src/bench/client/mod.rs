@@ -285,7 +285,7 @@ impl Generator {
         conn.retry_at = None;
         conn.attempts += 1;
         let stream = TcpStream::connect(self.endpoint.addr)
-            .and_then(|socket| Socket::new(socket, self.endpoint.tls.as_ref()));
+            .and_then(|socket| stream::open(socket, self.endpoint.tls.as_ref()));
         let mut stream = match stream {
             Ok(stream) => stream,
             Err(e) => return self.connect_failed(key, &format!("connect: {}", e.kind())),
@@ -306,7 +306,7 @@ impl Generator {
 
     fn on_connected(&mut self, key: usize) {
         let conn = &mut self.conns[key];
-        let Some(stream) = conn.stream.as_ref().map(Socket::socket) else {
+        let Some(stream) = conn.stream.as_ref().map(Socket::tcp) else {
             return;
         };
         if let Ok(Some(e)) | Err(e) = stream.take_error() {
