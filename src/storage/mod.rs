@@ -266,6 +266,18 @@ pub trait RoomLog: Send + Sync {
     fn follow(&self, follower: Arc<dyn Follower>) {
         let _ = follower;
     }
+
+    /// The history as a node opening the room now would find it (epoch, latest snapshot,
+    /// the tail after it): for a room that fell behind a shared log's retention, whose
+    /// next revision the log no longer holds, to rebuild in place. The default, for a log
+    /// only this room writes (it never falls behind): `None`.
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError`] when the log cannot be read.
+    fn reload(&self) -> Result<Option<Recovered>, StorageError> {
+        Ok(None)
+    }
 }
 
 /// A room as the tailer of a shared log sees it (see [`RoomLog::follow`]).

@@ -12,7 +12,9 @@ use redis::Value;
 use redis::streams::StreamId;
 
 use crate::storage::{DurableListener, snapfile};
-use crate::storage::{Follower, Record, RecordRef, RoomLog, StorageError, StoredSnapshot};
+use crate::storage::{
+    Follower, Record, RecordRef, Recovered, RoomLog, StorageError, StoredSnapshot,
+};
 
 use super::{Counters, Shared};
 
@@ -215,6 +217,15 @@ impl RoomLog for RedisLog {
 
     fn follow(&self, follower: Arc<dyn Follower>) {
         self.shared.tailer.follow(self.keys.log.clone(), follower);
+    }
+
+    fn reload(&self) -> Result<Option<Recovered>, StorageError> {
+        let (recovered, head) = super::load_twice(&self.shared, &self.room, self.ring_capacity)?;
+        let snap_rev = recovered.snapshot.as_ref().map_or(0, |s| s.rev);
+        // Relaxed: as in `append` and `snapshot_due`.
+        self.appended.fetch_max(head, Ordering::Relaxed);
+        self.last_snapshot.fetch_max(snap_rev, Ordering::Relaxed);
+        Ok(Some(recovered))
     }
 }
 

@@ -175,77 +175,12 @@ impl RedisStorage {
     pub fn stats(&self) -> ClusterStats {
         self.shared.counters.read()
     }
-
-    /// Reads what the engine holds of `name`: epoch (stored now if the room is new),
-    /// snapshot, and the records after `snapshot - ring_capacity`.
-    fn load(&self, name: &str, ring_capacity: u64) -> Result<(Recovered, u64), StorageError> {
-        let keys = Keys::new(name);
-        let fresh = Epoch::random().map_err(|e| StorageError::Failed {
-            room: name.to_owned(),
-            reason: e.to_string(),
-        })?;
-        let (epoch, snap): (String, Option<Vec<u8>>) = self.shared.engine.run(|conn| {
-            redis::pipe()
-                .cmd("SET")
-                .arg(&keys.epoch)
-                .arg(fresh.as_str())
-                .arg("NX")
-                .ignore()
-                .cmd("GET")
-                .arg(&keys.epoch)
-                .cmd("GET")
-                .arg(&keys.snap)
-                .query(conn)
-        })?;
-        let corrupt = |what: &str, reason: String| StorageError::Corrupt {
-            path: format!("{} {what}", self.shared.engine.url).into(),
-            offset: 0,
-            reason,
-        };
-        let epoch = Epoch::new(&epoch).map_err(|e| corrupt(&keys.epoch, e.to_string()))?;
-        let snapshot = match snap {
-            Some(bytes) => Some(snapfile::decode(&bytes).ok_or_else(|| {
-                corrupt(
-                    &keys.snap,
-                    "the snapshot does not match its checksum".into(),
-                )
-            })?),
-            None => None,
-        };
-        let snap_rev = snapshot.as_ref().map_or(0, |s| s.rev);
-        let records = log::read_range(
-            &self.shared,
-            &keys.log,
-            snap_rev.saturating_sub(ring_capacity),
-        )?;
-        if records.first().is_some_and(|r| r.rev > snap_rev + 1) {
-            return Err(corrupt(
-                &keys.log,
-                format!("the stream starts after the snapshot at {snap_rev}"),
-            ));
-        }
-        let head = records.last().map_or(snap_rev, |r| r.rev).max(snap_rev);
-        let keep_after = snap_rev.min(head.saturating_sub(ring_capacity));
-        let tail = records.into_iter().filter(|r| r.rev > keep_after).collect();
-        Ok((
-            Recovered {
-                epoch,
-                snapshot,
-                tail,
-            },
-            head,
-        ))
-    }
 }
 
 impl Storage for RedisStorage {
     fn open(&self, name: &str, ring_capacity: usize) -> Result<Opened, StorageError> {
         let ring_capacity = ring_capacity as u64;
-        // A snapshot stored (and the stream trimmed) between our two reads: read again.
-        let (recovered, head) = match self.load(name, ring_capacity) {
-            Err(StorageError::Corrupt { .. }) => self.load(name, ring_capacity)?,
-            other => other?,
-        };
+        let (recovered, head) = load_twice(&self.shared, name, ring_capacity)?;
         let snap_rev = recovered.snapshot.as_ref().map_or(0, |s| s.rev);
         let log = RedisLog::new(
             name,
@@ -279,6 +214,81 @@ impl Storage for RedisStorage {
             "cluster on redis at {} (shared by every node on it; an update is as durable as the engine's appendfsync)",
             self.shared.engine.url
         )
+    }
+}
+
+/// Reads what the engine holds of `name`: epoch (stored now if the room is new),
+/// snapshot, and the records after `snapshot - ring_capacity`; and the head. A snapshot
+/// stored (and the stream trimmed) between the two reads is [`StorageError::Corrupt`]:
+/// read again.
+pub(super) fn load(
+    shared: &Shared,
+    name: &str,
+    ring_capacity: u64,
+) -> Result<(Recovered, u64), StorageError> {
+    let keys = Keys::new(name);
+    let fresh = Epoch::random().map_err(|e| StorageError::Failed {
+        room: name.to_owned(),
+        reason: e.to_string(),
+    })?;
+    let (epoch, snap): (String, Option<Vec<u8>>) = shared.engine.run(|conn| {
+        redis::pipe()
+            .cmd("SET")
+            .arg(&keys.epoch)
+            .arg(fresh.as_str())
+            .arg("NX")
+            .ignore()
+            .cmd("GET")
+            .arg(&keys.epoch)
+            .cmd("GET")
+            .arg(&keys.snap)
+            .query(conn)
+    })?;
+    let corrupt = |what: &str, reason: String| StorageError::Corrupt {
+        path: format!("{} {what}", shared.engine.url).into(),
+        offset: 0,
+        reason,
+    };
+    let epoch = Epoch::new(&epoch).map_err(|e| corrupt(&keys.epoch, e.to_string()))?;
+    let snapshot = match snap {
+        Some(bytes) => Some(snapfile::decode(&bytes).ok_or_else(|| {
+            corrupt(
+                &keys.snap,
+                "the snapshot does not match its checksum".into(),
+            )
+        })?),
+        None => None,
+    };
+    let snap_rev = snapshot.as_ref().map_or(0, |s| s.rev);
+    let records = log::read_range(shared, &keys.log, snap_rev.saturating_sub(ring_capacity))?;
+    if records.first().is_some_and(|r| r.rev > snap_rev + 1) {
+        return Err(corrupt(
+            &keys.log,
+            format!("the stream starts after the snapshot at {snap_rev}"),
+        ));
+    }
+    let head = records.last().map_or(snap_rev, |r| r.rev).max(snap_rev);
+    let keep_after = snap_rev.min(head.saturating_sub(ring_capacity));
+    let tail = records.into_iter().filter(|r| r.rev > keep_after).collect();
+    Ok((
+        Recovered {
+            epoch,
+            snapshot,
+            tail,
+        },
+        head,
+    ))
+}
+
+/// [`load`], once more if a snapshot was stored between its reads.
+pub(super) fn load_twice(
+    shared: &Shared,
+    name: &str,
+    ring_capacity: u64,
+) -> Result<(Recovered, u64), StorageError> {
+    match load(shared, name, ring_capacity) {
+        Err(StorageError::Corrupt { .. }) => load(shared, name, ring_capacity),
+        other => other,
     }
 }
 
