@@ -681,3 +681,64 @@ fn a_paused_node_whose_room_was_trimmed_rebuilds_it_in_place_and_commits_again()
     );
     assert_eq!(engine_head(&engine, "trim"), 32);
 }
+
+#[test]
+fn the_participants_of_a_killed_node_leave_once_its_heartbeat_has_expired() {
+    let engine = Engine::start();
+    let flags = ["--set", "cluster.node_ttl_ms=1000"];
+    let mut doomed = Node::start(&engine, &flags);
+    let watching = Node::start(&engine, &flags);
+    let living = Node::start(&engine, &flags);
+    let mut orphans: Vec<Member> = ["a1", "a2"]
+        .iter()
+        .map(|id| Member::connect(&doomed, "doc", id, true))
+        .collect();
+    for member in &mut orphans {
+        member.join();
+    }
+    let mut members = vec![
+        Member::connect(&watching, "doc", "b1", false),
+        Member::connect(&living, "doc", "c1", true),
+    ];
+    for member in &mut members {
+        member.join();
+    }
+    for member in &mut members {
+        member.until_rev(4);
+    }
+    doomed.kill9();
+    drop(orphans);
+    // Within the heartbeat's time-to-live and a sweep, a live node commits both leaves
+    // (each read waits at most 10 s: a node that never does fails here).
+    let mut left = BTreeSet::new();
+    while left.len() < 2 {
+        let message = members[0].recv();
+        for op in message["payload"]["operations"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            assert_eq!(op["type"], "participant.left", "{op}");
+            left.insert(op["payload"]["id"].as_str().unwrap().to_owned());
+        }
+    }
+    assert_eq!(left, BTreeSet::from(["a1".to_owned(), "a2".to_owned()]));
+    let ops = assert_converged(&engine, "doc", &mut members);
+    assert_eq!(
+        ops.len(),
+        6,
+        "four joins and two leaves, each once: {ops:#?}"
+    );
+    let present: BTreeSet<&str> = members[0]
+        .client
+        .state()
+        .participants()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        present,
+        BTreeSet::from(["b1", "c1"]),
+        "the live nodes' stay"
+    );
+}

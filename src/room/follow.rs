@@ -210,6 +210,27 @@ impl<M: Model> Follower for Tail<M> {
             tracing::error!(error = %e, "cannot take in another node's commits");
         }
     }
+
+    fn present(&self) -> Vec<String> {
+        self.0
+            .upgrade()
+            .map_or_else(Vec::new, |room| room.present_actors())
+    }
+
+    fn reconcile_holds(&self, held: &[String]) {
+        if let Some(room) = self.0.upgrade() {
+            room.reconcile_holds(held);
+        }
+    }
+
+    fn expire_unheld(&self, actors: &[String]) {
+        let Some(room) = self.0.upgrade() else {
+            return;
+        };
+        if let Err(e) = room.expire_unheld(actors) {
+            tracing::warn!(room = room.name(), error = %e.message, "cannot expire the participants of a dead node");
+        }
+    }
 }
 
 // Rooms use loom atomics under `cfg(loom)`; only the loom models run there.

@@ -79,6 +79,7 @@ mod attachments;
 mod config;
 mod dedup;
 mod follow;
+mod holders;
 mod inputs;
 mod policy;
 mod rebuild;
@@ -720,6 +721,7 @@ impl<M: Model> Room<M> {
     pub fn join(&self, actor: &str, name: &str) -> Result<Option<u64>, Rejection> {
         let attachments = self.attachments.lock();
         self.check_capacity(&attachments, actor)?;
+        self.hold_new(false, actor);
         // Lock order: attachments, then committed.
         self.join_locked(actor, name)
     }
@@ -733,6 +735,7 @@ impl<M: Model> Room<M> {
     pub(crate) fn join_attached(&self, actor: &str, name: &str) -> Result<Option<u64>, Rejection> {
         let mut attachments = self.attachments.lock();
         self.check_capacity(&attachments, actor)?;
+        self.hold_new(attachments.contains(actor), actor);
         let rev = self.join_locked(actor, name)?;
         attachments.attach(actor);
         Ok(rev)
@@ -773,7 +776,11 @@ impl<M: Model> Room<M> {
         let mut attachments = self.attachments.lock();
         attachments.forget_unattached(actor);
         // Lock order: attachments, then committed.
-        self.leave_locked(actor)
+        let rev = self.leave_locked(actor)?;
+        if !attachments.contains(actor) {
+            self.let_go_of(actor);
+        }
+        Ok(rev)
     }
 
     fn leave_locked(&self, actor: &str) -> Result<Option<u64>, Rejection> {
@@ -785,7 +792,9 @@ impl<M: Model> Room<M> {
 
     /// A connection is now bound to `actor`.
     pub(crate) fn attach(&self, actor: &str) {
-        self.attachments.lock().attach(actor);
+        let mut attachments = self.attachments.lock();
+        self.hold_new(attachments.contains(actor), actor);
+        attachments.attach(actor);
     }
 
     /// A connection bound to `actor` went away (or left).
@@ -821,6 +830,7 @@ impl<M: Model> Room<M> {
         let mut revs = Vec::new();
         for actor in expired {
             revs.extend(self.leave_locked(&actor)?);
+            self.let_go_of(&actor);
         }
         Ok(revs)
     }

@@ -46,6 +46,7 @@
 //! asynchronously.
 
 mod engine;
+mod liveness;
 mod log;
 mod tailer;
 
@@ -112,6 +113,10 @@ pub(super) struct Shared {
     commit_retries: u32,
     snapshot_every: u64,
     retain_ops: u64,
+    /// This node's random id (its heartbeat key and its entries in rooms' holders).
+    node_id: String,
+    /// The heartbeat's time-to-live (`cluster.node_ttl_ms`).
+    node_ttl_ms: u64,
 }
 
 /// Room histories in Redis Streams, shared by every node configured with the same
@@ -119,6 +124,7 @@ pub(super) struct Shared {
 pub struct RedisStorage {
     shared: Arc<Shared>,
     tailer: Option<JoinHandle<()>>,
+    liveness: Option<JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for RedisStorage {
@@ -148,19 +154,35 @@ impl RedisStorage {
             commit_retries: cluster.commit_retries,
             snapshot_every: storage.snapshot_every,
             retain_ops: storage.retain_ops,
+            node_id: liveness::new_node_id()?,
+            node_ttl_ms: cluster.node_ttl_ms,
         });
-        let for_thread = Arc::clone(&shared);
-        let tailer = std::thread::Builder::new()
-            .name("deltasync-tailer".into())
-            .spawn(move || tailer::run(&for_thread))
-            .map_err(|e| StorageError::Unavailable {
-                url: shared.engine.url.clone(),
-                reason: format!("cannot start the tailer thread: {e}"),
-            })?;
-        Ok(Self {
+        // Alive before holding anyone: no node ever sees this node's holders without it.
+        liveness::heartbeat(&shared)?;
+        let mut storage = Self {
             shared,
-            tailer: Some(tailer),
-        })
+            tailer: None,
+            liveness: None,
+        };
+        storage.tailer = Some(storage.spawn("deltasync-tailer", tailer::run)?);
+        storage.liveness = Some(storage.spawn("deltasync-liveness", liveness::run)?);
+        Ok(storage)
+    }
+
+    fn spawn(&self, name: &str, run: fn(&Shared)) -> Result<JoinHandle<()>, StorageError> {
+        let shared = Arc::clone(&self.shared);
+        std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || run(&shared))
+            .map_err(|e| StorageError::Unavailable {
+                url: self.shared.engine.url.clone(),
+                reason: format!("cannot start the {name} thread: {e}"),
+            })
+    }
+
+    /// This node's id in the engine (its heartbeat key is `deltasync:node:<id>`).
+    pub fn node_id(&self) -> &str {
+        &self.shared.node_id
     }
 
     /// Whether the engine answered this node the last time it asked (an append, a read,
@@ -295,8 +317,11 @@ pub(super) fn load_twice(
 impl Drop for RedisStorage {
     fn drop(&mut self) {
         self.shared.tailer.stop();
-        if let Some(tailer) = self.tailer.take() {
-            let _ = tailer.join();
+        for thread in [self.tailer.take(), self.liveness.take()]
+            .into_iter()
+            .flatten()
+        {
+            let _ = thread.join();
         }
     }
 }
