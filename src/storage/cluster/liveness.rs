@@ -19,7 +19,7 @@
 //! nodes: a key with a time-to-live, a set, and operations in the log.
 
 use std::collections::{HashMap, HashSet};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::storage::StorageError;
 
@@ -105,20 +105,25 @@ pub(super) fn any_alive(shared: &Shared, nodes: &[&str]) -> Result<bool, Storage
 /// The thread's loop: a heartbeat and a sweep every third of the time-to-live, until the
 /// node stops.
 pub(super) fn run(shared: &Shared) {
-    let period = Duration::from_millis(shared.node_ttl_ms / 3);
+    // The pause between passes, in steps that look at the stop flag (the pass itself
+    // takes a few round trips: the period is a little longer than a third, well within
+    // the time-to-live).
+    let steps = (shared.node_ttl_ms / 3 / STEP_MS).max(1);
     while !shared.tailer.is_stopped() {
-        let started = Instant::now();
         if let Err(e) = heartbeat(shared).and_then(|()| sweep(shared)) {
             tracing::debug!(error = %e, "the liveness sweep cannot reach the engine");
         }
-        while started.elapsed() < period && !shared.tailer.is_stopped() {
-            std::thread::sleep(STEP.min(period));
+        for _ in 0..steps {
+            if shared.tailer.is_stopped() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(STEP_MS));
         }
     }
 }
 
-/// How often a waiting thread looks at the stop flag.
-const STEP: Duration = Duration::from_millis(50);
+/// How often the waiting thread looks at the stop flag, in ms.
+const STEP_MS: u64 = 50;
 
 /// One pass over the followed rooms.
 fn sweep(shared: &Shared) -> Result<(), StorageError> {

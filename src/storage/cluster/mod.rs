@@ -24,6 +24,16 @@
 //! head and hands the records to the room, which applies them and puts **the bytes the
 //! committing node encoded** into its ring: encode once, across the cluster.
 //!
+//! A node that lagged until the engine trimmed the revisions it still needed (behind a
+//! newer stored snapshot) rebuilds the room in place from the snapshot and the tail
+//! (`RoomLog::reload`, see `room::rebuild`), under the same epoch.
+//!
+//! # Participants of a node that dies
+//!
+//! Each node heartbeats a key with a time-to-live and records which participants it holds
+//! beside each room's log; a live node commits the `leave` of present participants no
+//! live node holds (`liveness`).
+//!
 //! # Epoch
 //!
 //! The first node to open a room stores a random epoch with `SET NX`; every node reads
