@@ -257,6 +257,8 @@ mod tests {
         followers: Mutex<Vec<Arc<dyn Follower>>>,
         /// A snapshot stored by `trim_behind`, as the engine keeps one.
         snapshot: Mutex<Option<StoredSnapshot>>,
+        /// The actors some live node holds.
+        held: Mutex<Vec<String>>,
     }
 
     impl SharedLog {
@@ -313,6 +315,17 @@ mod tests {
         }
         fn follow(&self, follower: Arc<dyn Follower>) {
             self.followers.lock().push(follower);
+        }
+        fn hold(&self, actor: &str) -> Result<(), StorageError> {
+            self.held.lock().push(actor.to_owned());
+            Ok(())
+        }
+        fn let_go(&self, actor: &str) -> Result<(), StorageError> {
+            self.held.lock().retain(|a| a != actor);
+            Ok(())
+        }
+        fn held_by_a_live_node(&self, actor: &str) -> Result<bool, StorageError> {
+            Ok(self.held.lock().iter().any(|a| a == actor))
         }
         fn reload(&self) -> Result<Option<Recovered>, StorageError> {
             Ok(Some(Recovered {
@@ -511,5 +524,45 @@ mod tests {
             }
         );
         assert_eq!(a.rev(), 10);
+    }
+
+    #[test]
+    fn a_participant_no_live_node_holds_leaves_once_however_many_nodes_sweep() {
+        let (log, a, b) = two_nodes();
+        let c = {
+            let room = Room::builder("doc", Presence::default())
+                .clock(Arc::new(ManualClock::new(1000)))
+                .storage(Arc::new(Engine(Arc::clone(&log))))
+                .build()
+                .unwrap();
+            Arc::new(room)
+        };
+        assert_eq!(a.join("alice", "Alice").unwrap(), Some(1));
+        assert_eq!(a.join("carol", "Carol").unwrap(), Some(2));
+        assert_eq!(b.join_attached("bob", "Bob").unwrap(), Some(3));
+        assert_eq!(
+            *log.held.lock(),
+            ["alice", "carol", "bob"],
+            "held before the joins"
+        );
+        // a dies: alice is held by nobody (carol stays held, as if by another node).
+        log.held.lock().retain(|actor| actor != "alice");
+        let everyone = ["alice", "bob", "carol"].map(String::from);
+        assert_eq!(b.expire_unheld(&everyone), Ok(vec![4]));
+        // c's tailer had brought it to 3 (alice present): its leave loses revision 4 to
+        // b's, it catches up, and alice is gone.
+        assert_eq!(c.ingest(log.read_after(0).unwrap()[..3].to_vec()), Ok(3));
+        assert_eq!(c.expire_unheld(&everyone), Ok(vec![]));
+        assert_eq!(c.rev(), 4);
+        // bob has a connection on b: b never expires him, even unheld.
+        log.held.lock().retain(|actor| actor != "bob");
+        assert_eq!(b.expire_unheld(&everyone), Ok(vec![]));
+        let present = |room: &Room<Presence>| room.present_actors();
+        assert_eq!(present(&c), ["bob", "carol"]);
+        assert_eq!(log.records.lock().len(), 4, "one leave, once");
+        // b's sweep holds bob again; a let-go that failed is repaired.
+        log.held.lock().push("alice".into());
+        b.reconcile_holds(&["alice".to_owned()]);
+        assert_eq!(*log.held.lock(), ["carol", "bob"]);
     }
 }
