@@ -125,10 +125,18 @@ pub(super) fn run(shared: &Shared) {
 /// How often the waiting thread looks at the stop flag, in ms.
 const STEP_MS: u64 = 50;
 
+/// How many rooms a pass sweeps between two refreshes of the heartbeat.
+const HEARTBEAT_EVERY_ROOMS: usize = 64;
+
 /// One pass over the followed rooms.
 fn sweep(shared: &Shared) -> Result<(), StorageError> {
     let mut known: HashMap<String, bool> = HashMap::new();
-    for (log, follower) in shared.tailer.rooms() {
+    for (i, (log, follower)) in shared.tailer.rooms().into_iter().enumerate() {
+        // A pass over many rooms takes many round trips: the heartbeat is refreshed on
+        // the way, so that a long pass never lets this node's key expire.
+        if i > 0 && i % HEARTBEAT_EVERY_ROOMS == 0 {
+            heartbeat(shared)?;
+        }
         let key = Keys::holders_of(&log);
         let members = holders(shared, &key)?;
         let mine: Vec<String> = members
