@@ -97,8 +97,9 @@ pub struct Ring {
     slots: Box<[AtomicSlot<Entry>]>,
     /// Revision of the newest appended operation. Written by the single writer only.
     head: CachePadded<AtomicU64>,
-    /// The revision the ring started at: revisions at or below it were never in it.
-    base: u64,
+    /// The revision the ring started (or restarted) at: revisions at or below it were never
+    /// in it. Written by the single writer only, before the head that goes with it.
+    base: AtomicU64,
 }
 
 /// What a slot holds: the revision stamp and the bytes, swapped in together.
@@ -153,7 +154,7 @@ impl Ring {
         Self {
             slots,
             head: CachePadded::new(AtomicU64::new(rev)),
-            base: rev,
+            base: AtomicU64::new(rev),
         }
     }
 
@@ -175,7 +176,11 @@ impl Ring {
     }
 
     fn buffer_first_rev_at(&self, head: u64) -> u64 {
-        self.base.max(head.saturating_sub(self.capacity() as u64))
+        // Relaxed: every caller read `head` first, with the Acquire of `head()`, which pairs
+        // with the Release in `restart_at`: the base read here is at least the one stored
+        // with that head (a newer one only makes the answer more careful, never wrong).
+        let base = self.base.load(Ordering::Relaxed);
+        base.max(head.saturating_sub(self.capacity() as u64))
     }
 
     fn slot(&self, rev: u64) -> &AtomicSlot<Entry> {
@@ -195,6 +200,29 @@ impl Ring {
         // also sees the slot stored just above.
         self.head.store(rev, Ordering::Release);
         rev
+    }
+
+    /// Starts the ring over at revision `rev`, at or above its head: it then holds no
+    /// operation, so only a reader at exactly `rev` is served until the next append, and
+    /// every reader below gets [`ReadError::Gone`] with `buffer_first_rev` `rev`. This is a
+    /// room whose history skipped revisions it will never hold (rebuilt from a snapshot
+    /// after its log was trimmed behind it). A write, like [`Ring::append`]: never
+    /// concurrent with another write; reads may run at any time.
+    ///
+    /// # Panics
+    ///
+    /// If `rev` is below the head (a ring never goes back).
+    pub fn restart_at(&self, rev: u64) {
+        // Relaxed: only the (single) writer stores `head`.
+        let head = self.head.load(Ordering::Relaxed);
+        assert!(rev >= head, "a ring at {head} cannot restart at {rev}");
+        // Relaxed: published by the Release store of the head just below.
+        self.base.store(rev, Ordering::Relaxed);
+        // Release: pairs with the Acquire in `head()`: a reader that sees the new head
+        // also sees the new base. A reader still on the old head may see either base;
+        // with the new one every revision at or below the old head reads as gone, which
+        // it now is.
+        self.head.store(rev, Ordering::Release);
     }
 
     /// The operation committed at `rev`, as shared bytes.
@@ -389,6 +417,27 @@ mod tests {
                 head: 5
             })
         );
+    }
+
+    #[test]
+    fn a_restarted_ring_serves_only_from_its_new_base() {
+        let ring = ring(4);
+        fill(&ring, 3);
+        ring.restart_at(10);
+        assert_eq!((ring.head(), ring.buffer_first_rev()), (10, 10));
+        let mut out = Vec::new();
+        assert_eq!(
+            ring.read_range(3, 10, &mut out),
+            Err(ReadError::Gone {
+                buffer_first_rev: 10
+            })
+        );
+        assert_eq!(ring.read_range(10, 10, &mut out), Ok(()));
+        assert_eq!(ring.append(op(11)), 11);
+        ring.read_range(10, 11, &mut out).unwrap();
+        assert_eq!(out, [op(11)]);
+        fill(&ring, 16);
+        assert_eq!(ring.buffer_first_rev(), 12, "the capacity bounds it again");
     }
 
     #[test]

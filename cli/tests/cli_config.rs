@@ -166,6 +166,8 @@ url = ""  # default
 commit_retries = 16  # default
 # how long one call to the engine may take, connecting included (10 to 60000)
 timeout_ms = 2000  # default
+# how long a node's heartbeat lives in the engine; a node silent that long is dead and its participants leave (300 to 3600000)
+node_ttl_ms = 10000  # default
 "#
     );
     assert_eq!(text(&output.stdout), expected);

@@ -586,3 +586,159 @@ fn a_node_opening_a_trimmed_room_starts_from_the_stored_snapshot_and_the_tail() 
     assert_eq!(gap["type"], "REVISION_GAP", "{gap}");
     assert_eq!(far.recv()["payload"]["rev"], 32);
 }
+
+/// Sends `signal` (`STOP`, `CONT`) to a node's process.
+fn signal(node: &Node, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(node.child.id().to_string())
+        .status()
+        .expect("kill runs");
+    assert!(status.success(), "kill -{signal}");
+}
+
+#[test]
+fn a_paused_node_whose_room_was_trimmed_rebuilds_it_in_place_and_commits_again() {
+    let engine = Engine::start();
+    let flags = ["--ring-capacity", "4", "--set", "storage.snapshot_every=5"];
+    let first = Node::start(&engine, &flags);
+    let paused = Node::start(&engine, &flags);
+    let mut writer = Ws::connect_native(&first.url("trim"));
+    let epoch = writer.join("user-1", "user-1")["payload"]["epoch"].clone();
+    let mut reader = Ws::connect_native(&paused.url("trim"));
+    let joined = reader.join("user-2", "user-2");
+    assert_eq!(joined["payload"]["rev"], 2, "{joined}");
+    writer.recv_until_rev(2);
+    // The paused node sees nothing while the other commits to 31: snapshots at 5, ...,
+    // 30, and the stream trimmed behind the last one to what a ring of 4 needs.
+    signal(&paused, "STOP");
+    for i in 3..=31 {
+        writer.send(rename(&format!("A{i}"), &format!("r{i}")));
+    }
+    loop {
+        let message = writer.recv();
+        if message["payload"]["toRev"] == 31 || message["payload"]["rev"] == 31 {
+            break;
+        }
+    }
+    let snaprev_key = common::cluster::stream_key("trim").replace(":log", ":snaprev");
+    let stored = wait_for(|| {
+        let snap_rev: Option<u64> = redis::cmd("GET")
+            .arg(&snaprev_key)
+            .query(&mut engine.connection())
+            .unwrap();
+        (snap_rev == Some(30)).then_some(())
+    });
+    assert_eq!(stored, Some(()), "the snapshot at 30 is stored");
+    let ids: Vec<String> = engine
+        .stream("trim")
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(ids, ["26-0", "27-0", "28-0", "29-0", "30-0", "31-0"]);
+    signal(&paused, "CONT");
+    // The reader is behind the rebuilt ring (28..=31): a gap, then the snapshot at 31.
+    // (The paused node's tailer may have had revision 3 in hand already: the reader's
+    // revision is whatever it was last sent.)
+    let mut at = 2;
+    let gap = loop {
+        let message = reader.recv();
+        match message["type"].as_str() {
+            Some("SYNC.DELTAS") => at = message["payload"]["toRev"].as_u64().unwrap(),
+            Some("REVISION_GAP") => break message,
+            _ => panic!("{message}"),
+        }
+    };
+    assert_eq!(
+        gap["payload"],
+        json!({"expectedRev": at, "serverRev": 31, "bufferFirstRev": 27, "resumeFrom": 31,
+            "epoch": epoch}),
+        "{gap}"
+    );
+    let snapshot = reader.recv();
+    assert_eq!(snapshot["type"], "SYNC.SNAPSHOT", "{snapshot}");
+    assert_eq!(snapshot["payload"]["rev"], 31, "{snapshot}");
+    assert_eq!(snapshot["payload"]["epoch"], epoch, "the same history");
+    assert_eq!(snapshot["payload"]["participants"]["user-1"]["name"], "A31");
+    // Commits go on from the paused node without reopening the room.
+    reader.send(rename("B32", "b32"));
+    let ack = reader.recv();
+    assert_eq!(
+        (
+            &ack["type"],
+            &ack["payload"]["fromRev"],
+            &ack["payload"]["toRev"]
+        ),
+        (&json!("SYNC.DELTAS"), &json!(31), &json!(32)),
+        "{ack}"
+    );
+    assert_eq!(ack["payload"]["operations"][0]["clientReqId"], "b32");
+    let seen = writer.recv_until_rev(32);
+    assert_eq!(
+        seen.last().unwrap()["payload"]["operations"][0],
+        ack["payload"]["operations"][0],
+        "the other node got the very operation"
+    );
+    assert_eq!(engine_head(&engine, "trim"), 32);
+}
+
+#[test]
+fn the_participants_of_a_killed_node_leave_once_its_heartbeat_has_expired() {
+    let engine = Engine::start();
+    let flags = ["--set", "cluster.node_ttl_ms=1000"];
+    let mut doomed = Node::start(&engine, &flags);
+    let watching = Node::start(&engine, &flags);
+    let living = Node::start(&engine, &flags);
+    let mut orphans: Vec<Member> = ["a1", "a2"]
+        .iter()
+        .map(|id| Member::connect(&doomed, "doc", id, true))
+        .collect();
+    for member in &mut orphans {
+        member.join();
+    }
+    let mut members = vec![
+        Member::connect(&watching, "doc", "b1", false),
+        Member::connect(&living, "doc", "c1", true),
+    ];
+    for member in &mut members {
+        member.join();
+    }
+    for member in &mut members {
+        member.until_rev(4);
+    }
+    doomed.kill9();
+    drop(orphans);
+    // Within the heartbeat's time-to-live and a sweep, a live node commits both leaves
+    // (each read waits at most 10 s: a node that never does fails here).
+    let mut left = BTreeSet::new();
+    while left.len() < 2 {
+        let message = members[0].recv();
+        for op in message["payload"]["operations"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            assert_eq!(op["type"], "participant.left", "{op}");
+            left.insert(op["payload"]["id"].as_str().unwrap().to_owned());
+        }
+    }
+    assert_eq!(left, BTreeSet::from(["a1".to_owned(), "a2".to_owned()]));
+    let ops = assert_converged(&engine, "doc", &mut members);
+    assert_eq!(
+        ops.len(),
+        6,
+        "four joins and two leaves, each once: {ops:#?}"
+    );
+    let present: BTreeSet<&str> = members[0]
+        .client
+        .state()
+        .participants()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        present,
+        BTreeSet::from(["b1", "c1"]),
+        "the live nodes' stay"
+    );
+}

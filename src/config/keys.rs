@@ -498,6 +498,12 @@ pub(crate) static KEYS: &[Key] = &[
         doc: "how long one call to the engine may take, connecting included",
         kind: count!(cluster.timeout_ms, 10, 60_000),
     },
+    Key {
+        section: "cluster",
+        name: "node_ttl_ms",
+        doc: "how long a node's heartbeat lives in the engine; a node silent that long is dead and its participants leave",
+        kind: count!(cluster.node_ttl_ms, 300, 3_600_000),
+    },
 ];
 
 #[cfg(test)]

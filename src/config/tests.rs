@@ -484,6 +484,7 @@ recv_buffer_bytes = 32768
             ("server.tls_key", "/etc/deltasync/key.pem", "--set"),
             ("cluster.commit_retries", "0", "--set"),
             ("cluster.timeout_ms", "60000", "--set"),
+            ("cluster.node_ttl_ms", "3000", "--set"),
         ],
     );
     (result.unwrap(), file.unwrap())

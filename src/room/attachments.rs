@@ -65,6 +65,11 @@ impl Attachments {
         self.actors.contains_key(actor)
     }
 
+    /// The known actors (see [`Attachments::contains`]).
+    pub(super) fn actors(&self) -> impl Iterator<Item = &str> {
+        self.actors.keys().map(String::as_str)
+    }
+
     /// How many actors are known (see [`Attachments::contains`]).
     pub(super) fn len(&self) -> usize {
         self.actors.len()

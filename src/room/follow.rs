@@ -11,7 +11,10 @@
 //! local commit, so shards fan it out from the ring exactly as they do their own.
 //!
 //! A record at or below the room's head is already there (the room's own commit coming
-//! back through the tailer, or one read by both paths) and is skipped.
+//! back through the tailer, or one read by both paths) and is skipped. When the log no
+//! longer holds the revision after the head (this node lagged while the log was trimmed
+//! behind a newer snapshot), the room is rebuilt in place from the log's snapshot and tail
+//! (`rebuild`), under the same epoch, and goes on from there.
 
 use std::sync::{Arc, Weak};
 
@@ -25,7 +28,8 @@ use super::{Committed, Room, decode_op, storage_rejection};
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum IngestError {
-    /// The records skip revisions the log no longer holds (trimmed behind a snapshot).
+    /// The records skip revisions the log no longer holds (trimmed behind a snapshot), and
+    /// the room could not be rebuilt from the log's snapshot.
     #[error("room {room:?} needs revision {expected} but the log holds only from {found} on")]
     Gap {
         /// The room.
@@ -136,6 +140,9 @@ impl<M: Model> Room<M> {
         self.ring.head() > before
     }
 
+    /// Reads every record after the head from the log and takes them in; when the log no
+    /// longer holds the next revision (trimmed behind a stored snapshot while this node
+    /// lagged), rebuilds the room in place from the snapshot and tail (see `rebuild`).
     fn fill_locked(&self, committed: &mut Committed<M>) -> Result<(), IngestError> {
         let Some(log) = &self.log else {
             return Ok(());
@@ -147,13 +154,17 @@ impl<M: Model> Room<M> {
                 reason: storage_rejection(&e).message,
             })?;
         for record in records {
-            self.ingest_locked(committed, record)?;
+            match self.ingest_locked(committed, record) {
+                Ok(()) => {}
+                Err(gap @ IngestError::Gap { .. }) => return self.rebuild_locked(committed, gap),
+                Err(e) => return Err(e),
+            }
         }
         Ok(())
     }
 
     /// Applies one record if it is the next revision; skips it if the room has it.
-    fn ingest_locked(
+    pub(super) fn ingest_locked(
         &self,
         committed: &mut Committed<M>,
         record: Record,
@@ -199,6 +210,27 @@ impl<M: Model> Follower for Tail<M> {
             tracing::error!(error = %e, "cannot take in another node's commits");
         }
     }
+
+    fn present(&self) -> Vec<String> {
+        self.0
+            .upgrade()
+            .map_or_else(Vec::new, |room| room.present_actors())
+    }
+
+    fn reconcile_holds(&self, held: &[String]) {
+        if let Some(room) = self.0.upgrade() {
+            room.reconcile_holds(held);
+        }
+    }
+
+    fn expire_unheld(&self, actors: &[String]) {
+        let Some(room) = self.0.upgrade() else {
+            return;
+        };
+        if let Err(e) = room.expire_unheld(actors) {
+            tracing::warn!(room = room.name(), error = %e.message, "cannot expire the participants of a dead node");
+        }
+    }
 }
 
 // Rooms use loom atomics under `cfg(loom)`; only the loom models run there.
@@ -223,12 +255,29 @@ mod tests {
     struct SharedLog {
         records: Mutex<Vec<Record>>,
         followers: Mutex<Vec<Arc<dyn Follower>>>,
+        /// A snapshot stored by `trim_behind`, as the engine keeps one.
+        snapshot: Mutex<Option<StoredSnapshot>>,
+        /// The actors some live node holds.
+        held: Mutex<Vec<String>>,
+    }
+
+    impl SharedLog {
+        /// Stores `room`'s state as the snapshot and drops the records up to `keep_after`.
+        fn trim_behind(&self, room: &Room<Presence>, keep_after: u64) {
+            let committed = room.committed.lock();
+            *self.snapshot.lock() = Some(StoredSnapshot {
+                rev: room.rev(),
+                state: super::super::encode_state(&committed.model).unwrap(),
+                dedup: committed.dedup.entries(),
+            });
+            self.records.lock().retain(|r| r.rev > keep_after);
+        }
     }
 
     impl RoomLog for SharedLog {
         fn append(&self, record: &RecordRef<'_>) -> Result<(), StorageError> {
             let mut records = self.records.lock();
-            let expected = records.len() as u64 + 1;
+            let expected = records.last().map_or(0, |r| r.rev) + 1;
             if record.rev != expected {
                 return Err(StorageError::Conflict {
                     expected,
@@ -266,6 +315,24 @@ mod tests {
         }
         fn follow(&self, follower: Arc<dyn Follower>) {
             self.followers.lock().push(follower);
+        }
+        fn hold(&self, actor: &str) -> Result<(), StorageError> {
+            self.held.lock().push(actor.to_owned());
+            Ok(())
+        }
+        fn let_go(&self, actor: &str) -> Result<(), StorageError> {
+            self.held.lock().retain(|a| a != actor);
+            Ok(())
+        }
+        fn held_by_a_live_node(&self, actor: &str) -> Result<bool, StorageError> {
+            Ok(self.held.lock().iter().any(|a| a == actor))
+        }
+        fn reload(&self) -> Result<Option<Recovered>, StorageError> {
+            Ok(Some(Recovered {
+                epoch: Epoch::new("shared").unwrap(),
+                snapshot: self.snapshot.lock().clone(),
+                tail: self.read_after(0)?,
+            }))
         }
     }
 
@@ -375,5 +442,127 @@ mod tests {
         // Everything again: nothing changes.
         assert_eq!(b.ingest(records), Ok(3));
         assert_eq!(b.applied_rev("alice", "r2"), Some(3));
+    }
+
+    /// Alice joined on `a` and `b` saw it; then `a` committed renames up to 10, stored a
+    /// snapshot at 10 and trimmed the log to 9 and 10 while `b` saw nothing.
+    fn b_behind_a_trimmed_log() -> (Arc<SharedLog>, Arc<Room<Presence>>, Arc<Room<Presence>>) {
+        let (log, a, b) = two_nodes();
+        a.join("alice", "Alice").unwrap();
+        assert_eq!(b.ingest(log.read_after(0).unwrap()), Ok(1));
+        for i in 2..=10 {
+            a.submit("alice", &rename(&format!("A{i}")), Some(&format!("r{i}")))
+                .unwrap();
+        }
+        log.trim_behind(&a, 8);
+        (log, a, b)
+    }
+
+    fn state(room: &Room<Presence>) -> (Presence, u64) {
+        room.with_state(|m, rev| (m.clone(), rev))
+    }
+
+    #[test]
+    fn a_room_the_tailer_finds_behind_a_trimmed_log_is_rebuilt_in_place() {
+        let (log, a, b) = b_behind_a_trimmed_log();
+        // The tailer reads from b's head: revisions 9 and 10, and 2..=8 are gone.
+        let follower = Arc::clone(&log.followers.lock()[1]);
+        follower.ingest(log.read_after(1).unwrap());
+        assert_eq!(state(&b), state(&a));
+        assert_eq!(
+            (b.rev(), b.published_rev(), b.buffer_first_rev()),
+            (10, 10, 8)
+        );
+        assert_eq!(b.epoch().as_str(), "shared", "the same history");
+        // A client at 1 is behind the ring: a gap, as for any client behind it.
+        let gap = b.since(1, Some("shared")).unwrap_err();
+        assert_eq!(
+            (
+                gap.expected_rev,
+                gap.server_rev,
+                gap.buffer_first_rev,
+                gap.resume_from
+            ),
+            (1, 10, 8, 10)
+        );
+        assert_eq!(b.snapshot().unwrap().rev(), 10);
+        // Within the tail: deltas, the bytes a encoded.
+        assert_eq!(
+            b.since(8, None).unwrap().operations,
+            a.since(8, None).unwrap().operations
+        );
+        // The dedup window came with the snapshot.
+        assert_eq!(b.applied_rev("alice", "r5"), Some(5));
+        // Commits go on from the new head.
+        assert_eq!(
+            b.submit("alice", &rename("B"), Some("r11")).unwrap(),
+            Commit {
+                rev: 11,
+                duplicate: false
+            }
+        );
+    }
+
+    #[test]
+    fn a_commit_that_finds_its_room_behind_a_trimmed_log_rebuilds_it_and_commits_next() {
+        let (_log, a, b) = b_behind_a_trimmed_log();
+        // b's append at 2 is refused; the catch-up finds 9 and 10 only.
+        assert_eq!(
+            b.submit("alice", &rename("B"), Some("b1")).unwrap(),
+            Commit {
+                rev: 11,
+                duplicate: false
+            }
+        );
+        assert_eq!((b.rev(), b.buffer_first_rev()), (11, 8));
+        // A retry of a request a committed before the trim is a duplicate on b.
+        assert_eq!(
+            b.submit("alice", &rename("A3"), Some("r3")).unwrap(),
+            Commit {
+                rev: 3,
+                duplicate: true
+            }
+        );
+        assert_eq!(a.rev(), 10);
+    }
+
+    #[test]
+    fn a_participant_no_live_node_holds_leaves_once_however_many_nodes_sweep() {
+        let (log, a, b) = two_nodes();
+        let c = {
+            let room = Room::builder("doc", Presence::default())
+                .clock(Arc::new(ManualClock::new(1000)))
+                .storage(Arc::new(Engine(Arc::clone(&log))))
+                .build()
+                .unwrap();
+            Arc::new(room)
+        };
+        assert_eq!(a.join("alice", "Alice").unwrap(), Some(1));
+        assert_eq!(a.join("carol", "Carol").unwrap(), Some(2));
+        assert_eq!(b.join_attached("bob", "Bob").unwrap(), Some(3));
+        assert_eq!(
+            *log.held.lock(),
+            ["alice", "carol", "bob"],
+            "held before the joins"
+        );
+        // a dies: alice is held by nobody (carol stays held, as if by another node).
+        log.held.lock().retain(|actor| actor != "alice");
+        let everyone = ["alice", "bob", "carol"].map(String::from);
+        assert_eq!(b.expire_unheld(&everyone), Ok(vec![4]));
+        // c's tailer had brought it to 3 (alice present): its leave loses revision 4 to
+        // b's, it catches up, and alice is gone.
+        assert_eq!(c.ingest(log.read_after(0).unwrap()[..3].to_vec()), Ok(3));
+        assert_eq!(c.expire_unheld(&everyone), Ok(vec![]));
+        assert_eq!(c.rev(), 4);
+        // bob has a connection on b: b never expires him, even unheld.
+        log.held.lock().retain(|actor| actor != "bob");
+        assert_eq!(b.expire_unheld(&everyone), Ok(vec![]));
+        let present = |room: &Room<Presence>| room.present_actors();
+        assert_eq!(present(&c), ["bob", "carol"]);
+        assert_eq!(log.records.lock().len(), 4, "one leave, once");
+        // b's sweep holds bob again; a let-go that failed is repaired.
+        log.held.lock().push("alice".into());
+        b.reconcile_holds(&["alice".to_owned()]);
+        assert_eq!(*log.held.lock(), ["carol", "bob"]);
     }
 }

@@ -79,8 +79,10 @@ mod attachments;
 mod config;
 mod dedup;
 mod follow;
+mod holders;
 mod inputs;
 mod policy;
+mod rebuild;
 mod snapshot;
 mod visibility;
 
@@ -394,26 +396,14 @@ impl<M: Model> RoomBuilder<M> {
         recovered: Recovered,
         log: Option<Arc<dyn RoomLog>>,
     ) -> Result<Room<M>, BuildError> {
-        let mut dedup = Dedup::new(self.config.dedup_window);
-        let snap_rev = recovered.snapshot.as_ref().map_or(0, |s| s.rev);
-        if let Some(snapshot) = &recovered.snapshot {
-            self.model = serde_json::from_slice(&snapshot.state)
-                .map_err(|e| self.restore_error(snapshot.rev, &e))?;
-            for entry in &snapshot.dedup {
-                dedup.record(&entry.actor, &entry.client_req_id, entry.rev);
-            }
-        }
-        let base = recovered.tail.first().map_or(snap_rev, |r| r.rev - 1);
-        let ring = Ring::starting_at(self.config.ring_capacity, base);
-        for record in recovered.tail {
-            if record.rev > snap_rev {
-                let op = decode_op::<M>(&record).map_err(|e| self.restore_error(record.rev, &e))?;
-                self.model.apply(&op);
-                if let (Some(actor), Some(id)) = (&record.actor, &record.client_req_id) {
-                    dedup.record(actor, id, record.rev);
-                }
-            }
-            ring.append(record.op);
+        let epoch = recovered.epoch.clone();
+        let restored = rebuild::restore(self.model.clone(), self.config.dedup_window, recovered)
+            .map_err(|(rev, reason)| self.restore_error(rev, &reason))?;
+        self.model = restored.model;
+        let dedup = restored.dedup;
+        let ring = Ring::starting_at(self.config.ring_capacity, restored.base);
+        for op in restored.ops {
+            ring.append(op);
         }
         self.rev = ring.head();
         // A log shared with other nodes: the present actors may be connected there, and
@@ -424,7 +414,7 @@ impl<M: Model> RoomBuilder<M> {
         } else {
             self.model.present_actors()
         };
-        let room = self.assemble(recovered.epoch, ring, dedup, log)?;
+        let room = self.assemble(epoch, ring, dedup, log)?;
         // Nobody is connected after a restart: every present actor starts its
         // time-to-live now, as if its connection had just dropped.
         let now = room.clock.now_ms();
@@ -731,6 +721,7 @@ impl<M: Model> Room<M> {
     pub fn join(&self, actor: &str, name: &str) -> Result<Option<u64>, Rejection> {
         let attachments = self.attachments.lock();
         self.check_capacity(&attachments, actor)?;
+        self.hold_new(false, actor);
         // Lock order: attachments, then committed.
         self.join_locked(actor, name)
     }
@@ -744,6 +735,7 @@ impl<M: Model> Room<M> {
     pub(crate) fn join_attached(&self, actor: &str, name: &str) -> Result<Option<u64>, Rejection> {
         let mut attachments = self.attachments.lock();
         self.check_capacity(&attachments, actor)?;
+        self.hold_new(attachments.contains(actor), actor);
         let rev = self.join_locked(actor, name)?;
         attachments.attach(actor);
         Ok(rev)
@@ -784,7 +776,11 @@ impl<M: Model> Room<M> {
         let mut attachments = self.attachments.lock();
         attachments.forget_unattached(actor);
         // Lock order: attachments, then committed.
-        self.leave_locked(actor)
+        let rev = self.leave_locked(actor)?;
+        if !attachments.contains(actor) {
+            self.let_go_of(actor);
+        }
+        Ok(rev)
     }
 
     fn leave_locked(&self, actor: &str) -> Result<Option<u64>, Rejection> {
@@ -796,7 +792,9 @@ impl<M: Model> Room<M> {
 
     /// A connection is now bound to `actor`.
     pub(crate) fn attach(&self, actor: &str) {
-        self.attachments.lock().attach(actor);
+        let mut attachments = self.attachments.lock();
+        self.hold_new(attachments.contains(actor), actor);
+        attachments.attach(actor);
     }
 
     /// A connection bound to `actor` went away (or left).
@@ -832,6 +830,7 @@ impl<M: Model> Room<M> {
         let mut revs = Vec::new();
         for actor in expired {
             revs.extend(self.leave_locked(&actor)?);
+            self.let_go_of(&actor);
         }
         Ok(revs)
     }

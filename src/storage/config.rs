@@ -97,6 +97,10 @@ pub struct ClusterConfig {
     pub commit_retries: u32,
     /// How long a call to the engine may take, connecting included, in ms (default 2000).
     pub timeout_ms: u64,
+    /// How long a node's heartbeat key lives in the engine, in ms (default 10,000): a node
+    /// refreshes it three times per period, and once it has expired the other nodes take
+    /// the node for dead and commit the `leave` of the participants only it held.
+    pub node_ttl_ms: u64,
 }
 
 impl Default for ClusterConfig {
@@ -105,6 +109,7 @@ impl Default for ClusterConfig {
             url: None,
             commit_retries: 16,
             timeout_ms: 2000,
+            node_ttl_ms: 10_000,
         }
     }
 }

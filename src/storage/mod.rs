@@ -266,6 +266,54 @@ pub trait RoomLog: Send + Sync {
     fn follow(&self, follower: Arc<dyn Follower>) {
         let _ = follower;
     }
+
+    /// The history as a node opening the room now would find it (epoch, latest snapshot,
+    /// the tail after it): for a room that fell behind a shared log's retention, whose
+    /// next revision the log no longer holds, to rebuild in place. The default, for a log
+    /// only this room writes (it never falls behind): `None`.
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError`] when the log cannot be read.
+    fn reload(&self) -> Result<Option<Recovered>, StorageError> {
+        Ok(None)
+    }
+
+    /// Tells the other nodes of a shared log that this node holds `actor` (a connection
+    /// is, or is about to be, bound to it here): called before its join is committed, so
+    /// that no node ever finds it present and held by no live node. The default: nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError`] when the log cannot be written (the node's liveness sweep tries
+    /// again).
+    fn hold(&self, actor: &str) -> Result<(), StorageError> {
+        let _ = actor;
+        Ok(())
+    }
+
+    /// This node no longer holds `actor` (it left, or its time-to-live ran out here).
+    /// The default: nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError`] when the log cannot be written (the node's liveness sweep tries
+    /// again).
+    fn let_go(&self, actor: &str) -> Result<(), StorageError> {
+        let _ = actor;
+        Ok(())
+    }
+
+    /// Whether some live node holds `actor` (a shared log: the participants of a node
+    /// that died are held by no live node, and leave). The default: `true`.
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError`] when the log cannot be read.
+    fn held_by_a_live_node(&self, actor: &str) -> Result<bool, StorageError> {
+        let _ = actor;
+        Ok(true)
+    }
 }
 
 /// A room as the tailer of a shared log sees it (see [`RoomLog::follow`]).
@@ -275,6 +323,25 @@ pub trait Follower: Send + Sync {
 
     /// Records read from the log after the head, oldest first.
     fn ingest(&self, records: Vec<Record>);
+
+    /// The participants the room's state holds as present.
+    fn present(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// Makes the log's record of what this node holds match the room's attachments:
+    /// `held` is what the log says this node holds; [`RoomLog::hold`] what is missing,
+    /// [`RoomLog::let_go`] what is no longer attached.
+    fn reconcile_holds(&self, held: &[String]) {
+        let _ = held;
+    }
+
+    /// Commits the `leave` of each of `actors` that is still present, has no connection
+    /// here, and that no live node holds ([`RoomLog::held_by_a_live_node`], asked again
+    /// against the log's head).
+    fn expire_unheld(&self, actors: &[String]) {
+        let _ = actors;
+    }
 }
 
 /// Told when a log's durable revision moves.

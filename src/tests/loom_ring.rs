@@ -1,4 +1,5 @@
-//! Loom model of the ring: one writer and two readers across wrap-around and overwrite.
+//! Loom model of the ring: one writer and two readers across wrap-around and overwrite,
+//! and a reader across a restart (`Ring::restart_at`).
 //!
 //! Run with `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 cargo test --lib --release`.
 //! Every read must return exactly the operation of the revision asked for, or report it
@@ -85,5 +86,22 @@ fn capacity_one_reader_never_sees_a_foreign_revision() {
         }
         read_and_check(&ring);
         reader.join().unwrap();
+    });
+}
+
+#[test]
+fn a_reader_across_a_restart_never_takes_a_skipped_revision_for_held() {
+    loom::model(|| {
+        // Revision 1, then the ring restarts at 3 (2 and 3 are never held) and takes 4.
+        let ring = Arc::new(Ring::new(NonZeroUsize::new(2).unwrap()));
+        ring.append(op(1));
+        let reader = {
+            let ring = Arc::clone(&ring);
+            thread::spawn(move || read_and_check(&ring))
+        };
+        ring.restart_at(3);
+        assert_eq!(ring.append(op(4)), 4);
+        reader.join().unwrap();
+        assert_eq!(ring.buffer_first_rev(), 3);
     });
 }

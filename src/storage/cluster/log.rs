@@ -12,9 +12,11 @@ use redis::Value;
 use redis::streams::StreamId;
 
 use crate::storage::{DurableListener, snapfile};
-use crate::storage::{Follower, Record, RecordRef, RoomLog, StorageError, StoredSnapshot};
+use crate::storage::{
+    Follower, Record, RecordRef, Recovered, RoomLog, StorageError, StoredSnapshot,
+};
 
-use super::{Counters, Shared};
+use super::{Counters, Shared, liveness};
 
 /// The keys of one room. The room's name is hex-encoded (names are request paths) inside
 /// a hash tag, so that every key of a room lands on one shard of a Redis Cluster and the
@@ -31,6 +33,8 @@ pub(super) struct Keys {
     pub(super) snap: String,
     /// The latest snapshot's revision.
     pub(super) snap_rev: String,
+    /// Which node holds which participant: a set of `"<node id> <participant>"`.
+    pub(super) holders: String,
 }
 
 impl Keys {
@@ -43,7 +47,14 @@ impl Keys {
             epoch: key("epoch"),
             snap: key("snap"),
             snap_rev: key("snaprev"),
+            holders: key("holders"),
         }
+    }
+
+    /// The holders key of the room whose stream is `log`.
+    pub(super) fn holders_of(log: &str) -> String {
+        let room = log.strip_suffix(":log").unwrap_or(log);
+        format!("{room}:holders")
     }
 }
 
@@ -215,6 +226,45 @@ impl RoomLog for RedisLog {
 
     fn follow(&self, follower: Arc<dyn Follower>) {
         self.shared.tailer.follow(self.keys.log.clone(), follower);
+    }
+
+    fn hold(&self, actor: &str) -> Result<(), StorageError> {
+        let member = liveness::member(&self.shared.node_id, actor);
+        self.shared.engine.run(|conn| {
+            redis::cmd("SADD")
+                .arg(&self.keys.holders)
+                .arg(&member)
+                .query::<()>(conn)
+        })
+    }
+
+    fn let_go(&self, actor: &str) -> Result<(), StorageError> {
+        let member = liveness::member(&self.shared.node_id, actor);
+        self.shared.engine.run(|conn| {
+            redis::cmd("SREM")
+                .arg(&self.keys.holders)
+                .arg(&member)
+                .query::<()>(conn)
+        })
+    }
+
+    fn held_by_a_live_node(&self, actor: &str) -> Result<bool, StorageError> {
+        let members = liveness::holders(&self.shared, &self.keys.holders)?;
+        let nodes: Vec<&str> = members
+            .iter()
+            .filter(|(_, a)| a == actor)
+            .map(|(node, _)| node.as_str())
+            .collect();
+        liveness::any_alive(&self.shared, &nodes)
+    }
+
+    fn reload(&self) -> Result<Option<Recovered>, StorageError> {
+        let (recovered, head) = super::load_twice(&self.shared, &self.room, self.ring_capacity)?;
+        let snap_rev = recovered.snapshot.as_ref().map_or(0, |s| s.rev);
+        // Relaxed: as in `append` and `snapshot_due`.
+        self.appended.fetch_max(head, Ordering::Relaxed);
+        self.last_snapshot.fetch_max(snap_rev, Ordering::Relaxed);
+        Ok(Some(recovered))
     }
 }
 

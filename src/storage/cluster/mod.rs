@@ -24,6 +24,16 @@
 //! head and hands the records to the room, which applies them and puts **the bytes the
 //! committing node encoded** into its ring: encode once, across the cluster.
 //!
+//! A node that lagged until the engine trimmed the revisions it still needed (behind a
+//! newer stored snapshot) rebuilds the room in place from the snapshot and the tail
+//! (`RoomLog::reload`, see `room::rebuild`), under the same epoch.
+//!
+//! # Participants of a node that dies
+//!
+//! Each node heartbeats a key with a time-to-live and records which participants it holds
+//! beside each room's log; a live node commits the `leave` of present participants no
+//! live node holds (`liveness`).
+//!
 //! # Epoch
 //!
 //! The first node to open a room stores a random epoch with `SET NX`; every node reads
@@ -46,6 +56,7 @@
 //! asynchronously.
 
 mod engine;
+mod liveness;
 mod log;
 mod tailer;
 
@@ -112,6 +123,10 @@ pub(super) struct Shared {
     commit_retries: u32,
     snapshot_every: u64,
     retain_ops: u64,
+    /// This node's random id (its heartbeat key and its entries in rooms' holders).
+    node_id: String,
+    /// The heartbeat's time-to-live (`cluster.node_ttl_ms`).
+    node_ttl_ms: u64,
 }
 
 /// Room histories in Redis Streams, shared by every node configured with the same
@@ -119,6 +134,7 @@ pub(super) struct Shared {
 pub struct RedisStorage {
     shared: Arc<Shared>,
     tailer: Option<JoinHandle<()>>,
+    liveness: Option<JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for RedisStorage {
@@ -148,19 +164,35 @@ impl RedisStorage {
             commit_retries: cluster.commit_retries,
             snapshot_every: storage.snapshot_every,
             retain_ops: storage.retain_ops,
+            node_id: liveness::new_node_id()?,
+            node_ttl_ms: cluster.node_ttl_ms,
         });
-        let for_thread = Arc::clone(&shared);
-        let tailer = std::thread::Builder::new()
-            .name("deltasync-tailer".into())
-            .spawn(move || tailer::run(&for_thread))
-            .map_err(|e| StorageError::Unavailable {
-                url: shared.engine.url.clone(),
-                reason: format!("cannot start the tailer thread: {e}"),
-            })?;
-        Ok(Self {
+        // Alive before holding anyone: no node ever sees this node's holders without it.
+        liveness::heartbeat(&shared)?;
+        let mut storage = Self {
             shared,
-            tailer: Some(tailer),
-        })
+            tailer: None,
+            liveness: None,
+        };
+        storage.tailer = Some(storage.spawn("deltasync-tailer", tailer::run)?);
+        storage.liveness = Some(storage.spawn("deltasync-liveness", liveness::run)?);
+        Ok(storage)
+    }
+
+    fn spawn(&self, name: &str, run: fn(&Shared)) -> Result<JoinHandle<()>, StorageError> {
+        let shared = Arc::clone(&self.shared);
+        std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || run(&shared))
+            .map_err(|e| StorageError::Unavailable {
+                url: self.shared.engine.url.clone(),
+                reason: format!("cannot start the {name} thread: {e}"),
+            })
+    }
+
+    /// This node's id in the engine (its heartbeat key is `deltasync:node:<id>`).
+    pub fn node_id(&self) -> &str {
+        &self.shared.node_id
     }
 
     /// Whether the engine answered this node the last time it asked (an append, a read,
@@ -175,77 +207,12 @@ impl RedisStorage {
     pub fn stats(&self) -> ClusterStats {
         self.shared.counters.read()
     }
-
-    /// Reads what the engine holds of `name`: epoch (stored now if the room is new),
-    /// snapshot, and the records after `snapshot - ring_capacity`.
-    fn load(&self, name: &str, ring_capacity: u64) -> Result<(Recovered, u64), StorageError> {
-        let keys = Keys::new(name);
-        let fresh = Epoch::random().map_err(|e| StorageError::Failed {
-            room: name.to_owned(),
-            reason: e.to_string(),
-        })?;
-        let (epoch, snap): (String, Option<Vec<u8>>) = self.shared.engine.run(|conn| {
-            redis::pipe()
-                .cmd("SET")
-                .arg(&keys.epoch)
-                .arg(fresh.as_str())
-                .arg("NX")
-                .ignore()
-                .cmd("GET")
-                .arg(&keys.epoch)
-                .cmd("GET")
-                .arg(&keys.snap)
-                .query(conn)
-        })?;
-        let corrupt = |what: &str, reason: String| StorageError::Corrupt {
-            path: format!("{} {what}", self.shared.engine.url).into(),
-            offset: 0,
-            reason,
-        };
-        let epoch = Epoch::new(&epoch).map_err(|e| corrupt(&keys.epoch, e.to_string()))?;
-        let snapshot = match snap {
-            Some(bytes) => Some(snapfile::decode(&bytes).ok_or_else(|| {
-                corrupt(
-                    &keys.snap,
-                    "the snapshot does not match its checksum".into(),
-                )
-            })?),
-            None => None,
-        };
-        let snap_rev = snapshot.as_ref().map_or(0, |s| s.rev);
-        let records = log::read_range(
-            &self.shared,
-            &keys.log,
-            snap_rev.saturating_sub(ring_capacity),
-        )?;
-        if records.first().is_some_and(|r| r.rev > snap_rev + 1) {
-            return Err(corrupt(
-                &keys.log,
-                format!("the stream starts after the snapshot at {snap_rev}"),
-            ));
-        }
-        let head = records.last().map_or(snap_rev, |r| r.rev).max(snap_rev);
-        let keep_after = snap_rev.min(head.saturating_sub(ring_capacity));
-        let tail = records.into_iter().filter(|r| r.rev > keep_after).collect();
-        Ok((
-            Recovered {
-                epoch,
-                snapshot,
-                tail,
-            },
-            head,
-        ))
-    }
 }
 
 impl Storage for RedisStorage {
     fn open(&self, name: &str, ring_capacity: usize) -> Result<Opened, StorageError> {
         let ring_capacity = ring_capacity as u64;
-        // A snapshot stored (and the stream trimmed) between our two reads: read again.
-        let (recovered, head) = match self.load(name, ring_capacity) {
-            Err(StorageError::Corrupt { .. }) => self.load(name, ring_capacity)?,
-            other => other?,
-        };
+        let (recovered, head) = load_twice(&self.shared, name, ring_capacity)?;
         let snap_rev = recovered.snapshot.as_ref().map_or(0, |s| s.rev);
         let log = RedisLog::new(
             name,
@@ -282,11 +249,89 @@ impl Storage for RedisStorage {
     }
 }
 
+/// Reads what the engine holds of `name`: epoch (stored now if the room is new),
+/// snapshot, and the records after `snapshot - ring_capacity`; and the head. A snapshot
+/// stored (and the stream trimmed) between the two reads is [`StorageError::Corrupt`]:
+/// read again.
+pub(super) fn load(
+    shared: &Shared,
+    name: &str,
+    ring_capacity: u64,
+) -> Result<(Recovered, u64), StorageError> {
+    let keys = Keys::new(name);
+    let fresh = Epoch::random().map_err(|e| StorageError::Failed {
+        room: name.to_owned(),
+        reason: e.to_string(),
+    })?;
+    let (epoch, snap): (String, Option<Vec<u8>>) = shared.engine.run(|conn| {
+        redis::pipe()
+            .cmd("SET")
+            .arg(&keys.epoch)
+            .arg(fresh.as_str())
+            .arg("NX")
+            .ignore()
+            .cmd("GET")
+            .arg(&keys.epoch)
+            .cmd("GET")
+            .arg(&keys.snap)
+            .query(conn)
+    })?;
+    let corrupt = |what: &str, reason: String| StorageError::Corrupt {
+        path: format!("{} {what}", shared.engine.url).into(),
+        offset: 0,
+        reason,
+    };
+    let epoch = Epoch::new(&epoch).map_err(|e| corrupt(&keys.epoch, e.to_string()))?;
+    let snapshot = match snap {
+        Some(bytes) => Some(snapfile::decode(&bytes).ok_or_else(|| {
+            corrupt(
+                &keys.snap,
+                "the snapshot does not match its checksum".into(),
+            )
+        })?),
+        None => None,
+    };
+    let snap_rev = snapshot.as_ref().map_or(0, |s| s.rev);
+    let records = log::read_range(shared, &keys.log, snap_rev.saturating_sub(ring_capacity))?;
+    if records.first().is_some_and(|r| r.rev > snap_rev + 1) {
+        return Err(corrupt(
+            &keys.log,
+            format!("the stream starts after the snapshot at {snap_rev}"),
+        ));
+    }
+    let head = records.last().map_or(snap_rev, |r| r.rev).max(snap_rev);
+    let keep_after = snap_rev.min(head.saturating_sub(ring_capacity));
+    let tail = records.into_iter().filter(|r| r.rev > keep_after).collect();
+    Ok((
+        Recovered {
+            epoch,
+            snapshot,
+            tail,
+        },
+        head,
+    ))
+}
+
+/// [`load`], once more if a snapshot was stored between its reads.
+pub(super) fn load_twice(
+    shared: &Shared,
+    name: &str,
+    ring_capacity: u64,
+) -> Result<(Recovered, u64), StorageError> {
+    match load(shared, name, ring_capacity) {
+        Err(StorageError::Corrupt { .. }) => load(shared, name, ring_capacity),
+        other => other,
+    }
+}
+
 impl Drop for RedisStorage {
     fn drop(&mut self) {
         self.shared.tailer.stop();
-        if let Some(tailer) = self.tailer.take() {
-            let _ = tailer.join();
+        for thread in [self.tailer.take(), self.liveness.take()]
+            .into_iter()
+            .flatten()
+        {
+            let _ = thread.join();
         }
     }
 }

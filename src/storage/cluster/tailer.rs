@@ -63,6 +63,20 @@ impl Followed {
         self.stop.load(Ordering::Relaxed)
     }
 
+    /// The rooms followed, by stream key (the liveness sweep's list).
+    pub(super) fn rooms(&self) -> Vec<(String, Arc<dyn Follower>)> {
+        let rooms = self.rooms.lock();
+        rooms
+            .iter()
+            .map(|(log, follower)| (log.clone(), Arc::clone(follower)))
+            .collect()
+    }
+
+    /// Whether the node is stopping.
+    pub(super) fn is_stopped(&self) -> bool {
+        self.stopped()
+    }
+
     /// The rooms still open, with their heads; forgets the dropped ones.
     fn positions(&self) -> Vec<(String, u64, Arc<dyn Follower>)> {
         let mut rooms = self.rooms.lock();
