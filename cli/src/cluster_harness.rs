@@ -233,11 +233,6 @@ impl Node {
         self.process.as_ref().map(Spawned::pid)
     }
 
-    /// Whether it runs (not killed, or restarted since).
-    pub(crate) fn is_running(&self) -> bool {
-        self.process.is_some()
-    }
-
     /// `SIGKILL`: no chance to close anything.
     pub(crate) fn kill9(&mut self) {
         self.process = None;

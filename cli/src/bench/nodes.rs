@@ -3,7 +3,7 @@
 //! every node and of the engine, the commit rate and its cost, and how often a commit
 //! had to be decided again because another node took its revision first.
 //!
-//! Client `c` is on node `c mod N` ([`Load::node_of`]), so writer `w` is on node
+//! Client `c` is on node `c mod N`, so writer `w` is on node
 //! `w mod N`: with one writer the writer's node is node 0, and the other rows are the
 //! nodes that only see the writer's commits through the engine. The rows add up: their
 //! clients are every client, their delivered operations every delivered operation.

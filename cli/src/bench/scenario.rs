@@ -238,13 +238,8 @@ impl Load {
         self.clients / self.rooms + usize::from(room < self.clients % self.rooms)
     }
 
-    /// The node client `client` connects to: round-robin, so writer `w` is on node
-    /// `w mod nodes`.
-    pub(crate) fn node_of(&self, client: usize) -> usize {
-        client % self.nodes
-    }
-
-    /// How many clients node `node` has.
+    /// How many clients node `node` has: client `c` is on node `c mod nodes`, so writer
+    /// `w` is on node `w mod nodes`.
     pub(crate) fn clients_on(&self, node: usize) -> usize {
         self.clients / self.nodes + usize::from(node < self.clients % self.nodes)
     }

@@ -57,7 +57,6 @@ pub(crate) struct NodeAddr {
 #[derive(Debug, Clone)]
 pub(crate) struct Endpoint {
     /// The servers: one, or the nodes of a cluster, client `c` on node `c mod N`
-    /// ([`Load::node_of`]).
     pub(crate) nodes: Vec<NodeAddr>,
     /// The request target of each room.
     pub(crate) targets: Vec<String>,
