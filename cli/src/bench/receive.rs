@@ -398,6 +398,43 @@ mod tests {
     }
 
     #[test]
+    fn with_several_nodes_each_client_counts_at_its_node() {
+        let start = now();
+        let mut rec = Recorder::new(0xab, 1);
+        rec.per_node(3);
+        rec.start = Some(start);
+        rec.measured_us = (0, 1_000_000);
+        rec.record_latency = true;
+        // Client 4 is on node 4 mod 3 = 1.
+        let mut rx = Receiver {
+            client: 4,
+            ..receiver(None)
+        };
+        let snap = br#"{"type":"SYNC.SNAPSHOT","meta":{},"payload":{"rev":4,"participants":{}}}"#;
+        rec.message(&mut rx, snap, start, true);
+        let later = start + Duration::from_millis(3);
+        rec.message(
+            &mut rx,
+            &deltas(4, &[(5, "bab.0.0.0"), (6, "bab.0.1.0")]),
+            later,
+            true,
+        );
+        let by_node: Vec<(u64, u64, u64)> = rec
+            .metrics
+            .by_node
+            .iter()
+            .map(|n| (n.delivered, n.latency.len(), n.window_ops))
+            .collect();
+        assert_eq!(by_node, [(0, 0, 0), (2, 2, 2), (0, 0, 0)]);
+        assert_eq!(rec.metrics.delivered, 2);
+        let mut merged = Metrics::default();
+        merged.merge(&rec.metrics);
+        merged.merge(&rec.metrics);
+        assert_eq!(merged.by_node.len(), 3);
+        assert_eq!(merged.by_node[1].delivered, 4);
+    }
+
+    #[test]
     fn stream_faults_and_garbage_are_violations() {
         let mut rec = Recorder::new(1, 1);
         let mut rx = receiver(None);

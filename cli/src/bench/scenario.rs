@@ -932,6 +932,64 @@ mod tests {
     }
 
     #[test]
+    fn several_nodes_share_the_clients_and_writers_round_robin() {
+        let s = scenario(&["--cluster-nodes", "3", "--clients", "10", "--writers", "4"]).unwrap();
+        let l = &s.load;
+        assert_eq!(l.nodes, 3);
+        assert_eq!(
+            (0..3).map(|n| l.clients_on(n)).collect::<Vec<_>>(),
+            [4, 3, 3]
+        );
+        assert_eq!(
+            (0..3).map(|n| l.writers_on(n)).collect::<Vec<_>>(),
+            [2, 1, 1]
+        );
+        let Target::Cluster { nodes, fsync, sets } = &s.target else {
+            panic!("{:?}", s.target)
+        };
+        assert_eq!((*nodes, *fsync), (3, EngineFsync::Always));
+        // The harness pins each node's port; the bench's other keys are there.
+        assert!(!sets.iter().any(|set| set.starts_with("server.listen=")));
+        assert!(sets.contains(&"limits.max_connections_per_ip=0".to_owned()));
+        assert!(s.baseline.is_none());
+        let urls = ["--url", "ws://127.0.0.1:1/", "--url", "ws://127.0.0.1:2/"];
+        let s = scenario(&urls).unwrap();
+        assert_eq!(s.load.nodes, 2);
+        let Target::Nodes { urls, pids } = &s.target else {
+            panic!("{:?}", s.target)
+        };
+        assert_eq!((urls.len(), pids.len()), (2, 0));
+    }
+
+    #[test]
+    fn the_disk_baseline_fsyncs_as_the_engine_does() {
+        let sets = |args: &[&str]| match scenario(args).unwrap().baseline {
+            Some(Target::SpawnedDisk(sets)) => sets,
+            other => panic!("{other:?}"),
+        };
+        let always = sets(&["--cluster-nodes", "2", "--disk-baseline"]);
+        assert_eq!(always[..2], ["storage.backend=disk", "storage.sync=always"]);
+        let everysec = sets(&[
+            "--cluster-nodes",
+            "2",
+            "--disk-baseline",
+            "--engine-fsync",
+            "everysec",
+        ]);
+        assert_eq!(everysec[1], "storage.sync=interval");
+        let given = sets(&[
+            "--cluster-nodes",
+            "2",
+            "--disk-baseline",
+            "--server-set",
+            "storage.sync=never",
+        ]);
+        assert_eq!(given.last().unwrap(), "storage.sync=never");
+        assert!(!given.contains(&"storage.sync=always".to_owned()));
+        assert!(scenario(&["--disk-baseline"]).is_err());
+    }
+
+    #[test]
     fn rooms_share_the_clients_evenly() {
         let s = scenario(&["--clients", "10", "--rooms", "3", "--writers", "3"]).unwrap();
         let l = &s.load;
