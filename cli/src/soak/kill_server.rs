@@ -543,7 +543,9 @@ fn writer(mut client: Client, shared: &Shared) {
     let mut replica = Replica::default();
     let mut seq = 0u64;
     let mut pending: Option<String> = None;
-    let mut answered_at = Instant::now();
+    let born = Instant::now();
+    let mut answered_at = born;
+    let mut last_message = String::new();
     'connection: loop {
         let mut resuming = replica.rev.is_some();
         let Some(mut conn) = connect(&mut client, &replica, shared) else {
@@ -569,7 +571,14 @@ fn writer(mut client: Client, shared: &Shared) {
                 Ok(Some(message)) => message,
                 Ok(None) => {
                     if answered_at.elapsed() > Duration::from_secs(20) {
-                        shared.violation(Counter::Unanswered, format!("{id}: {pending:?}"));
+                        let addr = client.addrs[client.node % client.addrs.len()];
+                        shared.violation(
+                            Counter::Unanswered,
+                            format!(
+                                "{id}: {pending:?} unanswered for 20 s, {:.1} s after the start, on {addr}; the last message: {last_message}",
+                                born.elapsed().as_secs_f64()
+                            ),
+                        );
                         break 'connection;
                     }
                     continue;
@@ -581,6 +590,7 @@ fn writer(mut client: Client, shared: &Shared) {
                 }
             };
             count_resume(&mut resuming, &message, shared);
+            last_message = shown(&message);
             let acks = replica.apply(&message, id, shared);
             let Some(req) = pending.clone() else { continue };
             let acked = acknowledgement(&message, &acks, &replica, &req, id);
@@ -604,6 +614,11 @@ fn writer(mut client: Client, shared: &Shared) {
     if let Some(req) = pending.filter(|_| !shared.stop.load(Ordering::SeqCst)) {
         shared.violation(Counter::Unanswered, format!("{id}: {req}"));
     }
+}
+
+/// A message in a violation's detail: its first 200 characters.
+fn shown(message: &Value) -> String {
+    message.to_string().chars().take(200).collect()
 }
 
 /// The revision `req` is acknowledged at by `message`, if it is: its operation, a
