@@ -601,10 +601,14 @@ fn writer(mut client: Client, shared: &Shared) {
                     answered_at = Instant::now();
                     std::thread::sleep(client.pause);
                 }
-                None if message["type"] == "ERROR" => {
-                    // Retryable (the room's storage, a rate limit): send it again.
+                None if is_error_about(&message, &req) => {
+                    // Retryable (the room's storage, a rate limit): send it again; after
+                    // a refused JOIN (the engine was down), join first.
                     count_error(&message, shared);
                     std::thread::sleep(Duration::from_millis(20));
+                    if message["payload"]["code"] == "UNAUTHENTICATED" {
+                        let _ = conn.send(&replica.join_message(id));
+                    }
                     let _ = conn.send(&update(&req));
                 }
                 None => {}
@@ -614,6 +618,12 @@ fn writer(mut client: Client, shared: &Shared) {
     if let Some(req) = pending.filter(|_| !shared.stop.load(Ordering::SeqCst)) {
         shared.violation(Counter::Unanswered, format!("{id}: {req}"));
     }
+}
+
+/// Whether `message` is an `ERROR` answering update `req`: errors about an earlier
+/// update (the answer to a copy of it sent twice, acknowledged since) are not this one's.
+fn is_error_about(message: &Value, req: &str) -> bool {
+    message["type"] == "ERROR" && message["payload"]["details"]["clientReqId"] == req
 }
 
 /// A message in a violation's detail: its first 200 characters.
@@ -674,6 +684,11 @@ fn reader(mut client: Client, shared: &Shared) {
         let mut quiet_since = None;
         loop {
             match conn.recv() {
+                Ok(Some(message)) if message["type"] == "ERROR" => {
+                    // A refused JOIN (the engine was down): join again.
+                    std::thread::sleep(Duration::from_millis(20));
+                    let _ = conn.send(&replica.join_message(id));
+                }
                 Ok(Some(message)) => {
                     count_resume(&mut resuming, &message, shared);
                     replica.apply(&message, id, shared);
