@@ -36,6 +36,9 @@ pub(crate) enum EngineFsync {
     Always,
     /// Once a second: the last second may be lost if the engine's machine dies.
     Everysec,
+    /// No append-only file at all: the engine forgets everything when it restarts (to
+    /// see what a checker counts when the engine loses its history).
+    Off,
 }
 
 impl EngineFsync {
@@ -44,6 +47,15 @@ impl EngineFsync {
         match self {
             Self::Always => "always",
             Self::Everysec => "everysec",
+            Self::Off => "off",
+        }
+    }
+
+    /// The engine's persistence flags.
+    fn args(self) -> [&'static str; 4] {
+        match self {
+            Self::Off => ["--appendonly", "no", "--appendfsync", "no"],
+            on => ["--appendonly", "yes", "--appendfsync", on.as_str()],
         }
     }
 }
@@ -140,7 +152,7 @@ impl Engine {
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .arg("--dir")
             .arg(&self.dir.0)
-            .args(["--appendonly", "yes", "--appendfsync", self.fsync.as_str()])
+            .args(self.fsync.args())
             .args(["--save", "", "--protected-mode", "no", "--daemonize", "no"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -328,6 +340,10 @@ mod tests {
     fn fsync_choices_are_redis_words() {
         assert_eq!(EngineFsync::Always.as_str(), "always");
         assert_eq!(EngineFsync::Everysec.as_str(), "everysec");
+        assert_eq!(
+            EngineFsync::Off.args(),
+            ["--appendonly", "no", "--appendfsync", "no"]
+        );
     }
 
     #[test]

@@ -247,3 +247,38 @@ fn a_short_cluster_soak_with_node_kills_and_an_engine_restart_loses_nothing() {
     );
     assert_eq!(report.lines().last(), Some("result: ok"));
 }
+
+#[test]
+fn the_cluster_soak_counts_what_an_engine_that_forgets_loses() {
+    // The same run with an engine that keeps nothing across its restart: the checker
+    // must see the losses (a checker that cannot fail proves nothing).
+    let (code, report) = common::soak(&[
+        "--cluster",
+        "--secs",
+        "10",
+        "--kill-interval-ms",
+        "2000",
+        "--node-down-ms",
+        "300",
+        "--engine-down-ms",
+        "1500",
+        "--rooms",
+        "2",
+        "--seed",
+        "5",
+        "--engine-fsync",
+        "off",
+    ]);
+    assert_eq!(code, Some(1), "{report}");
+    let lost = report
+        .lines()
+        .find_map(|line| line.strip_prefix("lost: "))
+        .and_then(|n| n.parse::<u64>().ok())
+        .expect("a lost line");
+    assert!(lost > 0, "{report}");
+    assert!(
+        report.contains("acknowledged at ") && report.contains(", not in the history"),
+        "{report}"
+    );
+    assert_eq!(report.lines().last(), Some("result: VIOLATIONS"));
+}

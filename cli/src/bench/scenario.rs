@@ -340,6 +340,7 @@ fn disk_baseline(args: &BenchArgs, load: &Load) -> Target {
         let sync = match args.engine_fsync {
             EngineFsync::Always => "always",
             EngineFsync::Everysec => "interval",
+            EngineFsync::Off => "never",
         };
         sets.push(format!("storage.sync={sync}"));
     }
