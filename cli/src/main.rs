@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod cluster_harness;
 mod config;
 mod conformance;
 mod nofile;

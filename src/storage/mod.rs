@@ -148,6 +148,14 @@ pub trait Storage: Send + Sync + 'static {
     fn sync_stats(&self) -> Option<SyncStats> {
         None
     }
+
+    /// What this node's shared log did (the cluster backend: appends, appends lost to
+    /// another node and decided again, records tailed), for `/metrics`; `None` (the
+    /// default) for a backend alone on its history.
+    #[cfg(feature = "cluster")]
+    fn cluster_stats(&self) -> Option<cluster::ClusterStats> {
+        None
+    }
 }
 
 /// A storage backend cannot keep commits now (see [`Storage::health`]).

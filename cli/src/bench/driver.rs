@@ -57,6 +57,11 @@ pub(crate) struct RunResult {
     pub(crate) game: Option<(Counters, Counters)>,
     /// CPU time the whole machine (every process) spent busy in the window.
     pub(crate) machine_busy: Option<Duration>,
+    /// CPU time of each watched process in the window (the nodes and the engine of a
+    /// cluster), in the order they were given; empty when none was.
+    pub(crate) watched_cpu: Vec<Duration>,
+    /// Write system calls of each watched process in the window, where counted.
+    pub(crate) watched_writes: Vec<Option<u64>>,
 }
 
 /// The run, then the threads' reports.
@@ -65,17 +70,21 @@ struct Run<'a> {
     control: Arc<Control>,
     threads: Vec<JoinHandle<ThreadReport>>,
     server: ServerProcess,
+    /// Other processes whose CPU time is read at the window's edges.
+    watch: &'a [u32],
     quiet: bool,
     started: Instant,
 }
 
 /// Runs `load` against `endpoint`; `game` is the record of the game loop's ticks when
-/// the server is the game scenario's.
+/// the server is the game scenario's; the processes `watch` names (a cluster's nodes and
+/// engine) have their CPU time read at the measured window's edges.
 pub(crate) fn run(
     load: &Load,
     endpoint: Endpoint,
     server: ServerProcess,
     game: Option<Arc<TickLog>>,
+    watch: &[u32],
     quiet: bool,
 ) -> RunResult {
     let control = Arc::new(Control::new(load.rooms, load.threads + 1).with_game(game));
@@ -85,6 +94,7 @@ pub(crate) fn run(
         control: Arc::clone(&control),
         threads: Vec::new(),
         server,
+        watch,
         quiet,
         started: now(),
     };
@@ -114,6 +124,8 @@ struct Window {
     machine_busy: Option<Duration>,
     rss: Option<(u64, u64)>,
     reconnect: Option<Duration>,
+    /// The watched processes at the window's edges.
+    watched: Vec<(Sample, Sample)>,
 }
 
 fn pid(server: ServerProcess) -> Option<u32> {
@@ -173,6 +185,14 @@ impl Run<'_> {
             ServerProcess::Pid(pid) => (cpu::sample(&pid.to_string()), own),
             _ => (own.clone(), own),
         }
+    }
+
+    /// CPU time of each watched process's threads.
+    fn sample_watched(&self) -> Vec<Sample> {
+        self.watch
+            .iter()
+            .map(|pid| cpu::sample(&pid.to_string()))
+            .collect()
     }
 
     fn say(&self, line: &str) {
@@ -239,8 +259,13 @@ impl Run<'_> {
             g.counters()
         });
         let (busy_before, before) = (cpu::machine_busy(), self.sample());
+        let watched_before = self.sample_watched();
         self.progress_until(to, "load")?;
         let (busy_after, after) = (cpu::machine_busy(), self.sample());
+        window.watched = watched_before
+            .into_iter()
+            .zip(self.sample_watched())
+            .collect();
         window.machine_busy = busy_before
             .zip(busy_after)
             .map(|(b, a)| a.saturating_sub(b));
@@ -436,6 +461,16 @@ impl Run<'_> {
             None => (None, Duration::ZERO),
         };
         let connected = self.control.ready.load(Ordering::Relaxed);
+        let watched_cpu = window
+            .watched
+            .iter()
+            .map(|(before, after)| cpu::spent(before, after, |_| true))
+            .collect();
+        let watched_writes = window
+            .watched
+            .iter()
+            .map(|(before, after)| cpu::writes(before, after, |_| true))
+            .collect();
         RunResult {
             connect_time: metrics
                 .last_ready
@@ -457,6 +492,8 @@ impl Run<'_> {
             own_cpu: window.cpu.map(|(before, after)| (before.1, after.1)),
             game: window.game,
             machine_busy: window.machine_busy,
+            watched_cpu,
+            watched_writes,
         }
     }
 }

@@ -49,6 +49,30 @@ pub(crate) struct Metrics {
     pub(crate) last_ready: Option<Instant>,
     /// The game scenario's frames, timed by the game's ticks.
     pub(crate) ticks: TickMetrics,
+    /// The same figures per node the clients were dealt over (one entry per node when
+    /// there are several; empty otherwise).
+    pub(crate) by_node: Vec<NodeMetrics>,
+}
+
+/// What the clients of one node received.
+#[derive(Debug, Clone)]
+pub(crate) struct NodeMetrics {
+    /// Commit-to-receive latency at this node's clients, µs.
+    pub(crate) latency: Histogram<u64>,
+    /// Operations of measured updates received by this node's clients.
+    pub(crate) delivered: u64,
+    /// Operations received by this node's clients inside the measured window.
+    pub(crate) window_ops: u64,
+}
+
+impl Default for NodeMetrics {
+    fn default() -> Self {
+        Self {
+            latency: histogram(),
+            delivered: 0,
+            window_ops: 0,
+        }
+    }
 }
 
 impl Default for Metrics {
@@ -68,6 +92,7 @@ impl Default for Metrics {
             connect_failures: BTreeMap::new(),
             last_ready: None,
             ticks: TickMetrics::default(),
+            by_node: Vec::new(),
         }
     }
 }
@@ -101,6 +126,15 @@ impl Metrics {
         }
         self.last_ready = self.last_ready.max(other.last_ready);
         self.ticks.merge(&other.ticks);
+        if self.by_node.len() < other.by_node.len() {
+            self.by_node
+                .resize_with(other.by_node.len(), NodeMetrics::default);
+        }
+        for (mine, theirs) in self.by_node.iter_mut().zip(&other.by_node) {
+            let _ = mine.latency.add(&theirs.latency);
+            mine.delivered += theirs.delivered;
+            mine.window_ops += theirs.window_ops;
+        }
     }
 
     /// Counts an `ERROR` with this code.

@@ -25,6 +25,7 @@
 //! | `check` | the invariants checked, stream by stream and writer by writer |
 //! | `metrics`, `cpu` | counters and histograms; `/proc` readings, the open-file limit |
 //! | `ceiling` | the minimal fan-out server |
+//! | `nodes` | a load dealt over several nodes (`--url` repeated, `--cluster-nodes`): figures per node |
 //! | `game` | `--game`: an arena server on its tick, its game loop, frames timed by ticks |
 //! | `report` | the table and the JSON object |
 
@@ -37,11 +38,12 @@ mod driver;
 mod game;
 mod id;
 mod metrics;
+mod nodes;
 mod receive;
 mod report;
 mod scan;
 mod scenario;
-mod spawned;
+pub(crate) mod spawned;
 mod upgrade;
 mod writer;
 
@@ -53,9 +55,11 @@ use std::time::Duration;
 use deltasync::config::Config;
 use deltasync::server::Server;
 
+use crate::cluster_harness::{Cluster, EngineFsync, TempDir};
 use ceiling::Ceiling;
-use client::{Endpoint, TlsTarget};
+use client::{Endpoint, NodeAddr, TlsTarget};
 use driver::{RunResult, ServerProcess};
+use nodes::{ClusterView, NodesSpec};
 use report::{BaselineRatios, Figures, Ratios, Report, ScenarioView};
 use scenario::{DialectArg, Load, Rate, Scenario, ServerProcessArg, Target, WsUrl};
 use spawned::Spawned;
@@ -67,12 +71,27 @@ const USAGE: u8 = 2;
 #[derive(Debug, clap::Args)]
 #[command(next_help_heading = "Load")]
 pub(crate) struct BenchArgs {
-    /// Load the server at this URL (ws://HOST:PORT/PATH) instead of one in this process
+    /// Load the server at this URL (ws://HOST:PORT/PATH) instead of one in this process;
+    /// repeated: the nodes of one cluster, clients dealt round-robin over them (client c
+    /// on URL c mod N, so writer w is on URL w mod N) and latency reported per node
     #[arg(long, value_name = "URL")]
-    url: Option<String>,
-    /// The process id of the --url server: its CPU time and memory are reported
+    url: Vec<String>,
+    /// The process id of the --url server: its CPU time and memory are reported (with
+    /// several --url, one per URL in the same order: their CPU times are added up)
     #[arg(long, value_name = "PID")]
-    server_pid: Option<u32>,
+    server_pid: Vec<u32>,
+    /// Start a cluster on this machine and load it: a redis-server (the engine, from
+    /// PATH) and N `deltasync serve --cluster` nodes on loopback, clients dealt
+    /// round-robin over them as with several --url
+    #[arg(long, value_name = "N", conflicts_with_all = ["url", "server_pid", "ceiling", "baseline_set"])]
+    cluster_nodes: Option<usize>,
+    /// With --cluster-nodes: the engine's appendfsync
+    #[arg(long, value_enum, default_value = "always", requires = "cluster_nodes")]
+    engine_fsync: crate::cluster_harness::EngineFsync,
+    /// With --cluster-nodes: run the same load against one `deltasync serve` node with
+    /// the disk backend (a temporary --data-dir) too, and report the cluster against it
+    #[arg(long, requires = "cluster_nodes")]
+    disk_baseline: bool,
     /// For wss:// (a wss:// --url, or --server-set server.tls_cert=...): trust only the CA
     /// certificates of this PEM file instead of the system's roots
     #[arg(long, value_name = "FILE")]
@@ -168,7 +187,7 @@ pub(crate) struct BenchArgs {
         long,
         help_heading = "Game",
         conflicts_with_all = [
-            "url", "server_pid", "rooms", "writers", "rate", "in_flight", "payload_bytes",
+            "url", "server_pid", "cluster_nodes", "rooms", "writers", "rate", "in_flight", "payload_bytes",
             "idle", "reconnect", "missed", "ceiling", "ceiling_url", "ceiling_pid", "serve_ceiling",
             "baseline_set",
         ]
@@ -221,7 +240,11 @@ pub(crate) fn run(args: &BenchArgs) -> ExitCode {
         Err(message) => return usage(&message),
     };
     let per_client = match scenario.target {
-        Target::Url { .. } | Target::Spawned(_) => 1,
+        Target::Url { .. }
+        | Target::Spawned(_)
+        | Target::Nodes { .. }
+        | Target::Cluster { .. }
+        | Target::SpawnedDisk(_) => 1,
         _ => 2,
     };
     let needed = (scenario.load.clients * per_client + 256) as u64;
@@ -238,7 +261,10 @@ pub(crate) fn run(args: &BenchArgs) -> ExitCode {
     let baseline = match &scenario.baseline {
         Some(target) => match run_against(&scenario, target) {
             Ok(figures) => {
-                let label = format!("baseline: {}", args.baseline_set.join(" "));
+                let label = match args.disk_baseline {
+                    true => "single node, disk backend".to_owned(),
+                    false => format!("baseline: {}", args.baseline_set.join(" ")),
+                };
                 Some(figures.named(&label))
             }
             Err(message) => return failure(&message),
@@ -339,7 +365,7 @@ fn run_against(scenario: &Scenario, target: &Target) -> Result<Figures, String> 
                 .map_err(|e| format!("cannot start the in-process server: {e}"))?;
             let url = local_url(server.local_addr(), scenario.tls.is_some());
             let endpoint = endpoint(&url, load, scenario.tls.as_ref());
-            let result = driver::run(load, endpoint, ServerProcess::InProcess, None, quiet);
+            let result = driver::run(load, endpoint, ServerProcess::InProcess, None, &[], quiet);
             server.shutdown();
             Ok(figures("deltasync (in-process)", load, result))
         }
@@ -348,7 +374,7 @@ fn run_against(scenario: &Scenario, target: &Target) -> Result<Figures, String> 
             let url = local_url(server.addr(), scenario.tls.is_some());
             let endpoint = endpoint(&url, load, scenario.tls.as_ref());
             let process = ServerProcess::Pid(server.pid());
-            let result = driver::run(load, endpoint, process, None, quiet);
+            let result = driver::run(load, endpoint, process, None, &[], quiet);
             drop(server);
             Ok(figures("deltasync (separate process)", load, result))
         }
@@ -356,19 +382,118 @@ fn run_against(scenario: &Scenario, target: &Target) -> Result<Figures, String> 
             let ceiling = Ceiling::start(([127, 0, 0, 1], 0).into(), *shards)
                 .map_err(|e| format!("cannot start the ceiling server: {e}"))?;
             let endpoint = endpoint(&local_url(ceiling.local_addr(), false), load, None);
-            let result = driver::run(load, endpoint, ServerProcess::InProcess, None, quiet);
+            let result = driver::run(load, endpoint, ServerProcess::InProcess, None, &[], quiet);
             ceiling.shutdown();
             Ok(figures("ceiling (in-process)", load, result))
         }
         Target::Url { url, pid } => {
             let server = pid.map_or(ServerProcess::Unknown, ServerProcess::Pid);
             let endpoint = endpoint(url, load, scenario.tls.as_ref().filter(|_| url.tls));
-            let result = driver::run(load, endpoint, server, None, quiet);
+            let result = driver::run(load, endpoint, server, None, &[], quiet);
             let scheme = if url.tls { "wss" } else { "ws" };
             let name = format!("{scheme}://{}{}", url.host, url.path);
             Ok(figures(&name, load, result))
         }
+        Target::Nodes { urls, pids } => run_nodes(load, urls, pids, quiet),
+        Target::Cluster { nodes, fsync, sets } => run_cluster(load, *nodes, *fsync, sets, quiet),
+        Target::SpawnedDisk(sets) => {
+            // One node: its clients are not dealt over the cluster's.
+            let load = &Load {
+                nodes: 1,
+                ..load.clone()
+            };
+            let dir = TempDir::new("bench-disk").map_err(|e| format!("the disk baseline: {e}"))?;
+            let mut sets = sets.clone();
+            sets.push(format!("storage.dir={}", dir.path().display()));
+            let server = Spawned::start(&sets)?;
+            let endpoint = endpoint(&local_url(server.addr(), false), load, None);
+            let process = ServerProcess::Pid(server.pid());
+            let result = driver::run(load, endpoint, process, None, &[], quiet);
+            drop(server);
+            Ok(figures("single node, disk backend", load, result))
+        }
     }
+}
+
+/// Several `--url`s: the nodes of a cluster running elsewhere.
+fn run_nodes(load: &Load, urls: &[WsUrl], pids: &[u32], quiet: bool) -> Result<Figures, String> {
+    let endpoint = nodes_endpoint(urls, load);
+    let spec = NodesSpec {
+        urls: urls.iter().map(shown).collect(),
+        addrs: urls.iter().map(|url| url.addr).collect(),
+        node_pids: pids.len(),
+        engine_fsync: None,
+    };
+    let result = driver::run(load, endpoint, ServerProcess::Unknown, None, pids, quiet);
+    Ok(nodes_figures(
+        &format!("{} nodes", urls.len()),
+        load,
+        result,
+        &spec,
+    ))
+}
+
+/// `--cluster-nodes N`: an engine and N nodes started here, loaded, then stopped.
+fn run_cluster(
+    load: &Load,
+    nodes: usize,
+    fsync: EngineFsync,
+    sets: &[String],
+    quiet: bool,
+) -> Result<Figures, String> {
+    let cluster = Cluster::start(nodes, fsync, sets)?;
+    let addrs: Vec<SocketAddr> = cluster.nodes.iter().map(|n| n.addr()).collect();
+    let urls: Vec<WsUrl> = addrs.iter().map(|addr| local_url(*addr, false)).collect();
+    let spec = NodesSpec {
+        urls: urls.iter().map(shown).collect(),
+        addrs,
+        node_pids: nodes,
+        engine_fsync: Some(fsync.as_str()),
+    };
+    let endpoint = nodes_endpoint(&urls, load);
+    let pids = cluster.pids();
+    let result = driver::run(load, endpoint, ServerProcess::Unknown, None, &pids, quiet);
+    let name = format!(
+        "{nodes} nodes + engine (redis, appendfsync {})",
+        fsync.as_str()
+    );
+    let figures = nodes_figures(&name, load, result, &spec);
+    drop(cluster);
+    Ok(figures)
+}
+
+/// Clients dealt over `urls` (every node serves every room at the same path).
+fn nodes_endpoint(urls: &[WsUrl], load: &Load) -> Endpoint {
+    Endpoint {
+        nodes: urls
+            .iter()
+            .map(|url| NodeAddr {
+                addr: url.addr,
+                host: url.host.clone(),
+            })
+            .collect(),
+        targets: (0..load.rooms)
+            .map(|room| urls[0].room_target(room, load.rooms))
+            .collect(),
+        tls: None,
+    }
+}
+
+/// A node's URL as the report shows it.
+fn shown(url: &WsUrl) -> String {
+    format!("ws://{}{}", url.host, url.path)
+}
+
+/// The figures of a load over several nodes: the server's CPU time is every watched
+/// process's (nodes and engine), and the per-node view is attached.
+fn nodes_figures(name: &str, load: &Load, mut result: RunResult, spec: &NodesSpec) -> Figures {
+    if !result.watched_cpu.is_empty() {
+        result.server_cpu = Some(result.watched_cpu.iter().sum());
+        result.server_writes = result.watched_writes.iter().copied().sum();
+    }
+    let counters = nodes::read_counters(&spec.addrs);
+    let view = ClusterView::of(load, &result, spec, counters);
+    figures(name, load, result).with_cluster(view)
 }
 
 fn figures(name: &str, load: &Load, result: RunResult) -> Figures {
@@ -393,8 +518,10 @@ fn local_url(addr: SocketAddr, tls: bool) -> WsUrl {
 
 fn endpoint(url: &WsUrl, load: &Load, tls: Option<&TlsTarget>) -> Endpoint {
     Endpoint {
-        addr: url.addr,
-        host: url.host.clone(),
+        nodes: vec![NodeAddr {
+            addr: url.addr,
+            host: url.host.clone(),
+        }],
         targets: (0..load.rooms)
             .map(|room| url.room_target(room, load.rooms))
             .collect(),

@@ -77,6 +77,9 @@ pub(crate) struct Recorder {
     pub(crate) room_max: Vec<u64>,
     /// The game scenario: frames timed and checked against the game's ticks.
     pub(crate) ticks: Option<TickTracker>,
+    /// The nodes clients are dealt over (client `c` on node `c mod nodes`); with more
+    /// than one, `metrics.by_node` counts each node's clients apart.
+    pub(crate) nodes: usize,
 }
 
 impl Recorder {
@@ -90,7 +93,22 @@ impl Recorder {
             record_latency: false,
             room_max: vec![0; rooms],
             ticks: None,
+            nodes: 1,
         }
+    }
+
+    /// Deals the figures out per node too, over `nodes` nodes.
+    pub(crate) fn per_node(&mut self, nodes: usize) {
+        self.nodes = nodes.max(1);
+        if nodes > 1 {
+            self.metrics.by_node = vec![Default::default(); nodes];
+        }
+    }
+
+    /// The figures of `client`'s node, when they are counted apart.
+    fn node_metrics(&mut self, client: usize) -> Option<&mut metrics::NodeMetrics> {
+        let nodes = self.nodes;
+        self.metrics.by_node.get_mut(client % nodes)
     }
 
     /// Whether an update scheduled `at_us` after the start is measured.
@@ -193,6 +211,9 @@ impl Recorder {
         if in_window {
             self.metrics.window_ops += ops;
             rx.window_deltas += 1;
+            if let Some(node) = self.node_metrics(rx.client) {
+                node.window_ops += ops;
+            }
         }
         if let Some(ticks) = &mut self.ticks {
             let frame = Frame {
@@ -220,12 +241,16 @@ impl Recorder {
         };
         if self.is_measured(id.at_us) {
             self.metrics.delivered += 1;
-            if self.record_latency && rx.samples_latency {
-                let scheduled = start + Duration::from_micros(id.at_us);
-                metrics::record(
-                    &mut self.metrics.latency,
-                    now.saturating_duration_since(scheduled),
-                );
+            let latency = (self.record_latency && rx.samples_latency)
+                .then(|| now.saturating_duration_since(start + Duration::from_micros(id.at_us)));
+            if let Some(latency) = latency {
+                metrics::record(&mut self.metrics.latency, latency);
+            }
+            if let Some(node) = self.node_metrics(rx.client) {
+                node.delivered += 1;
+                if let Some(latency) = latency {
+                    metrics::record(&mut node.latency, latency);
+                }
             }
         }
         let Some(writer) = rx.writer.as_mut().filter(|w| w.index == id.writer) else {
@@ -370,6 +395,43 @@ mod tests {
         rec.message(&mut rx, &deltas(6, &[(7, &ours)]), later, true);
         assert_eq!(rec.violations.by_kind["duplicate_ack"], 1);
         assert_eq!(rec.room_max, [7]);
+    }
+
+    #[test]
+    fn with_several_nodes_each_client_counts_at_its_node() {
+        let start = now();
+        let mut rec = Recorder::new(0xab, 1);
+        rec.per_node(3);
+        rec.start = Some(start);
+        rec.measured_us = (0, 1_000_000);
+        rec.record_latency = true;
+        // Client 4 is on node 4 mod 3 = 1.
+        let mut rx = Receiver {
+            client: 4,
+            ..receiver(None)
+        };
+        let snap = br#"{"type":"SYNC.SNAPSHOT","meta":{},"payload":{"rev":4,"participants":{}}}"#;
+        rec.message(&mut rx, snap, start, true);
+        let later = start + Duration::from_millis(3);
+        rec.message(
+            &mut rx,
+            &deltas(4, &[(5, "bab.0.0.0"), (6, "bab.0.1.0")]),
+            later,
+            true,
+        );
+        let by_node: Vec<(u64, u64, u64)> = rec
+            .metrics
+            .by_node
+            .iter()
+            .map(|n| (n.delivered, n.latency.len(), n.window_ops))
+            .collect();
+        assert_eq!(by_node, [(0, 0, 0), (2, 2, 2), (0, 0, 0)]);
+        assert_eq!(rec.metrics.delivered, 2);
+        let mut merged = Metrics::default();
+        merged.merge(&rec.metrics);
+        merged.merge(&rec.metrics);
+        assert_eq!(merged.by_node.len(), 3);
+        assert_eq!(merged.by_node[1].delivered, 4);
     }
 
     #[test]

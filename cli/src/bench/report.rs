@@ -12,6 +12,7 @@ use super::check::AckCounts;
 use super::cpu::Machine;
 use super::driver::RunResult;
 use super::metrics::Percentiles;
+use super::nodes::ClusterView;
 use super::scenario::{Load, Mode, Rate};
 
 /// Above this share of its threads' time the generator, not the server, is the limit.
@@ -119,6 +120,9 @@ pub(crate) struct Figures {
     pub(crate) server_cpu_s: Option<f64>,
     /// Server CPU time per operation delivered in the window, ns.
     pub(crate) server_cpu_ns_per_op: Option<f64>,
+    /// Server CPU time per update committed (scheduled in the window and acknowledged),
+    /// µs; with several nodes, every node's and the engine's.
+    pub(crate) server_cpu_us_per_commit: Option<f64>,
     /// Write system calls of the server's threads in the window (`syscw` of `/proc`).
     pub(crate) server_write_syscalls: Option<u64>,
     /// Server write system calls per operation delivered in the window.
@@ -137,6 +141,8 @@ pub(crate) struct Figures {
     pub(crate) violations_by_kind: BTreeMap<&'static str, u64>,
     pub(crate) violation_examples: Vec<String>,
     pub(crate) aborted: Option<String>,
+    /// Several nodes: the figures of each, the engine's, commits and their retries.
+    pub(crate) cluster: Option<ClusterView>,
 }
 
 /// An [`AckCounts`] as reported.
@@ -212,6 +218,10 @@ impl Figures {
                 .server_cpu
                 .filter(|_| m.window_ops > 0)
                 .map(|d| d.as_nanos() as f64 / m.window_ops as f64),
+            server_cpu_us_per_commit: run
+                .server_cpu
+                .filter(|_| run.measured.acked > 0)
+                .map(|d| d.as_secs_f64() * 1e6 / run.measured.acked as f64),
             server_write_syscalls: run.server_writes,
             server_writes_per_op: run
                 .server_writes
@@ -229,7 +239,14 @@ impl Figures {
             violations_by_kind: run.violations.by_kind,
             violation_examples: run.violations.examples,
             aborted: run.aborted,
+            cluster: None,
         }
+    }
+
+    /// The same figures with the per-node view of a load over several nodes.
+    pub(crate) fn with_cluster(mut self, view: ClusterView) -> Self {
+        self.cluster = Some(view);
+        self
     }
 
     /// The same figures under another server name.
@@ -262,6 +279,8 @@ pub(crate) struct BaselineRatios {
     pub(crate) writes_per_op: Option<f64>,
     /// Server CPU time per delivered operation.
     pub(crate) cpu_per_op: Option<f64>,
+    /// Server CPU time per commit.
+    pub(crate) cpu_per_commit: Option<f64>,
     /// p50 latency.
     pub(crate) latency_p50: Option<f64>,
     /// p99 latency.
@@ -274,6 +293,10 @@ impl BaselineRatios {
         Self {
             writes_per_op: both(ours.server_writes_per_op, baseline.server_writes_per_op),
             cpu_per_op: both(ours.server_cpu_ns_per_op, baseline.server_cpu_ns_per_op),
+            cpu_per_commit: both(
+                ours.server_cpu_us_per_commit,
+                baseline.server_cpu_us_per_commit,
+            ),
             latency_p50: ratio(ours.latency_us.p50 as f64, baseline.latency_us.p50 as f64),
             latency_p99: ratio(ours.latency_us.p99 as f64, baseline.latency_us.p99 as f64),
         }
@@ -437,6 +460,11 @@ impl Report {
             [b.and_then(|b| b.cpu_per_op), r.and_then(|r| r.cpu_per_op)],
         );
         row_vs(
+            "server CPU per commit",
+            &|f| opt(f.server_cpu_us_per_commit, " µs", 1),
+            [b.and_then(|b| b.cpu_per_commit), None],
+        );
+        row_vs(
             "server writes per op",
             &|f| opt(f.server_writes_per_op, "", 3),
             [b.and_then(|b| b.writes_per_op), None],
@@ -526,6 +554,9 @@ impl Report {
             all.extend(cells.iter().cloned());
             all.extend(ratios.iter().cloned());
             let _ = writeln!(out, "{}", line(&all));
+        }
+        if let Some(cluster) = &self.result.cluster {
+            cluster.table(&mut out);
         }
         for f in &columns {
             for example in &f.violation_examples {

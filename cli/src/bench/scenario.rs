@@ -9,6 +9,10 @@ use deltasync::config::{Config, Loader, Overrides};
 
 use super::BenchArgs;
 use super::client::TlsTarget;
+use crate::cluster_harness::EngineFsync;
+
+/// The most nodes `--cluster-nodes` starts.
+const MAX_NODES: usize = 16;
 
 /// Updates per second of all writers together, or as fast as acknowledgements allow.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -156,6 +160,19 @@ pub(crate) enum Target {
     CeilingInProcess { shards: usize },
     /// A server elsewhere; its process id, when given, is read for CPU time and memory.
     Url { url: WsUrl, pid: Option<u32> },
+    /// Several servers elsewhere, the nodes of one cluster (clients dealt round-robin);
+    /// their process ids, when given (one per URL), are read for CPU time.
+    Nodes { urls: Vec<WsUrl>, pids: Vec<u32> },
+    /// A cluster started here (see `cluster_harness`): the engine and `nodes` nodes, each
+    /// a `deltasync serve` process configured with `sets`.
+    Cluster {
+        nodes: usize,
+        fsync: EngineFsync,
+        sets: Vec<String>,
+    },
+    /// A `deltasync serve` process configured with these `KEY=VALUE`s and the disk
+    /// backend on a temporary data directory (made for the run, removed after it).
+    SpawnedDisk(Vec<String>),
 }
 
 /// The game scenario's parameters (`--game`).
@@ -202,6 +219,8 @@ pub(crate) struct Load {
     pub(crate) drain_timeout: Duration,
     pub(crate) heartbeat: Option<Duration>,
     pub(crate) latency_every: usize,
+    /// The servers the clients are dealt over (round-robin): 1, or the nodes of a cluster.
+    pub(crate) nodes: usize,
     pub(crate) mode: Mode,
     /// The game scenario, when `--game` is given: one room (`/rooms/arena`) and, with
     /// `--players-move`, every client a writer of moves.
@@ -217,6 +236,17 @@ impl Load {
     /// How many clients room `room` has.
     pub(crate) fn clients_in(&self, room: usize) -> usize {
         self.clients / self.rooms + usize::from(room < self.clients % self.rooms)
+    }
+
+    /// How many clients node `node` has: client `c` is on node `c mod nodes`, so writer
+    /// `w` is on node `w mod nodes`.
+    pub(crate) fn clients_on(&self, node: usize) -> usize {
+        self.clients / self.nodes + usize::from(node < self.clients % self.nodes)
+    }
+
+    /// How many writers node `node` has.
+    pub(crate) fn writers_on(&self, node: usize) -> usize {
+        self.writers / self.nodes + usize::from(node < self.writers % self.nodes)
     }
 
     /// Whether client `client` is a writer (writers are clients `0..writers`).
@@ -260,28 +290,30 @@ impl Scenario {
     /// A message naming the option and the value at fault.
     pub(crate) fn from_args(args: &BenchArgs) -> Result<Self, String> {
         let load = load(args)?;
-        let target = match &args.url {
-            Some(url) => {
-                check(args.server_set.is_empty(), || {
-                    "--server-set configures the in-process server; it cannot be used with --url"
-                        .into()
-                })?;
-                Target::Url {
-                    url: WsUrl::parse(url)?,
-                    pid: args.server_pid,
-                }
-            }
-            None => {
-                check(args.server_pid.is_none(), || {
+        let target = match (args.url.as_slice(), args.cluster_nodes) {
+            (_, Some(nodes)) => Target::Cluster {
+                nodes,
+                fsync: args.engine_fsync,
+                sets: spawned_sets(&args.server_set, &load)
+                    .into_iter()
+                    .filter(|set| !set.starts_with("server.listen="))
+                    .collect(),
+            },
+            ([], None) => {
+                check(args.server_pid.is_empty(), || {
                     "--server-pid names the process of a --url server; the in-process server \
                      is this process"
                         .into()
                 })?;
                 own_server(args, &args.server_set, &load)?
             }
+            (urls, None) => url_target(args, urls)?,
         };
         let ceiling = ceiling(args, &load)?;
-        let baseline = baseline(args, &load)?;
+        let baseline = match args.disk_baseline {
+            true => Some(disk_baseline(args, &load)),
+            false => baseline(args, &load)?,
+        };
         let tls = tls(args, &target)?;
         Ok(Self {
             target,
@@ -293,6 +325,67 @@ impl Scenario {
             quiet: args.quiet,
         })
     }
+}
+
+/// `--disk-baseline`: one node with the disk backend, fsyncing as the engine does
+/// (`storage.sync = always` for `appendfsync always`, `interval` for `everysec`) unless
+/// `--server-set` says otherwise.
+fn disk_baseline(args: &BenchArgs, load: &Load) -> Target {
+    let mut sets = vec!["storage.backend=disk".to_owned()];
+    if !args
+        .server_set
+        .iter()
+        .any(|set| set.starts_with("storage.sync="))
+    {
+        let sync = match args.engine_fsync {
+            EngineFsync::Always => "always",
+            EngineFsync::Everysec => "interval",
+            EngineFsync::Off => "never",
+        };
+        sets.push(format!("storage.sync={sync}"));
+    }
+    sets.extend(spawned_sets(&args.server_set, load));
+    Target::SpawnedDisk(sets)
+}
+
+/// `--url` given once (a server) or more (the nodes of a cluster).
+fn url_target(args: &BenchArgs, urls: &[String]) -> Result<Target, String> {
+    check(args.server_set.is_empty(), || {
+        "--server-set configures the in-process server; it cannot be used with --url".into()
+    })?;
+    let parsed = urls
+        .iter()
+        .map(|url| WsUrl::parse(url))
+        .collect::<Result<Vec<_>, _>>()?;
+    if let [url] = parsed.as_slice() {
+        check(args.server_pid.len() <= 1, || {
+            "--server-pid: one process id for one --url".into()
+        })?;
+        return Ok(Target::Url {
+            url: url.clone(),
+            pid: args.server_pid.first().copied(),
+        });
+    }
+    check(parsed.len() <= MAX_NODES, || {
+        format!("--url: at most {MAX_NODES} nodes")
+    })?;
+    check(
+        args.server_pid.is_empty() || args.server_pid.len() == parsed.len(),
+        || {
+            format!(
+                "--server-pid: give one per --url ({} URLs, {} process ids), or none",
+                parsed.len(),
+                args.server_pid.len()
+            )
+        },
+    )?;
+    check(parsed.iter().all(|url| !url.tls), || {
+        "several --url: only ws:// nodes are supported".into()
+    })?;
+    Ok(Target::Nodes {
+        urls: parsed,
+        pids: args.server_pid.clone(),
+    })
 }
 
 /// The clients' TLS, when the target speaks it: trusting `--ca`, else the system's roots.
@@ -357,6 +450,16 @@ fn load(args: &BenchArgs) -> Result<Load, String> {
     check(args.connect_concurrency >= 1, || {
         "--connect-concurrency must be at least 1".into()
     })?;
+    check(
+        args.cluster_nodes
+            .is_none_or(|n| (1..=MAX_NODES).contains(&n) && n <= args.clients),
+        || {
+            format!(
+                "--cluster-nodes {} must be between 1 and {MAX_NODES} and at most --clients",
+                args.cluster_nodes.unwrap_or(0)
+            )
+        },
+    )?;
     let mode = mode(args)?;
     let game = game(args)?;
     let writers = match (mode, game) {
@@ -394,6 +497,7 @@ fn load(args: &BenchArgs) -> Result<Load, String> {
         drain_timeout: args.drain_timeout,
         heartbeat: (!args.heartbeat.is_zero()).then_some(args.heartbeat),
         latency_every: args.latency_every,
+        nodes: args.cluster_nodes.unwrap_or(args.url.len().max(1)),
         mode,
         game,
     })
@@ -465,7 +569,7 @@ fn baseline(args: &BenchArgs, load: &Load) -> Result<Option<Target>, String> {
     if args.baseline_set.is_empty() {
         return Ok(None);
     }
-    check(args.url.is_none(), || {
+    check(args.url.is_empty(), || {
         "--baseline-set configures a second in-process server; it cannot be used with --url".into()
     })?;
     let key = |set: &String| {
@@ -492,6 +596,12 @@ fn own_server(args: &BenchArgs, sets: &[String], load: &Load) -> Result<Target, 
     if !separate_process(args.server_process, load) {
         return Ok(Target::InProcess(Box::new(config)));
     }
+    Ok(Target::Spawned(spawned_sets(sets, load)))
+}
+
+/// The `KEY=VALUE`s of a `deltasync serve` process: the bench's defaults, then `sets`
+/// (which win).
+fn spawned_sets(sets: &[String], load: &Load) -> Vec<String> {
     let mut all: Vec<String> = bench_defaults(load)
         .into_iter()
         .map(|(key, value)| format!("{key}={value}"))
@@ -502,7 +612,7 @@ fn own_server(args: &BenchArgs, sets: &[String], load: &Load) -> Result<Target, 
         })
         .collect();
     all.extend(sets.iter().cloned());
-    Ok(Target::Spawned(all))
+    all
 }
 
 /// Where our server runs: `auto` puts it in a process of its own on a machine of two
@@ -820,6 +930,64 @@ mod tests {
         ] {
             assert!(scenario(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn several_nodes_share_the_clients_and_writers_round_robin() {
+        let s = scenario(&["--cluster-nodes", "3", "--clients", "10", "--writers", "4"]).unwrap();
+        let l = &s.load;
+        assert_eq!(l.nodes, 3);
+        assert_eq!(
+            (0..3).map(|n| l.clients_on(n)).collect::<Vec<_>>(),
+            [4, 3, 3]
+        );
+        assert_eq!(
+            (0..3).map(|n| l.writers_on(n)).collect::<Vec<_>>(),
+            [2, 1, 1]
+        );
+        let Target::Cluster { nodes, fsync, sets } = &s.target else {
+            panic!("{:?}", s.target)
+        };
+        assert_eq!((*nodes, *fsync), (3, EngineFsync::Always));
+        // The harness pins each node's port; the bench's other keys are there.
+        assert!(!sets.iter().any(|set| set.starts_with("server.listen=")));
+        assert!(sets.contains(&"limits.max_connections_per_ip=0".to_owned()));
+        assert!(s.baseline.is_none());
+        let urls = ["--url", "ws://127.0.0.1:1/", "--url", "ws://127.0.0.1:2/"];
+        let s = scenario(&urls).unwrap();
+        assert_eq!(s.load.nodes, 2);
+        let Target::Nodes { urls, pids } = &s.target else {
+            panic!("{:?}", s.target)
+        };
+        assert_eq!((urls.len(), pids.len()), (2, 0));
+    }
+
+    #[test]
+    fn the_disk_baseline_fsyncs_as_the_engine_does() {
+        let sets = |args: &[&str]| match scenario(args).unwrap().baseline {
+            Some(Target::SpawnedDisk(sets)) => sets,
+            other => panic!("{other:?}"),
+        };
+        let always = sets(&["--cluster-nodes", "2", "--disk-baseline"]);
+        assert_eq!(always[..2], ["storage.backend=disk", "storage.sync=always"]);
+        let everysec = sets(&[
+            "--cluster-nodes",
+            "2",
+            "--disk-baseline",
+            "--engine-fsync",
+            "everysec",
+        ]);
+        assert_eq!(everysec[1], "storage.sync=interval");
+        let given = sets(&[
+            "--cluster-nodes",
+            "2",
+            "--disk-baseline",
+            "--server-set",
+            "storage.sync=never",
+        ]);
+        assert_eq!(given.last().unwrap(), "storage.sync=never");
+        assert!(!given.contains(&"storage.sync=always".to_owned()));
+        assert!(scenario(&["--disk-baseline"]).is_err());
     }
 
     #[test]

@@ -57,11 +57,14 @@ impl Spawned {
         let mut line = String::new();
         let _ = stdout.read_line(&mut line);
         match listening_addr(&line) {
-            Some(addr) => Ok(Self {
-                child,
-                addr,
-                _stdout: stdout,
-            }),
+            Some(addr) => {
+                drain_stderr(&mut child);
+                Ok(Self {
+                    child,
+                    addr,
+                    _stdout: stdout,
+                })
+            }
             None => {
                 let _ = child.kill();
                 let output = child.wait_with_output().ok();
@@ -88,6 +91,18 @@ impl Drop for Spawned {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Reads the child's stderr until it closes, on a thread of its own, so that a server
+/// that logs a lot (warnings while its cluster engine is down, clients cut off) never
+/// blocks on a full pipe. What it says there is dropped: the run's figures come from
+/// elsewhere.
+fn drain_stderr(child: &mut Child) {
+    if let Some(mut stderr) = child.stderr.take() {
+        let _ = std::thread::Builder::new()
+            .name("spawned-stderr".into())
+            .spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
     }
 }
 

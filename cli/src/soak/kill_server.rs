@@ -20,7 +20,7 @@
 //! | inconsistent | a reader's state differs from the room's, an ack's revision from the history's, or the epoch changed |
 //! | unanswered | an update got no answer before the end |
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -54,6 +54,8 @@ pub(crate) struct Plan {
     /// The longest time between two kills, in ms (each wait is drawn from a quarter of
     /// it to all of it).
     pub(crate) interval_ms: u64,
+    /// A writer's pause after each answered update, in ms (0: the next one at once).
+    pub(crate) write_pause_ms: u64,
 }
 
 /// The checker's counters and the run's figures.
@@ -70,6 +72,15 @@ pub(crate) struct Figures {
     pub(crate) unanswered: u64,
     pub(crate) details: Vec<String>,
     pub(crate) secs: f64,
+    /// Reconnects that resumed (`JOIN` with a revision) and got deltas.
+    pub(crate) resumes_deltas: u64,
+    /// Reconnects that resumed and got `REVISION_GAP` or a snapshot instead.
+    pub(crate) resumes_gap: u64,
+    /// Updates sent again after an `ERROR` (retryable: `UNAVAILABLE` while the storage
+    /// cannot keep commits, a rate limit).
+    pub(crate) retries: u64,
+    /// The `ERROR`s the writers got, by code.
+    pub(crate) errors: BTreeMap<String, u64>,
 }
 
 impl Figures {
@@ -123,21 +134,7 @@ pub(crate) fn run(plan: &Plan) -> io::Result<Figures> {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let mut server = Server::start(&dir.0, port, plan)?;
     let shared = Arc::new(Shared::default());
-    let mut threads = Vec::new();
-    for room in 0..plan.rooms {
-        for w in 0..plan.writers {
-            let (shared, name) = (Arc::clone(&shared), format!("w{room}-{w}"));
-            threads.push(
-                std::thread::Builder::new().spawn(move || writer(addr, room, &name, &shared))?,
-            );
-        }
-        for r in 0..plan.readers {
-            let (shared, name) = (Arc::clone(&shared), format!("r{room}-{r}"));
-            threads.push(
-                std::thread::Builder::new().spawn(move || reader(addr, room, &name, &shared))?,
-            );
-        }
-    }
+    let threads = spawn_clients(&[addr], plan, &shared)?;
     let mut rng = plan.seed.max(1);
     for _ in 0..plan.kills {
         let quarter = (plan.interval_ms / 4).max(1);
@@ -147,23 +144,90 @@ pub(crate) fn run(plan: &Plan) -> io::Result<Figures> {
         server.kill9();
         server = Server::start(&dir.0, port, plan)?;
     }
-    std::thread::sleep(Duration::from_millis(300));
-    shared.stop.store(true, Ordering::SeqCst);
-    for thread in threads {
-        let _ = thread.join();
-    }
-    let mut figures = check(addr, plan, &shared);
+    let mut figures = stop_and_check(threads, addr, plan, &shared);
     figures.kills = plan.kills;
     figures.secs = started.elapsed().as_secs_f64();
     drop(server);
     Ok(figures)
 }
 
+/// Starts every room's writers and readers, client `k` first on server `k mod N` of
+/// `addrs` (moving on to the next one each time its connection is lost).
+///
+/// # Errors
+///
+/// If a thread cannot be spawned.
+pub(super) fn spawn_clients(
+    addrs: &[SocketAddr],
+    plan: &Plan,
+    shared: &Arc<Shared>,
+) -> io::Result<Vec<std::thread::JoinHandle<()>>> {
+    let addrs: Arc<[SocketAddr]> = addrs.into();
+    let mut threads = Vec::new();
+    let mut index = 0;
+    for room in 0..plan.rooms {
+        let clients = (0..plan.writers)
+            .map(|w| (true, format!("w{room}-{w}")))
+            .chain((0..plan.readers).map(|r| (false, format!("r{room}-{r}"))));
+        for (writes, name) in clients {
+            let client = Client {
+                addrs: Arc::clone(&addrs),
+                node: index,
+                room,
+                id: name,
+                pause: Duration::from_millis(plan.write_pause_ms),
+            };
+            let shared = Arc::clone(shared);
+            index += 1;
+            threads.push(std::thread::Builder::new().spawn(move || {
+                if writes {
+                    writer(client, &shared);
+                } else {
+                    reader(client, &shared);
+                }
+            })?);
+        }
+    }
+    Ok(threads)
+}
+
+/// Lets the readers catch up, stops every client, then checks what the server at `addr`
+/// holds against what they saw.
+pub(super) fn stop_and_check(
+    threads: Vec<std::thread::JoinHandle<()>>,
+    addr: SocketAddr,
+    plan: &Plan,
+    shared: &Shared,
+) -> Figures {
+    std::thread::sleep(Duration::from_millis(300));
+    shared.stop.store(true, Ordering::SeqCst);
+    for thread in threads {
+        let _ = thread.join();
+    }
+    check(addr, plan, shared)
+}
+
+/// One client: where it connects, as whom.
+struct Client {
+    /// The servers (one, or a cluster's nodes).
+    addrs: Arc<[SocketAddr]>,
+    /// The server it tries next: `node mod N`, moved on after each lost connection.
+    node: usize,
+    room: usize,
+    id: String,
+    /// A writer's pause after each answered update.
+    pause: Duration,
+}
+
 /// What the clients tell the checker.
 #[derive(Default)]
-struct Shared {
+pub(super) struct Shared {
     stop: AtomicBool,
     reconnects: AtomicU64,
+    resumes_deltas: AtomicU64,
+    resumes_gap: AtomicU64,
+    retries: AtomicU64,
+    errors: Mutex<BTreeMap<String, u64>>,
     /// Per room: clientReqId -> the revision it was acknowledged at (0: by a snapshot).
     acked: Mutex<HashMap<usize, HashMap<String, u64>>>,
     /// Per room: where each reader ended.
@@ -223,6 +287,30 @@ impl DataDir {
 impl Drop for DataDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Counts how a resume was answered: the first of deltas, a gap or a snapshot after a
+/// `JOIN` with a revision (`resuming` is then cleared).
+fn count_resume(resuming: &mut bool, message: &Value, shared: &Shared) {
+    if !*resuming {
+        return;
+    }
+    let counter = match message["type"].as_str() {
+        Some("SYNC.DELTAS") => &shared.resumes_deltas,
+        Some("REVISION_GAP" | "SYNC.SNAPSHOT") => &shared.resumes_gap,
+        _ => return,
+    };
+    counter.fetch_add(1, Ordering::Relaxed);
+    *resuming = false;
+}
+
+/// Counts an `ERROR` a writer got, by code, and the update it sends again.
+fn count_error(message: &Value, shared: &Shared) {
+    shared.retries.fetch_add(1, Ordering::Relaxed);
+    let code = message["payload"]["code"].as_str().unwrap_or("(none)");
+    if let Ok(mut errors) = shared.errors.lock() {
+        *errors.entry(code.to_owned()).or_default() += 1;
     }
 }
 
@@ -430,20 +518,17 @@ impl Replica {
     }
 }
 
-/// Connects (retrying while the server restarts) and joins with a resume.
-fn connect(
-    addr: SocketAddr,
-    room: usize,
-    id: &str,
-    replica: &Replica,
-    shared: &Shared,
-) -> Option<Conn> {
+/// Connects (retrying while the server restarts, moving on to the next server after
+/// each failure) and joins with a resume.
+fn connect(client: &mut Client, replica: &Replica, shared: &Shared) -> Option<Conn> {
     for _ in 0..400 {
-        if let Ok(mut conn) = Conn::open(addr, room) {
-            if conn.send(&replica.join_message(id)).is_ok() {
+        let addr = client.addrs[client.node % client.addrs.len()];
+        if let Ok(mut conn) = Conn::open(addr, client.room) {
+            if conn.send(&replica.join_message(&client.id)).is_ok() {
                 return Some(conn);
             }
         }
+        client.node += 1;
         if shared.stop.load(Ordering::SeqCst) {
             return None;
         }
@@ -452,13 +537,18 @@ fn connect(
     None
 }
 
-fn writer(addr: SocketAddr, room: usize, id: &str, shared: &Shared) {
+fn writer(mut client: Client, shared: &Shared) {
+    let (room, id) = (client.room, client.id.clone());
+    let id = id.as_str();
     let mut replica = Replica::default();
     let mut seq = 0u64;
     let mut pending: Option<String> = None;
-    let mut answered_at = Instant::now();
+    let born = Instant::now();
+    let mut answered_at = born;
+    let mut last_message = String::new();
     'connection: loop {
-        let Some(mut conn) = connect(addr, room, id, &replica, shared) else {
+        let mut resuming = replica.rev.is_some();
+        let Some(mut conn) = connect(&mut client, &replica, shared) else {
             break;
         };
         if let Some(req) = &pending {
@@ -481,16 +571,26 @@ fn writer(addr: SocketAddr, room: usize, id: &str, shared: &Shared) {
                 Ok(Some(message)) => message,
                 Ok(None) => {
                     if answered_at.elapsed() > Duration::from_secs(20) {
-                        shared.violation(Counter::Unanswered, format!("{id}: {pending:?}"));
+                        let addr = client.addrs[client.node % client.addrs.len()];
+                        shared.violation(
+                            Counter::Unanswered,
+                            format!(
+                                "{id}: {pending:?} unanswered for 20 s, {:.1} s after the start, on {addr}; the last message: {last_message}",
+                                born.elapsed().as_secs_f64()
+                            ),
+                        );
                         break 'connection;
                     }
                     continue;
                 }
                 Err(_) => {
                     shared.reconnects.fetch_add(1, Ordering::Relaxed);
+                    client.node += 1;
                     continue 'connection;
                 }
             };
+            count_resume(&mut resuming, &message, shared);
+            last_message = shown(&message);
             let acks = replica.apply(&message, id, shared);
             let Some(req) = pending.clone() else { continue };
             let acked = acknowledgement(&message, &acks, &replica, &req, id);
@@ -499,10 +599,16 @@ fn writer(addr: SocketAddr, room: usize, id: &str, shared: &Shared) {
                     record_ack(shared, room, &req, rev, id);
                     pending = None;
                     answered_at = Instant::now();
+                    std::thread::sleep(client.pause);
                 }
-                None if message["type"] == "ERROR" => {
-                    // Retryable (the room's storage, a rate limit): send it again.
+                None if is_error_about(&message, &req) => {
+                    // Retryable (the room's storage, a rate limit): send it again; after
+                    // a refused JOIN (the engine was down), join first.
+                    count_error(&message, shared);
                     std::thread::sleep(Duration::from_millis(20));
+                    if message["payload"]["code"] == "UNAUTHENTICATED" {
+                        let _ = conn.send(&replica.join_message(id));
+                    }
                     let _ = conn.send(&update(&req));
                 }
                 None => {}
@@ -512,6 +618,17 @@ fn writer(addr: SocketAddr, room: usize, id: &str, shared: &Shared) {
     if let Some(req) = pending.filter(|_| !shared.stop.load(Ordering::SeqCst)) {
         shared.violation(Counter::Unanswered, format!("{id}: {req}"));
     }
+}
+
+/// Whether `message` is an `ERROR` answering update `req`: errors about an earlier
+/// update (the answer to a copy of it sent twice, acknowledged since) are not this one's.
+fn is_error_about(message: &Value, req: &str) -> bool {
+    message["type"] == "ERROR" && message["payload"]["details"]["clientReqId"] == req
+}
+
+/// A message in a violation's detail: its first 200 characters.
+fn shown(message: &Value) -> String {
+    message.to_string().chars().take(200).collect()
 }
 
 /// The revision `req` is acknowledged at by `message`, if it is: its operation, a
@@ -555,16 +672,25 @@ fn update(req: &str) -> Value {
     json!({"type": "UPDATE", "payload": {"patch": {"name": req}, "clientReqId": req}})
 }
 
-fn reader(addr: SocketAddr, room: usize, id: &str, shared: &Shared) {
+fn reader(mut client: Client, shared: &Shared) {
+    let (room, id) = (client.room, client.id.clone());
+    let id = id.as_str();
     let mut replica = Replica::default();
     'connection: loop {
-        let Some(mut conn) = connect(addr, room, id, &replica, shared) else {
+        let mut resuming = replica.rev.is_some();
+        let Some(mut conn) = connect(&mut client, &replica, shared) else {
             return;
         };
         let mut quiet_since = None;
         loop {
             match conn.recv() {
+                Ok(Some(message)) if message["type"] == "ERROR" => {
+                    // A refused JOIN (the engine was down): join again.
+                    std::thread::sleep(Duration::from_millis(20));
+                    let _ = conn.send(&replica.join_message(id));
+                }
                 Ok(Some(message)) => {
+                    count_resume(&mut resuming, &message, shared);
                     replica.apply(&message, id, shared);
                     quiet_since = None;
                 }
@@ -578,6 +704,7 @@ fn reader(addr: SocketAddr, room: usize, id: &str, shared: &Shared) {
                 Ok(None) => {}
                 Err(_) => {
                     shared.reconnects.fetch_add(1, Ordering::Relaxed);
+                    client.node += 1;
                     continue 'connection;
                 }
             }
@@ -597,6 +724,10 @@ fn reader(addr: SocketAddr, room: usize, id: &str, shared: &Shared) {
 fn check(addr: SocketAddr, plan: &Plan, shared: &Shared) -> Figures {
     let mut f = Figures {
         reconnects: shared.reconnects.load(Ordering::Relaxed),
+        resumes_deltas: shared.resumes_deltas.load(Ordering::Relaxed),
+        resumes_gap: shared.resumes_gap.load(Ordering::Relaxed),
+        retries: shared.retries.load(Ordering::Relaxed),
+        errors: shared.errors.lock().map(|e| e.clone()).unwrap_or_default(),
         ..Figures::default()
     };
     let acked = shared.acked.lock().map(|a| a.clone()).unwrap_or_default();
@@ -671,14 +802,16 @@ fn check(addr: SocketAddr, plan: &Plan, shared: &Shared) -> Figures {
 }
 
 /// A room's whole history as the server serves it: every operation from revision 0.
-struct History {
-    rev: u64,
-    epoch: String,
-    names: Value,
-    ops: Vec<(u64, Option<String>)>,
+#[derive(Debug, PartialEq)]
+pub(super) struct History {
+    pub(super) rev: u64,
+    pub(super) epoch: String,
+    pub(super) names: Value,
+    pub(super) ops: Vec<(u64, Option<String>)>,
 }
 
-fn history(addr: SocketAddr, room: usize) -> io::Result<History> {
+/// Room `room`'s whole history as the server at `addr` serves it.
+pub(super) fn history(addr: SocketAddr, room: usize) -> io::Result<History> {
     let mut conn = Conn::open(addr, room)?;
     conn.send(
         &json!({"type": "JOIN", "payload": {"participantId": "checker", "name": "checker"}}),

@@ -19,6 +19,11 @@
 //!   20) while writers and readers work, and restarts it on its data directory; every
 //!   acknowledged update must survive exactly once (see `kill_server.rs`).
 //!
+//! - `--cluster` runs the kill-server soak's clients and checker against a cluster on
+//!   this machine (a `redis-server` engine and `--nodes` nodes): random nodes killed with
+//!   SIGKILL and restarted, the engine killed and restarted once, for `--secs`; clients
+//!   move to another node and resume there (see `cluster.rs`).
+//!
 //! Exit status: 0 when there was no violation, 1 when there was, 2 for bad options.
 
 // The soak is an I/O shell around real sockets: its schedule runs on real time.
@@ -26,6 +31,7 @@
 
 mod bad_actors;
 mod client;
+mod cluster;
 mod faults;
 mod fleet;
 mod kill_server;
@@ -87,9 +93,30 @@ pub(crate) struct SoakArgs {
     /// With --kill-server: how many kills and restarts
     #[arg(long, default_value_t = 20)]
     kills: u32,
-    /// With --kill-server: the longest wait between two kills, in ms
-    #[arg(long, default_value_t = 400)]
-    kill_interval_ms: u64,
+    /// With --kill-server or --cluster: the longest wait between two kills, in ms
+    /// (default 400 with --kill-server, 4000 with --cluster)
+    #[arg(long)]
+    kill_interval_ms: Option<u64>,
+    /// Run the kill-server soak against a cluster started here: a redis-server engine
+    /// and --nodes nodes, random nodes killed (SIGKILL) and restarted, the engine
+    /// killed and restarted once half-way, for --secs
+    #[arg(long, conflicts_with_all = ["storm", "bad_actors", "kill_server", "in_memory"])]
+    cluster: bool,
+    /// With --cluster: nodes
+    #[arg(long, default_value_t = 3, requires = "cluster")]
+    nodes: usize,
+    /// With --cluster: how long a killed node stays down, in ms
+    #[arg(long, default_value_t = 1000, requires = "cluster")]
+    node_down_ms: u64,
+    /// With --cluster: how long the engine stays down at its restart, in ms
+    #[arg(long, default_value_t = 3000, requires = "cluster")]
+    engine_down_ms: u64,
+    /// With --cluster: the engine's appendfsync
+    #[arg(long, value_enum, default_value = "always", requires = "cluster")]
+    engine_fsync: crate::cluster_harness::EngineFsync,
+    /// With --cluster: a writer's pause after each answered update, in ms
+    #[arg(long, default_value_t = 20, requires = "cluster")]
+    write_pause_ms: u64,
     /// With --kill-server: the server's storage.sync
     #[arg(long, default_value = "always")]
     sync: String,
@@ -152,6 +179,9 @@ pub(crate) fn run(args: &SoakArgs) -> ExitCode {
         Ok(secs) => secs,
         Err(code) => return code,
     };
+    if args.cluster {
+        return run_cluster(args, secs);
+    }
     if args.bad_actors {
         return run_bad_actors(args, secs);
     }
@@ -195,7 +225,8 @@ fn run_kill_server(args: &SoakArgs) -> ExitCode {
         sync: args.sync.clone(),
         disk: !args.in_memory,
         seed: args.seed,
-        interval_ms: args.kill_interval_ms.max(4),
+        interval_ms: args.kill_interval_ms.unwrap_or(400).max(4),
+        write_pause_ms: 0,
     };
     match kill_server::run(&plan) {
         Ok(figures) => {
@@ -208,6 +239,45 @@ fn run_kill_server(args: &SoakArgs) -> ExitCode {
         }
         Err(e) => {
             eprintln!("error: the kill-server soak could not run: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_cluster(args: &SoakArgs, secs: u64) -> ExitCode {
+    if !(1..=16).contains(&args.nodes) || args.rooms == 0 {
+        eprintln!("error: --nodes must be between 1 and 16, --rooms at least 1");
+        return ExitCode::from(2);
+    }
+    let plan = cluster::Plan {
+        clients: kill_server::Plan {
+            kills: 0,
+            rooms: args.rooms,
+            writers: 3,
+            readers: 2,
+            sync: args.engine_fsync.as_str().to_owned(),
+            disk: false,
+            seed: args.seed,
+            interval_ms: args.kill_interval_ms.unwrap_or(4000).max(4),
+            write_pause_ms: args.write_pause_ms,
+        },
+        nodes: args.nodes,
+        secs,
+        node_down_ms: args.node_down_ms,
+        engine_down_ms: args.engine_down_ms,
+        fsync: args.engine_fsync,
+    };
+    match cluster::run(&plan) {
+        Ok(figures) => {
+            print!("{}", cluster::report(&plan, &figures));
+            if figures.clean() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("error: the cluster soak could not run: {e}");
             ExitCode::FAILURE
         }
     }

@@ -45,6 +45,8 @@ struct Scrape {
     rooms: u64,
     totals: RoomTotals,
     storage: Option<SyncStats>,
+    #[cfg(feature = "cluster")]
+    cluster: Option<crate::storage::cluster::ClusterStats>,
     healthy: bool,
     ready: bool,
 }
@@ -90,6 +92,8 @@ fn read<M: Model>(shared: &Shared<M>) -> Scrape {
         rooms: shared.registry.len() as u64,
         totals: shared.registry.totals(),
         storage: shared.registry.storage().sync_stats(),
+        #[cfg(feature = "cluster")]
+        cluster: shared.registry.storage().cluster_stats(),
         healthy: shared.health().is_ok(),
         ready: shared.readiness().is_ok(),
     }
@@ -193,6 +197,8 @@ impl Collector for Scrape {
         self.encode_sync(&mut encoder)?;
         self.encode_updates(&mut encoder)?;
         self.encode_io(&mut encoder)?;
+        #[cfg(feature = "cluster")]
+        self.encode_cluster(&mut encoder)?;
         self.encode_storage(&mut encoder)
     }
 }
@@ -354,6 +360,36 @@ impl Scrape {
             MetricType::Counter,
             |m| per_shard(m, &self.shards, |s| s.reads, true),
         )
+    }
+
+    /// The cluster backend's figures: appends, appends another node won (each one
+    /// decided again: the commit retries), records read from other nodes.
+    #[cfg(feature = "cluster")]
+    fn encode_cluster(&self, e: &mut DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let Some(stats) = &self.cluster else {
+            return Ok(());
+        };
+        let families = [
+            (
+                "deltasync_cluster_appends",
+                "appends the cluster engine accepted from this node",
+                stats.appends,
+            ),
+            (
+                "deltasync_cluster_conflicts",
+                "appends refused because another node had taken the revision (each one a catch-up and a commit retry)",
+                stats.conflicts,
+            ),
+            (
+                "deltasync_cluster_tailed",
+                "records other nodes committed, read by this node's tailer",
+                stats.tailed,
+            ),
+        ];
+        for (name, help, value) in families {
+            family(e, name, help, MetricType::Counter, |m| counter(m, value))?;
+        }
+        Ok(())
     }
 
     /// The storage's figures, when its backend has a syncer (disk).

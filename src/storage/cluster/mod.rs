@@ -241,6 +241,10 @@ impl Storage for RedisStorage {
         }
     }
 
+    fn cluster_stats(&self) -> Option<ClusterStats> {
+        Some(self.stats())
+    }
+
     fn describe(&self) -> String {
         format!(
             "cluster on redis at {} (shared by every node on it; an update is as durable as the engine's appendfsync)",

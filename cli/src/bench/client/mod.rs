@@ -45,16 +45,30 @@ const RETRY_AFTER: Duration = Duration::from_millis(200);
 /// How often heartbeats, progress and "current" are looked at.
 const HOUSEKEEPING: Duration = Duration::from_millis(20);
 
-/// Where the clients connect.
+/// One server the clients connect to.
 #[derive(Debug, Clone)]
-pub(crate) struct Endpoint {
+pub(crate) struct NodeAddr {
     pub(crate) addr: SocketAddr,
     /// The `Host` header.
     pub(crate) host: String,
+}
+
+/// Where the clients connect.
+#[derive(Debug, Clone)]
+pub(crate) struct Endpoint {
+    /// The servers: one, or the nodes of a cluster, client `c` on node `c mod N`
+    pub(crate) nodes: Vec<NodeAddr>,
     /// The request target of each room.
     pub(crate) targets: Vec<String>,
     /// `wss://`: how connections start TLS.
     pub(crate) tls: Option<TlsTarget>,
+}
+
+impl Endpoint {
+    /// The server client `client` connects to: node `client mod N`.
+    pub(crate) fn node(&self, client: usize) -> &NodeAddr {
+        &self.nodes[client % self.nodes.len()]
+    }
 }
 
 /// How a writer's updates ended.
@@ -284,7 +298,7 @@ impl Generator {
         let conn = &mut self.conns[key];
         conn.retry_at = None;
         conn.attempts += 1;
-        let stream = TcpStream::connect(self.endpoint.addr)
+        let stream = TcpStream::connect(self.endpoint.node(conn.rx.client).addr)
             .and_then(|socket| stream::open(socket, self.endpoint.tls.as_ref()));
         let mut stream = match stream {
             Ok(stream) => stream,
@@ -321,7 +335,8 @@ impl Generator {
         conn.key = tungstenite::handshake::client::generate_key();
         let target = &self.endpoint.targets[conn.rx.room];
         let protocol = self.load.native.then_some("deltasync.v1");
-        let request = upgrade::upgrade_request(&self.endpoint.host, target, &conn.key, protocol);
+        let host = &self.endpoint.node(conn.rx.client).host;
+        let request = upgrade::upgrade_request(host, target, &conn.key, protocol);
         conn.outbuf.extend_from_slice(request.as_bytes());
         conn.state = State::Upgrading;
         self.flush(key);
@@ -612,6 +627,7 @@ impl Generator {
 /// in the game scenario it also times frames by the game's ticks.
 fn recorder(run: u32, load: &Load, control: &Control) -> Recorder {
     let mut rec = Recorder::new(run, load.rooms);
+    rec.per_node(load.nodes);
     rec.ticks = control.game.clone().map(TickTracker::new);
     match load.mode {
         Mode::Load => {

@@ -46,7 +46,7 @@ pub(crate) use frames::{Frame, TickMetrics, TickTracker};
 pub(crate) use report::GameReport;
 pub(crate) use ticks::{Counters, TickLog};
 
-use super::client::Endpoint;
+use super::client::{Endpoint, NodeAddr};
 use super::control::now;
 use super::cpu::Machine;
 use super::driver::{self, ServerProcess};
@@ -109,8 +109,10 @@ fn drive(
         .map_err(|e| format!("cannot start the game loop: {e}"))?;
     let addr = server.local_addr();
     let endpoint = Endpoint {
-        addr,
-        host: addr.to_string(),
+        nodes: vec![NodeAddr {
+            addr,
+            host: addr.to_string(),
+        }],
         targets: vec![format!("/rooms/{ROOM}")],
         tls: None,
     };
@@ -120,6 +122,7 @@ fn drive(
         endpoint,
         ServerProcess::InProcess,
         game_log,
+        &[],
         scenario.quiet,
     );
     let work = ticker.stop();
