@@ -93,7 +93,9 @@ pub struct ClusterConfig {
     /// `[storage]` backend.
     pub url: Option<String>,
     /// How many times in a row a commit may find that another node took its revision
-    /// first before it is refused as retryable (default 16).
+    /// first before it is refused as retryable (default 64). Each loss means another node
+    /// committed, so the room itself always progresses; the bound only keeps one update
+    /// from holding its shard through an endless streak of lost races.
     pub commit_retries: u32,
     /// How long a call to the engine may take, connecting included, in ms (default 2000).
     pub timeout_ms: u64,
@@ -107,7 +109,7 @@ impl Default for ClusterConfig {
     fn default() -> Self {
         Self {
             url: None,
-            commit_retries: 16,
+            commit_retries: 64,
             timeout_ms: 2000,
             node_ttl_ms: 10_000,
         }
