@@ -54,6 +54,34 @@ fn a_burst_within_the_interval_reaches_a_client_in_one_frame() {
     assert_eq!(alice.recv(), deltas(2, 7, burst));
 }
 
+// The interval paces what others committed, never a committer's own ack: the
+// connection that sent the update is flushed as soon as its message is handled, with
+// everything its room published by then (the bystander soak's probe depends on it).
+#[test]
+fn a_committers_ack_does_not_wait_for_its_rooms_interval() {
+    let server = TestServer::with(|config| config.server.flush_interval_us = SECOND_US);
+    let room = server.room("default");
+    let mut alice = Ws::connect(&server.url("/"));
+    assert_eq!(alice.join("user-1", "Alice")["payload"]["rev"], 1);
+    assert_eq!(commit(&room, 1), 2);
+    assert_eq!(alice.recv(), deltas(1, 2, vec![npc_op(2, 1)]));
+    // The room now waits a second before it writes to Alice again for others' commits.
+    assert_eq!(commit(&room, 2), 3);
+    alice.send(common::update("away", "req-1"));
+    // Her ack comes well within the interval, with the commit that was waiting.
+    let frame = alice
+        .recv_within(Duration::from_millis(800))
+        .expect("the ack, before the room's interval is over");
+    assert_eq!(frame["type"], "SYNC.DELTAS");
+    assert_eq!(
+        (&frame["payload"]["fromRev"], &frame["payload"]["toRev"]),
+        (&json!(2), &json!(4))
+    );
+    let ops = frame["payload"]["operations"].as_array().unwrap();
+    assert_eq!(ops[0], npc_op(3, 2));
+    assert_eq!(ops[1]["clientReqId"], "req-1");
+}
+
 #[test]
 fn a_room_on_its_owners_tick_is_not_paced() {
     let mut config = Config::default();
