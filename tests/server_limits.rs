@@ -227,7 +227,8 @@ fn new_connections_over_the_per_address_rate_are_refused_with_429_before_any_upg
     // test's two connects are milliseconds apart; the bucket refills after a second).
     let server = TestServer::with(|config| config.limits.max_new_connections_per_ip_per_sec = 1);
     let mut first = Ws::connect(&server.url("/"));
-    let body = "the limit of 1 new connections a second per client address is reached; try again later\n";
+    let body =
+        "the limit of 1 new connections a second per client address is reached; try again later\n";
     let expected = format!(
         "HTTP/1.1 429 Too Many Requests\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\nRetry-After: 1\r\n\r\n{body}",
         body.len()

@@ -143,11 +143,20 @@ fn bad_actors_apart_report_each_phase_and_where_the_cpu_went() {
     for round in [0, 1] {
         let at = 1 + round * 7;
         assert_eq!(lines[at], format!("round {} of 2", round + 1), "{report}");
-        assert!(lines[at + 1].starts_with("quiet        in room: "), "{report}");
-        assert!(lines[at + 3].starts_with("flood        in room: "), "{report}");
+        assert!(
+            lines[at + 1].starts_with("quiet        in room: "),
+            "{report}"
+        );
+        assert!(
+            lines[at + 3].starts_with("flood        in room: "),
+            "{report}"
+        );
         assert!(lines[at + 3].contains("x); elsewhere: "), "{report}");
         assert!(lines[at + 3].ends_with("x)"), "{report}");
-        assert!(lines[at + 5].starts_with("quiet        in room: "), "{report}");
+        assert!(
+            lines[at + 5].starts_with("quiet        in room: "),
+            "{report}"
+        );
         for cpu in [lines[at + 2], lines[at + 4], lines[at + 6]] {
             assert!(
                 cpu.trim_start()
@@ -157,13 +166,16 @@ fn bad_actors_apart_report_each_phase_and_where_the_cpu_went() {
         }
     }
     assert_eq!(
-        lines[15],
-        "p99 over the quiet windows either side, median [range] over 2 round(s):",
+        lines[15], "p99 over the quiet windows either side, median [range] over 2 round(s):",
         "{report}"
     );
     assert!(lines[16].starts_with("flood        in room "), "{report}");
     assert!(lines[16].contains(" of 2; elsewhere "), "{report}");
-    assert_eq!(lines[17..], ["probe errors: 0", "violations: 0"], "{report}");
+    assert_eq!(
+        lines[17..],
+        ["probe errors: 0", "violations: 0"],
+        "{report}"
+    );
 }
 
 #[test]
@@ -177,7 +189,7 @@ fn an_unknown_bad_actor_phase_is_refused_naming_the_phases() {
     assert!(
         stderr.starts_with(
             "error: invalid value 'storm' for '--phases <PHASES>'\n  \
-             [possible values: quiet, slowloris, gib-header, byte-frames, flood, all]\n"
+             [possible values: quiet, slowloris, gib-header, byte-frames, busy-room, flood, all]\n"
         ),
         "{stderr}"
     );

@@ -3,7 +3,7 @@
 //! The server runs in this process with its default limits (handshake timeout 5 s
 //! unless `--handshake-ms`, message size 64 KiB, 100 messages/s with a burst of 200 per
 //! connection, 1,000 connections per client address). Each kind of attacker connects from
-//! a loopback address of its own (`127.0.0.2` to `127.0.0.5`, see [`source_of`]) and the
+//! a loopback address of its own (`127.0.0.2` to `127.0.0.6`, see [`source_of`]) and the
 //! probes from `127.0.0.1`, so the per-address limits apply to them as they would to
 //! clients of other hosts, and nothing is exempted.
 //!
@@ -20,6 +20,11 @@
 //!   one after the other as fast as the server closes them (close 1009);
 //! - `byte-frames`: 50 joined clients of `shared` sending valid updates one byte at a
 //!   time, a byte per connection per millisecond;
+//! - `busy-room`: the control of `byte-frames`, not an attack (and not part of `all`): 50
+//!   joined clients of `shared` sending the same updates at the same rate, each frame in
+//!   one write. The probes in `shared` receive every update of their room, so a room this
+//!   busy costs them something however politely its members send; what `byte-frames`
+//!   costs beyond `busy-room` is the cost of trickling;
 //! - `flood`: 4 joined clients of `shared` writing 10,000 updates a second each, a
 //!   hundred times their rate limit (which refuses the rest), their answers read and
 //!   dropped (two of them share the probes' shard);
@@ -121,22 +126,27 @@ const FLOOD_RATE: u64 = 10_000;
 
 type Actor = fn(SocketAddr, Arc<AtomicBool>) -> std::io::Result<JoinHandle<()>>;
 
-const ACTORS: [(&str, Actor); 4] = [
+const ACTORS: [(&str, Actor); 5] = [
     ("slowloris", slowloris),
     ("gib-header", gib_header),
     ("byte-frames", byte_frames),
+    ("busy-room", busy_room),
     ("flood", flood),
 ];
 
 /// The phases `--phases` may name.
-pub(crate) const PHASES: [&str; 6] = [
+pub(crate) const PHASES: [&str; 7] = [
     "quiet",
     "slowloris",
     "gib-header",
     "byte-frames",
+    "busy-room",
     "flood",
     "all",
 ];
+
+/// Phases that are controls, not attacks: not part of `all`.
+const CONTROLS: [&str; 1] = ["busy-room"];
 
 /// The loopback address each kind of attacker connects from (the probes use
 /// `127.0.0.1`), so that per-address limits count each as one client host.
@@ -145,6 +155,7 @@ fn source_of(actor: &str) -> IpAddr {
         "slowloris" => 2,
         "gib-header" => 3,
         "byte-frames" => 4,
+        "busy-room" => 6,
         _ => 5,
     };
     IpAddr::V4(Ipv4Addr::new(127, 0, 0, last))
@@ -164,7 +175,7 @@ fn connect_from(source: IpAddr, addr: SocketAddr) -> std::io::Result<TcpStream> 
 fn actors_of(name: &str) -> Vec<(&'static str, Actor)> {
     ACTORS
         .iter()
-        .filter(|(actor, _)| name == "all" || *actor == name)
+        .filter(|(actor, _)| *actor == name || (name == "all" && !CONTROLS.contains(actor)))
         .copied()
         .collect()
 }
@@ -258,10 +269,7 @@ impl Probes {
         let addr = server.local_addr();
         let shards = connections_per_shard(&server.metrics()).len().max(1);
         let mut groups = [Vec::new(), Vec::new()];
-        for (group, (room, tag)) in groups
-            .iter_mut()
-            .zip([("shared", "r"), ("bystander", "b")])
-        {
+        for (group, (room, tag)) in groups.iter_mut().zip([("shared", "r"), ("bystander", "b")]) {
             for i in 0..per_room {
                 let url = format!("ws://{addr}/rooms/{room}");
                 group.push(Probe::start_as(&url, &format!("probe-{tag}{i}"))?);
@@ -477,35 +485,88 @@ fn gib_header(addr: SocketAddr, stop: Arc<AtomicBool>) -> std::io::Result<JoinHa
 
 fn byte_frames(addr: SocketAddr, stop: Arc<AtomicBool>) -> std::io::Result<JoinHandle<()>> {
     actor_thread("byte-frames", move || {
-        let mut clients: Vec<(TcpStream, Vec<u8>, usize)> = (0..50)
-            .filter_map(|i| {
-                let stream = upgraded(source_of("byte-frames"), addr, "/rooms/shared")?;
-                stream.set_nonblocking(true).ok()?;
-                let join = format!(
-                    r#"{{"type":"JOIN","payload":{{"participantId":"trickle-{i}","name":"T"}}}}"#
-                );
-                let mut bytes = wire::text_frame(join.as_bytes(), [7, 7, 7, 7]);
-                for n in 0..1000 {
-                    let status = if n % 2 == 0 { "away" } else { "online" };
-                    let update = format!(
-                        r#"{{"type":"UPDATE","payload":{{"patch":{{"status":"{status}"}},"clientReqId":"t{i}-{n}"}}}}"#
-                    );
-                    bytes.extend(wire::text_frame(update.as_bytes(), [7, 7, 7, 7]));
-                }
-                Some((stream, bytes, 0))
-            })
-            .collect();
-        let mut buf = [0u8; 4096];
-        while !stop.load(Ordering::Relaxed) {
-            for (stream, bytes, sent) in &mut clients {
-                if *sent < bytes.len() && stream.write(&bytes[*sent..*sent + 1]).is_ok() {
-                    *sent += 1;
-                }
-                while matches!(stream.read(&mut buf), Ok(n) if n > 0) {}
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        room_members(addr, "byte-frames", Chunks::Bytes, &stop);
     })
+}
+
+/// The control of `byte-frames`, not an attack: the same clients sending the same
+/// updates at the same rate, each frame in one write. What `byte-frames` costs beyond it
+/// is the cost of trickling; the rest is the fan-out of a busy room.
+fn busy_room(addr: SocketAddr, stop: Arc<AtomicBool>) -> std::io::Result<JoinHandle<()>> {
+    actor_thread("busy-room", move || {
+        room_members(addr, "busy-room", Chunks::Frames, &stop);
+    })
+}
+
+/// How the members of `room_members` write their frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Chunks {
+    /// A byte at a time.
+    Bytes,
+    /// Each frame whole, once its bytes are due.
+    Frames,
+}
+
+/// 50 joined clients of `shared` from the address of `actor`, each with a byte of
+/// updates due per millisecond, sent as `chunks` say; their answers read and dropped.
+fn room_members(addr: SocketAddr, actor: &str, chunks: Chunks, stop: &AtomicBool) {
+    struct Member {
+        stream: TcpStream,
+        bytes: Vec<u8>,
+        /// Where each frame ends in `bytes`.
+        ends: Vec<usize>,
+        sent: usize,
+        due: usize,
+    }
+    let mut members: Vec<Member> = (0..50)
+        .filter_map(|i| {
+            let stream = upgraded(source_of(actor), addr, "/rooms/shared")?;
+            stream.set_nonblocking(true).ok()?;
+            let join = format!(
+                r#"{{"type":"JOIN","payload":{{"participantId":"{actor}-{i}","name":"T"}}}}"#
+            );
+            let mut bytes = wire::text_frame(join.as_bytes(), [7, 7, 7, 7]);
+            let mut ends = vec![bytes.len()];
+            for n in 0..1000 {
+                let status = if n % 2 == 0 { "away" } else { "online" };
+                let update = format!(
+                    r#"{{"type":"UPDATE","payload":{{"patch":{{"status":"{status}"}},"clientReqId":"t{i}-{n}"}}}}"#
+                );
+                bytes.extend(wire::text_frame(update.as_bytes(), [7, 7, 7, 7]));
+                ends.push(bytes.len());
+            }
+            Some(Member {
+                stream,
+                bytes,
+                ends,
+                sent: 0,
+                due: 0,
+            })
+        })
+        .collect();
+    let mut buf = [0u8; 4096];
+    while !stop.load(Ordering::Relaxed) {
+        for member in &mut members {
+            member.due = (member.due + 1).min(member.bytes.len());
+            let upto = match chunks {
+                Chunks::Bytes => member.due,
+                Chunks::Frames => member
+                    .ends
+                    .iter()
+                    .copied()
+                    .take_while(|&end| end <= member.due)
+                    .last()
+                    .unwrap_or(0),
+            };
+            if member.sent < upto {
+                if let Ok(n) = member.stream.write(&member.bytes[member.sent..upto]) {
+                    member.sent += n;
+                }
+            }
+            while matches!(member.stream.read(&mut buf), Ok(n) if n > 0) {}
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
 }
 
 fn flood(addr: SocketAddr, stop: Arc<AtomicBool>) -> std::io::Result<JoinHandle<()>> {
