@@ -42,6 +42,7 @@ mod acceptor;
 mod admin;
 mod connection;
 mod endpoints;
+mod fan_out;
 mod flush_timer;
 #[cfg(any(fuzzing, test))]
 #[doc(hidden)]
