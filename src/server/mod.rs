@@ -42,7 +42,6 @@ mod acceptor;
 mod admin;
 mod connection;
 mod endpoints;
-mod fan_out;
 mod flush_timer;
 #[cfg(any(fuzzing, test))]
 #[doc(hidden)]

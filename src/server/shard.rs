@@ -3,9 +3,7 @@
 //!
 //! Each turn of the loop: handle socket events (read, write), take new connections from
 //! the acceptor, flush the connections of the rooms that told it they moved (or wait for
-//! their flush interval, see `flush_timer`) and of the rooms whose interval is over (at
-//! most `FLUSHES_PER_TURN` connections a turn, the rest in the next turns, which poll
-//! without waiting: see `fan_out`), then
+//! their flush interval, see `flush_timer`) and of the rooms whose interval is over, then
 //! read the connections still in their upgrade (established clients first; at most
 //! `UPGRADES_PER_TURN` a turn). A commit wakes only the shards holding connections of its
 //! room, at most once per burst (see `interest` and `ShardWake`), and the delta messages a
@@ -40,7 +38,6 @@ use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
 use super::connection::{Connection, Next, Scratch, Work};
-use super::fan_out::FanOut;
 use super::flush_timer::{Admit, FlushTimer, Pace};
 use super::interest::RoomInterest;
 use super::shared::Shared;
@@ -100,10 +97,6 @@ pub(super) struct Shard<M: Model> {
     timer: FlushTimer,
     /// Room keys to look at this turn (moved, or due), reused from turn to turn.
     room_keys: Vec<usize>,
-    /// Connections of rooms that moved, waiting for their share of a turn.
-    fan_out: FanOut,
-    /// This turn's share of `fan_out`, reused from turn to turn.
-    share: Vec<usize>,
     scratch: Scratch,
 }
 
@@ -153,8 +146,6 @@ impl<M: Model> Shard<M> {
             upgrades: VecDeque::new(),
             timer: FlushTimer::new(flush_interval),
             room_keys: Vec::new(),
-            fan_out: FanOut::default(),
-            share: Vec::new(),
             scratch: Scratch {
                 read: vec![0; READ_BUFFER].into_boxed_slice(),
                 work: Work {
@@ -187,10 +178,7 @@ impl<M: Model> Shard<M> {
             }
             #[allow(clippy::disallowed_methods)]
             let now = Instant::now();
-            // Kept while a fan-out is under way: its shares use the same message.
-            if self.fan_out.is_empty() {
-                self.scratch.work.cache.clear();
-            }
+            self.scratch.work.cache.clear();
             self.handle_events(&events, now);
             for key in std::mem::take(&mut self.read_more) {
                 self.readable(key, now);
@@ -199,7 +187,6 @@ impl<M: Model> Shard<M> {
             self.shared.wakers.shards[self.index].take();
             self.accept(now);
             self.flush_rooms(now);
-            self.flush_share(now);
             // Upgrades last: what established connections sent is answered first.
             for _ in 0..UPGRADES_PER_TURN {
                 let Some(key) = self.upgrades.pop_front() else {
@@ -249,7 +236,7 @@ impl<M: Model> Shard<M> {
     /// their last turn or upgrades wait to be read, else until the next resume, waiting
     /// room or tick.
     fn timeout(&self) -> Duration {
-        if !self.read_more.is_empty() || !self.upgrades.is_empty() || !self.fan_out.is_empty() {
+        if !self.read_more.is_empty() || !self.upgrades.is_empty() {
             return Duration::ZERO;
         }
         #[allow(clippy::disallowed_methods)]
@@ -465,8 +452,7 @@ impl<M: Model> Shard<M> {
         }
     }
 
-    /// Queues every connection of a room for its flush (see `fan_out`), if the room has
-    /// something new for them.
+    /// Flushes every connection of a room, if the room has something new for them.
     fn flush_room(&mut self, key: usize, now: Instant) {
         let Some(slot) = self.rooms.get_mut(&key) else {
             return;
@@ -479,25 +465,20 @@ impl<M: Model> Shard<M> {
         }
         slot.flushed = activity;
         FlushTimer::flushed(&mut slot.pace, now);
-        self.fan_out.queue(&slot.tokens);
-    }
-
-    /// Flushes this turn's share of the connections queued by `flush_room`.
-    fn flush_share(&mut self, now: Instant) {
-        let mut share = std::mem::take(&mut self.share);
-        self.fan_out.take_share(&mut share);
-        for &key in &share {
+        let mut dead = Vec::new();
+        for &key in &slot.tokens {
             let Some(entry) = self.connections.get_mut(key) else {
                 continue;
             };
             if entry.connection.can_flush()
                 && entry.connection.flush(&mut self.scratch.work) == Next::Drop
             {
-                self.remove(key, now);
+                dead.push(key);
             }
         }
-        share.clear();
-        self.share = share;
+        for key in dead {
+            self.remove(key, now);
+        }
     }
 
     fn tick(&mut self, now: Instant) {
