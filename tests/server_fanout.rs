@@ -54,6 +54,42 @@ fn a_burst_within_the_interval_reaches_a_client_in_one_frame() {
     assert_eq!(alice.recv(), deltas(2, 7, burst));
 }
 
+// The interval paces what others committed, never a committer's own ack: the
+// connection that sent the update is flushed as soon as its message is handled, with
+// everything its room published by then (the bystander soak's probe depends on it).
+#[test]
+// The bound on the whole wait for the ack is real time, below the interval.
+#[allow(clippy::disallowed_methods)]
+fn a_committers_ack_does_not_wait_for_its_rooms_interval() {
+    let server = TestServer::with(|config| config.server.flush_interval_us = SECOND_US);
+    let room = server.room("default");
+    let mut alice = Ws::connect(&server.url("/"));
+    assert_eq!(alice.join("user-1", "Alice")["payload"]["rev"], 1);
+    assert_eq!(commit(&room, 1), 2);
+    assert_eq!(alice.recv(), deltas(1, 2, vec![npc_op(2, 1)]));
+    // The room now waits a second before it writes to Alice again for others' commits
+    // (a writable event of her socket may still bring her commit 2 before that).
+    assert_eq!(commit(&room, 2), 3);
+    alice.send(common::update("away", "req-1"));
+    // Her ack comes well within the interval, after the commit that was waiting.
+    let deadline = std::time::Instant::now() + Duration::from_millis(800);
+    let mut ops = Vec::new();
+    let mut at = 2;
+    while !ops.iter().any(|op: &Value| op["clientReqId"] == "req-1") {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let frame = alice
+            .recv_within(left)
+            .expect("the ack, before the room's interval is over");
+        assert_eq!(frame["type"], "SYNC.DELTAS");
+        assert_eq!(frame["payload"]["fromRev"], at);
+        at = frame["payload"]["toRev"].as_u64().unwrap();
+        ops.extend(frame["payload"]["operations"].as_array().unwrap().clone());
+    }
+    assert_eq!(at, 4);
+    assert_eq!(ops[0], npc_op(3, 2));
+    assert_eq!(ops[1]["clientReqId"], "req-1");
+}
+
 #[test]
 fn a_room_on_its_owners_tick_is_not_paced() {
     let mut config = Config::default();

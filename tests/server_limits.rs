@@ -222,6 +222,25 @@ fn connections_over_the_per_address_limit_are_refused_with_429() {
 }
 
 #[test]
+fn new_connections_over_the_per_address_rate_are_refused_with_429_before_any_upgrade() {
+    // One new connection a second: the second within the same second is refused (the
+    // test's two connects are milliseconds apart; the bucket refills after a second).
+    let server = TestServer::with(|config| config.limits.max_new_connections_per_ip_per_sec = 1);
+    let mut first = Ws::connect(&server.url("/"));
+    let body =
+        "the limit of 1 new connections a second per client address is reached; try again later\n";
+    let expected = format!(
+        "HTTP/1.1 429 Too Many Requests\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\nRetry-After: 1\r\n\r\n{body}",
+        body.len()
+    );
+    let upgrade = raw::upgrade_request("/", "");
+    assert_eq!(raw::exchange(server.addr(), upgrade.as_bytes()), expected);
+    // Refused at accept: never counted, and the admitted connection goes on.
+    assert_eq!(server.server().connections(), 1);
+    assert_eq!(first.join("user-1", "Alice")["payload"]["rev"], 1);
+}
+
+#[test]
 fn a_new_participant_in_a_full_room_gets_resource_exhausted_and_the_others_go_on() {
     let server = TestServer::with(|config| config.limits.max_participants_per_room = 2);
     let mut alice = Ws::connect(&server.url("/rooms/r"));

@@ -111,8 +111,10 @@ fn the_kill_server_checker_counts_what_a_server_without_durability_loses() {
 }
 
 /// The bad-actor phases with the attackers in a child process: the report names where
-/// they ran and gives each phase's CPU line, with the attackers' share counted from the
-/// child (a flood takes some CPU to write). One phase of one second, besides `quiet`.
+/// they ran, gives each window's latencies for both groups of probes and its CPU line
+/// (the attackers' share counted from the child: a flood takes some CPU to write), the
+/// phase's factor over the quiet windows either side, and the factors over the rounds.
+/// One phase of one second, between two quiet windows, twice.
 #[test]
 fn bad_actors_apart_report_each_phase_and_where_the_cpu_went() {
     let (code, report) = common::soak(&[
@@ -122,28 +124,58 @@ fn bad_actors_apart_report_each_phase_and_where_the_cpu_went() {
         "--phases",
         "flood",
         "--actors-apart",
+        "--repeat",
+        "2",
         "--server-set",
         "server.flush_interval_us=0",
     ]);
     assert_eq!(code, Some(0), "{report}");
     let lines: Vec<&str> = report.lines().collect();
-    assert_eq!(lines.len(), 7, "{report}");
+    assert_eq!(lines.len(), 19, "{report}");
     assert!(
-        lines[0]
-            .contains("no per-address limit, server set server.flush_interval_us=0; open files ")
-            && lines[0].ends_with("; attackers in a child process at nice 19"),
+        lines[0].starts_with(
+            "bad actors: 1 s windows, 2 round(s), 2 probes in the attacked room and 2 in a room of their own on the same shard; "
+        ) && lines[0]
+            .contains("default limits, each attacker from a loopback address of its own, server set server.flush_interval_us=0; open files ")
+            && lines[0].ends_with("; attackers in a child process under SCHED_IDLE"),
         "{report}"
     );
-    assert!(lines[1].starts_with("quiet "), "{report}");
-    assert!(lines[3].starts_with("flood "), "{report}");
-    for cpu in [lines[2], lines[4]] {
+    for round in [0, 1] {
+        let at = 1 + round * 7;
+        assert_eq!(lines[at], format!("round {} of 2", round + 1), "{report}");
         assert!(
-            cpu.trim_start()
-                .starts_with("cpu % of a core (ran/waited): shards "),
+            lines[at + 1].starts_with("quiet        in room: "),
             "{report}"
         );
+        assert!(
+            lines[at + 3].starts_with("flood        in room: "),
+            "{report}"
+        );
+        assert!(lines[at + 3].contains("x); elsewhere: "), "{report}");
+        assert!(lines[at + 3].ends_with("x)"), "{report}");
+        assert!(
+            lines[at + 5].starts_with("quiet        in room: "),
+            "{report}"
+        );
+        for cpu in [lines[at + 2], lines[at + 4], lines[at + 6]] {
+            assert!(
+                cpu.trim_start()
+                    .starts_with("cpu % of a core (ran/waited): shards "),
+                "{report}"
+            );
+        }
     }
-    assert_eq!(lines[5..], ["probe errors: 0", "violations: 0"], "{report}");
+    assert_eq!(
+        lines[15], "p99 over the quiet windows either side, median [range] over 2 round(s):",
+        "{report}"
+    );
+    assert!(lines[16].starts_with("flood        in room "), "{report}");
+    assert!(lines[16].contains(" of 2; elsewhere "), "{report}");
+    assert_eq!(
+        lines[17..],
+        ["probe errors: 0", "violations: 0"],
+        "{report}"
+    );
 }
 
 #[test]
@@ -157,7 +189,7 @@ fn an_unknown_bad_actor_phase_is_refused_naming_the_phases() {
     assert!(
         stderr.starts_with(
             "error: invalid value 'storm' for '--phases <PHASES>'\n  \
-             [possible values: quiet, slowloris, gib-header, byte-frames, flood, all]\n"
+             [possible values: quiet, slowloris, gib-header, byte-frames, busy-room, flood, all]\n"
         ),
         "{stderr}"
     );

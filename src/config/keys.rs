@@ -306,6 +306,12 @@ pub(crate) static KEYS: &[Key] = &[
     },
     Key {
         section: "limits",
+        name: "max_new_connections_per_ip_per_sec",
+        doc: "new connections one client IP address may open per second (and at once); 0 means no limit",
+        kind: count!(limits.max_new_connections_per_ip_per_sec, 0, 10_000_000),
+    },
+    Key {
+        section: "limits",
         name: "max_rooms",
         doc: "rooms held at once",
         kind: count!(limits.max_rooms, 1, 1_000_000),

@@ -472,6 +472,7 @@ recv_buffer_bytes = 32768
         &[
             ("limits.max_participants_per_room", "3", "--set"),
             ("limits.message_burst", "9", "--set"),
+            ("limits.max_new_connections_per_ip_per_sec", "14", "--set"),
             ("limits.max_client_req_id_bytes", "4096", "--set"),
             ("limits.max_correlation_id_bytes", "4095", "--set"),
             ("timeouts.room_idle_ms", "10", "--set"),

@@ -1,6 +1,7 @@
 //! The acceptor: takes new TCP connections, refuses those over the connection limit with
-//! a plain `503` (and those over the per-address limit with a `429`), and hands the
-//! others, with their client's address, to the shards in turn. It also runs the registry's
+//! a plain `503` (and those over the per-address limit, or over the address's rate of new
+//! connections (see `accept_rate`), with a `429`), and hands the others, with their
+//! client's address, to the shards in turn. It also runs the registry's
 //! once-a-second housekeeping (participant time-to-live, idle rooms).
 
 use std::io::{self, Write};
@@ -12,6 +13,7 @@ use crossbeam_channel::Sender;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 
+use super::accept_rate::AcceptRate;
 use super::handshake;
 use super::shared::{Busy, Shared};
 use crate::model::Model;
@@ -31,6 +33,8 @@ pub(super) struct Acceptor<M: Model> {
     pub(super) listener: TcpListener,
     pub(super) shared: Arc<Shared<M>>,
     pub(super) shards: Vec<Sender<(TcpStream, IpAddr)>>,
+    /// `limits.max_new_connections_per_ip_per_sec`.
+    pub(super) accept_rate: AcceptRate,
 }
 
 impl<M: Model> Acceptor<M> {
@@ -73,6 +77,7 @@ impl<M: Model> Acceptor<M> {
                 self.shared
                     .registry
                     .reap(now, self.shared.participant_ttl, self.shared.room_idle);
+                self.accept_rate.forget_full(now);
             }
         }
     }
@@ -85,6 +90,14 @@ impl<M: Model> Acceptor<M> {
                 Ok((stream, peer)) => {
                     // An IPv4 client of a dual-stack listener counts as its IPv4 address.
                     let ip = peer.ip().to_canonical();
+                    // The shell's clock: the address's rate of new connections.
+                    #[allow(clippy::disallowed_methods)]
+                    let now = Instant::now();
+                    if let Err(wait) = self.accept_rate.admit(ip, now) {
+                        tracing::debug!(%peer, "new connections per address over the rate; refused");
+                        refuse_churn(stream, wait, &self.shared);
+                        continue;
+                    }
                     if let Err(busy) = self.shared.admit(ip) {
                         tracing::debug!(%peer, ?busy, "connection limit reached; refused");
                         refuse_busy(stream, busy, &self.shared);
@@ -109,6 +122,20 @@ impl<M: Model> Acceptor<M> {
             }
         }
     }
+}
+
+/// Answers `429` to a connection over its address's rate of new connections, with the
+/// whole seconds until the next is admitted (at least 1) in `Retry-After`.
+fn refuse_churn<M: Model>(mut stream: TcpStream, wait: Duration, shared: &Shared<M>) {
+    let limit = shared.max_new_connections_per_ip_per_sec;
+    let body = format!(
+        "the limit of {limit} new connections a second per client address is reached; try again later"
+    );
+    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    let retry = seconds.max(1).to_string();
+    let refusal = handshake::refusal(429, &body, &[("Retry-After", &retry)]);
+    let _ = stream.write_all(&refusal.response);
+    let _ = stream.shutdown(std::net::Shutdown::Write);
 }
 
 /// Answers `503` (the server is full) or `429` (this address has its share) on a fresh

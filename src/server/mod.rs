@@ -37,6 +37,7 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 
+mod accept_rate;
 mod acceptor;
 mod admin;
 mod connection;
@@ -265,6 +266,9 @@ impl<M: Model> ServerBuilder<M> {
             listener,
             shared: Arc::clone(&shared),
             shards: senders,
+            accept_rate: accept_rate::AcceptRate::new(
+                self.config.limits.max_new_connections_per_ip_per_sec,
+            ),
         };
         acceptor.register()?;
         threads.push(

@@ -104,6 +104,8 @@ pub(super) struct Shared<M: Model> {
     pub(super) max_connections: usize,
     /// Open connections per client address; 0: no limit.
     pub(super) max_connections_per_ip: usize,
+    /// New connections per client address per second; 0: no limit (see `accept_rate`).
+    pub(super) max_new_connections_per_ip_per_sec: u32,
     pub(super) max_message_bytes: usize,
     pub(super) handshake_timeout: Duration,
     pub(super) participant_ttl: Duration,
@@ -154,6 +156,7 @@ impl<M: Model> Shared<M> {
             max_rooms: config.limits.max_rooms,
             max_connections: config.limits.max_connections,
             max_connections_per_ip: config.limits.max_connections_per_ip,
+            max_new_connections_per_ip_per_sec: config.limits.max_new_connections_per_ip_per_sec,
             max_message_bytes: config.limits.max_message_bytes,
             handshake_timeout: config.timeouts.handshake(),
             participant_ttl: config.timeouts.participant_ttl(),

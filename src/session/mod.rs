@@ -37,7 +37,7 @@
 
 pub(crate) mod counters;
 mod delta_cache;
-mod rate;
+pub(crate) mod rate;
 
 use std::collections::VecDeque;
 use std::sync::Arc;

@@ -48,6 +48,13 @@ impl TokenBucket {
         ))
     }
 
+    /// Whether the bucket is full at `now`, as a new one would be.
+    pub(crate) fn is_full(&self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.updated).as_nanos();
+        let refill = elapsed.saturating_mul(self.per_second);
+        self.nanotokens.saturating_add(refill) >= self.capacity
+    }
+
     /// Takes one token at `now` (when the message was read), or says how long after `now`
     /// one is available: exactly, to the nanosecond, never less.
     pub(crate) fn take(&mut self, now: Instant) -> Result<(), Duration> {

@@ -12,8 +12,10 @@
 //!   encoding, every client current, and the latency of a client of another room.
 //! - `--bad-actors` measures how much slowloris connections, 1 GiB frame headers, frames
 //!   sent a byte at a time and update floods slow a well-behaved client down (see
-//!   `bad_actors.rs`); `--secs` is then the length of each phase, `--phases` picks some,
-//!   and `--actors-apart` runs the attackers in a child process at the lowest priority.
+//!   `bad_actors.rs`); `--secs` is then the length of each window, `--phases` picks some,
+//!   `--repeat` runs the sequence again on fresh servers, `--probes` sets how many probes
+//!   each room has, and `--actors-apart` runs the attackers in a child process under
+//!   `SCHED_IDLE`.
 //!
 //! - `--kill-server` kills the server with SIGKILL at random moments (`--kills`, default
 //!   20) while writers and readers work, and restarts it on its data directory; every
@@ -30,6 +32,7 @@
 #![allow(clippy::disallowed_methods)]
 
 mod bad_actors;
+mod bad_actors_report;
 mod client;
 mod cluster;
 mod faults;
@@ -62,10 +65,17 @@ pub(crate) struct SoakArgs {
     /// With --bad-actors: the server's handshake timeout
     #[arg(long, default_value_t = 5000)]
     handshake_ms: u64,
-    /// With --bad-actors: run the attackers in a child process at the lowest priority
-    /// (nice 19), as if from another machine, instead of beside the server
+    /// With --bad-actors: run the attackers in a child process under SCHED_IDLE
+    /// (`chrt --idle 0`), as if from another machine, instead of beside the server
     #[arg(long, requires = "bad_actors")]
     actors_apart: bool,
+    /// With --bad-actors: run the whole sequence this many times, each on a fresh server,
+    /// and report each phase's factor as the median and the range
+    #[arg(long, default_value_t = 1, requires = "bad_actors", value_parser = clap::value_parser!(u32).range(1..))]
+    repeat: u32,
+    /// With --bad-actors: probes in the attacked room, and as many in a room of their own
+    #[arg(long, default_value_t = 2, requires = "bad_actors", value_parser = clap::value_parser!(u64).range(1..=50))]
+    probes: u64,
     /// With --bad-actors: the phases to run after `quiet` (default: all)
     #[arg(
         long,
@@ -331,6 +341,8 @@ fn run_bad_actors(args: &SoakArgs, secs: u64) -> ExitCode {
         apart: args.actors_apart,
         phases: args.phases.clone(),
         server_sets: args.server_set.clone(),
+        repeat: args.repeat,
+        probes: usize::try_from(args.probes).unwrap_or(1),
     };
     if let Err(message) = bad_actors::server_config(&plan.server_sets) {
         eprintln!("error: {message}");

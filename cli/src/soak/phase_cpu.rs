@@ -13,8 +13,8 @@ use crate::bench::cpu::{self, Sample};
 
 /// The name every attacker thread's name starts with.
 pub(crate) const ACTOR_THREAD: &str = "actor-";
-/// The probe's thread name.
-pub(crate) const PROBE_THREAD: &str = "probe";
+/// The name every probe thread's name starts with.
+pub(crate) const PROBE_THREAD: &str = "probe-";
 
 /// The CPU clocks at one moment.
 #[derive(Debug, Clone)]
@@ -52,7 +52,7 @@ pub(crate) struct PhaseCpu {
     pub(crate) acceptor: f64,
     /// The attackers: ran, waited.
     pub(crate) actors: (f64, f64),
-    /// The probe: ran, waited.
+    /// The probes: ran, waited.
     pub(crate) probe: (f64, f64),
     /// Every core of the machine, busy (other processes included), when known.
     pub(crate) machine: Option<f64>,
@@ -71,7 +71,7 @@ fn is_actor(name: &str) -> bool {
 }
 
 fn is_probe(name: &str) -> bool {
-    name == PROBE_THREAD
+    name.starts_with(PROBE_THREAD)
 }
 
 /// What was spent from `from` to `to`.
@@ -109,7 +109,7 @@ impl PhaseCpu {
             .machine
             .map_or_else(|| "?".to_owned(), |m| format!("{}", pct(m)));
         format!(
-            "cpu % of a core (ran/waited): shards {}/{}, acceptor {}, actors {}/{}, probe {}/{}; machine busy {machine} of {}",
+            "cpu % of a core (ran/waited): shards {}/{}, acceptor {}, actors {}/{}, probes {}/{}; machine busy {machine} of {}",
             pct(self.shards.0),
             pct(self.shards.1),
             pct(self.acceptor),
