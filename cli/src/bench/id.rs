@@ -9,6 +9,8 @@
 
 use std::fmt::Write as _;
 
+use super::scan::leading_digits;
+
 /// The parts of one of our ids.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct BenchId {
@@ -34,10 +36,10 @@ impl BenchId {
     /// every operation's id, a million a second at the default load.
     pub(crate) fn parse(raw: &[u8]) -> Option<Self> {
         let rest = raw.strip_prefix(b"b")?;
-        let (run, rest) = number(rest, 16)?;
-        let (writer, rest) = number(rest.strip_prefix(b".")?, 10)?;
-        let (seq, rest) = number(rest.strip_prefix(b".")?, 10)?;
-        let (at_us, rest) = number(rest.strip_prefix(b".")?, 10)?;
+        let (run, rest) = hex(rest)?;
+        let (writer, rest) = decimal(rest.strip_prefix(b".")?)?;
+        let (seq, rest) = decimal(rest.strip_prefix(b".")?)?;
+        let (at_us, rest) = decimal(rest.strip_prefix(b".")?)?;
         if !rest.is_empty() {
             return None;
         }
@@ -50,34 +52,64 @@ impl BenchId {
     }
 }
 
-/// The number at the start of `text` in `radix` (10 or 16) and what follows it; `None`
-/// when there is no digit or it overflows.
-fn number(text: &[u8], radix: u8) -> Option<(u64, &[u8])> {
+/// The decimal number at the start of `text` and what follows it; `None` when there is
+/// no digit or it overflows.
+fn decimal(text: &[u8]) -> Option<(u64, &[u8])> {
+    let (n, len) = leading_digits(text);
+    let n = if len < 20 {
+        n
+    } else {
+        checked(&text[..len], 10)?
+    };
+    (len > 0).then(|| (n, &text[len..]))
+}
+
+/// Each byte's value as a hexadecimal digit, 16 for any other byte.
+static HEX: [u8; 256] = {
+    let mut values = [16; 256];
+    let mut i = 0;
+    while i < 10 {
+        values[b'0' as usize + i] = i as u8;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 6 {
+        values[b'a' as usize + i] = 10 + i as u8;
+        values[b'A' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    values
+};
+
+/// The hexadecimal number at the start of `text` and what follows it; `None` when there
+/// is no digit or it overflows.
+fn hex(text: &[u8]) -> Option<(u64, &[u8])> {
     let (mut n, mut len) = (0u64, 0);
-    while let Some(digit) = text.get(len).and_then(|&b| digit(b, radix)) {
-        // Wraps only past 15 digits, which are then read again with checks.
-        n = n
-            .wrapping_mul(u64::from(radix))
-            .wrapping_add(u64::from(digit));
+    while let Some(&value) = text.get(len).map(|&b| &HEX[usize::from(b)]) {
+        if value == 16 {
+            break;
+        }
+        // Loses digits only past 16, which are then read again with checks.
+        n = n << 4 | u64::from(value);
         len += 1;
     }
-    if len > 15 {
-        n = text[..len].iter().try_fold(0u64, |n, &b| {
-            n.checked_mul(u64::from(radix))?
-                .checked_add(u64::from(digit(b, radix)?))
-        })?;
+    if len > 16 {
+        n = checked(&text[..len], 16)?;
     }
     (len > 0).then(|| (n, &text[len..]))
 }
 
+/// The value of `digits` in `radix`, `None` when it overflows.
+fn checked(digits: &[u8], radix: u8) -> Option<u64> {
+    digits.iter().try_fold(0u64, |n, &b| {
+        n.checked_mul(u64::from(radix))?
+            .checked_add(u64::from(digit(b, radix)?))
+    })
+}
+
 /// The value of one digit in `radix` (10 or 16).
 fn digit(b: u8, radix: u8) -> Option<u8> {
-    let value = match b {
-        b'0'..=b'9' => b - b'0',
-        b'a'..=b'f' => b - b'a' + 10,
-        b'A'..=b'F' => b - b'A' + 10,
-        _ => return None,
-    };
+    let value = HEX[usize::from(b)];
     (value < radix).then_some(value)
 }
 
@@ -97,6 +129,9 @@ mod tests {
         id.write(&mut text);
         assert_eq!(text, "bdeadbeef.3.17.2000123");
         assert_eq!(BenchId::parse(text.as_bytes()), Some(id));
+        assert_eq!(BenchId::parse(b"bDEADBEEF.3.17.2000123"), Some(id));
+        let padded = BenchId::parse(b"b000000000000000000ff.1.0002.3").map(|id| (id.run, id.seq));
+        assert_eq!(padded, Some((0xff, 2)));
         let longest = BenchId::parse(b"bffffffff.4294967295.18446744073709551615.0");
         assert_eq!(
             longest,
@@ -119,6 +154,7 @@ mod tests {
             b"b1..3.4",
             b"b1.2.3.18446744073709551616",
             b"b10000000000000000.1.2.3",
+            b"bg.1.2.3",
         ] {
             assert_eq!(BenchId::parse(other), None);
         }
