@@ -133,3 +133,51 @@ fn a_baseline_runs_the_same_load_on_a_separate_server_and_gives_ratios() {
         );
     }
 }
+
+mod faulty;
+
+/// Runs a short load against a server that breaks the stream as `fault` says; returns
+/// the run's violations by kind.
+fn violations_against(fault: faulty::Fault) -> Value {
+    let url = faulty::start(fault);
+    let output = bench(&[
+        "--url",
+        &url,
+        "--clients",
+        "4",
+        "--rate",
+        "100",
+        "--warmup",
+        "0.2",
+        "--duration",
+        "0.5",
+        "--drain-timeout",
+        "1",
+        "--json",
+        "--quiet",
+    ]);
+    let json: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(output.status.code(), Some(1), "{json}");
+    json["result"]["violations_by_kind"].clone()
+}
+
+// regression: the scanner's fast path for operations in the server's own layout must
+// still see every revision (the checks run on what it reads).
+#[test]
+fn a_delivery_seen_twice_is_a_violation() {
+    let by_kind = violations_against(faulty::Fault::Duplicate(3));
+    // Every client sees the revision twice; the writer also sees its update acknowledged
+    // twice.
+    assert_eq!(by_kind["not_contiguous"], 4, "{by_kind}");
+    assert_eq!(by_kind["duplicate_ack"], 1, "{by_kind}");
+}
+
+#[test]
+fn a_skipped_revision_is_a_violation() {
+    let by_kind = violations_against(faulty::Fault::Skip(3));
+    assert_eq!(
+        by_kind,
+        serde_json::json!({"not_contiguous": 4}),
+        "{by_kind}"
+    );
+}

@@ -14,6 +14,15 @@
 //! reason a `SYNC.DELTAS` is read in place, in one pass ([`message`]): a game tick's
 //! frame holds a hundred operations, and skipping each level before walking into it
 //! read every byte four times.
+//!
+//! An operation laid out as the server writes it (`rev`, `type`, `payload`,
+//! `clientReqId`, no whitespace) is read by matching that layout's bytes
+//! ([`canonical_operation`]) instead of matching each key; any other layout falls back
+//! to the general walk, which also reports the faults. Strings are scanned eight bytes
+//! at a time ([`string_end`]) and integers without checked arithmetic below 20 digits.
+//! Together these cut the generator's instructions per received operation to about 0.6
+//! of the byte-by-byte walk (callgrind, `docs/benchmarks.md`).
+//!
 //! The ceiling server uses the same scanner on client messages ([`client_message`]).
 
 /// The message is not the JSON the scanner expects; `at` is the byte offset.
@@ -76,19 +85,46 @@ impl<'a> Cursor<'a> {
     /// A string literal: the bytes between its quotes, escapes kept.
     fn string(&mut self) -> Result<&'a [u8]> {
         self.expect(b'"', "expected a string")?;
+        self.string_rest()
+    }
+
+    /// The rest of a string whose opening quote the cursor has just passed.
+    fn string_rest(&mut self) -> Result<&'a [u8]> {
         let start = self.at;
-        loop {
-            match self.bytes.get(self.at) {
-                Some(b'"') => {
-                    self.at += 1;
-                    return Ok(&self.bytes[start..self.at - 1]);
-                }
-                Some(b'\\') => self.at += 2,
-                Some(0..=0x1f) => return fail(self.at, "control character in a string"),
-                Some(_) => self.at += 1,
-                None => return fail(self.at, "unterminated string"),
-            }
+        let end = string_end(self.bytes, start)?;
+        self.at = end + 1;
+        Ok(&self.bytes[start..end])
+    }
+
+    /// A non-negative integer value (a revision: two per message, one per operation).
+    fn uint(&mut self) -> Result<u64> {
+        self.skip_ws();
+        let start = self.at;
+        let (n, len) = leading_digits(&self.bytes[start..]);
+        let fraction = matches!(
+            self.bytes.get(start + len),
+            Some(b'.' | b'e' | b'E' | b'-' | b'+')
+        );
+        if len == 0 || fraction {
+            return fail(start, "expected a non-negative integer");
         }
+        self.at += len;
+        if len < 20 {
+            return Ok(n);
+        }
+        decimal(&self.bytes[start..start + len]).ok_or(ScanError {
+            at: start,
+            what: "integer out of range",
+        })
+    }
+
+    /// Moves past `text` if the bytes at the cursor are exactly it.
+    fn eat(&mut self, text: &[u8]) -> bool {
+        let found = self.bytes[self.at..].starts_with(text);
+        if found {
+            self.at += text.len();
+        }
+        found
     }
 
     /// Skips one value of any kind; returns its bytes.
@@ -113,7 +149,8 @@ impl<'a> Cursor<'a> {
 
     /// Skips an object or array the caller does not look into (a snapshot's state, an
     /// operation's payload): only brackets and string boundaries are followed, so a
-    /// key inside it is never taken for one outside, but its inside is not validated.
+    /// key inside it is never taken for one outside, but its inside is not validated
+    /// (beyond its strings, which refuse control characters).
     fn container(&mut self) -> Result<()> {
         let bytes = self.bytes;
         let mut at = self.at;
@@ -124,17 +161,7 @@ impl<'a> Cursor<'a> {
             }
             match bytes.get(at) {
                 None => return fail(at, "unterminated object or array"),
-                Some(b'"') => {
-                    at += 1;
-                    loop {
-                        match bytes.get(at) {
-                            None => return fail(at, "unterminated string"),
-                            Some(b'"') => break,
-                            Some(b'\\') => at += 2,
-                            Some(_) => at += 1,
-                        }
-                    }
-                }
+                Some(b'"') => at = string_end(bytes, at + 1)?,
                 Some(b'{' | b'[') => depth += 1,
                 Some(_) => depth -= 1,
             }
@@ -223,6 +250,104 @@ impl<'a> Cursor<'a> {
     }
 }
 
+/// A byte repeated in every byte of a word.
+const fn splat(byte: u8) -> u64 {
+    u64::from_ne_bytes([byte; 8])
+}
+
+/// The high bit of each byte of `word` that is below `limit` (at most 128); bits above
+/// the first such byte may be set wrongly, the lowest set bit is always right ("Bit
+/// Twiddling Hacks", `hasless`).
+const fn below(word: u64, limit: u8) -> u64 {
+    word.wrapping_sub(splat(limit)) & !word & splat(0x80)
+}
+
+/// The high bit of each byte of `word` a string scan stops at (a quote, a backslash, a
+/// control character), exact up to its lowest set bit.
+const fn string_stops(word: u64) -> u64 {
+    below(word ^ splat(b'"'), 1) | below(word ^ splat(b'\\'), 1) | below(word, 0x20)
+}
+
+/// The index of the quote that ends the string whose inside starts at `from` (the first
+/// quote not escaped by a backslash); a control character inside is an error (JSON
+/// forbids it). Eight bytes are looked at a time, with word arithmetic, up to the one
+/// that stops the scan: strings (keys, types, names, ids) are most of an operation's
+/// bytes, and a byte-by-byte loop over them was the generator's largest cost per
+/// operation.
+fn string_end(bytes: &[u8], from: usize) -> Result<usize> {
+    let mut at = from;
+    loop {
+        while let Some(word) = bytes.get(at..at + 8) {
+            let mut eight = [0; 8];
+            eight.copy_from_slice(word);
+            let stops = string_stops(u64::from_le_bytes(eight));
+            if stops != 0 {
+                at += stops.trailing_zeros() as usize / 8;
+                break;
+            }
+            at += 8;
+        }
+        match bytes.get(at) {
+            None => return fail(bytes.len(), "unterminated string"),
+            Some(b'"') => return Ok(at),
+            Some(b'\\') => at += 2,
+            Some(0..=0x1f) => return fail(at, "control character in a string"),
+            Some(_) => at += 1,
+        }
+    }
+}
+
+/// The value of the eight ASCII digits of `word` (loaded little-endian: the first digit
+/// in its lowest byte), `None` unless all eight are digits. Three multiplications
+/// instead of eight (the method of simdjson's `parse_eight_digits_unrolled`).
+const fn eight_digits(word: u64) -> Option<u64> {
+    let high_nibbles = splat(0xf0);
+    let digits = word & high_nibbles == splat(b'0')
+        && word.wrapping_add(splat(6)) & high_nibbles == splat(b'0');
+    if !digits {
+        return None;
+    }
+    let pairs = (word & splat(0x0f)).wrapping_mul((10 << 8) | 1) >> 8;
+    let quads = (pairs & 0x00ff_00ff_00ff_00ff).wrapping_mul((100 << 16) | 1) >> 16;
+    Some((quads & 0x0000_ffff_0000_ffff).wrapping_mul((10_000 << 32) | 1) >> 32)
+}
+
+/// The ASCII digits `text` starts with: their value (wrapped past 19 digits, which the
+/// caller then reads again with checks) and how many there are. Eight at a time while
+/// it can: a revision here has 16.
+pub(crate) fn leading_digits(text: &[u8]) -> (u64, usize) {
+    let (mut n, mut len) = (0u64, 0);
+    while let Some(word) = text.get(len..len + 8) {
+        let mut eight = [0; 8];
+        eight.copy_from_slice(word);
+        let Some(value) = eight_digits(u64::from_le_bytes(eight)) else {
+            break;
+        };
+        n = n.wrapping_mul(100_000_000).wrapping_add(value);
+        len += 8;
+    }
+    while let Some(&digit @ b'0'..=b'9') = text.get(len) {
+        n = n.wrapping_mul(10).wrapping_add(u64::from(digit - b'0'));
+        len += 1;
+    }
+    (n, len)
+}
+
+/// The value of ASCII digits, `None` past `u64::MAX`. Up to 19 digits cannot overflow,
+/// so only a 20-digit number pays for checked arithmetic (revisions have 16 here).
+fn decimal(digits: &[u8]) -> Option<u64> {
+    if digits.len() < 20 {
+        return Some(
+            digits
+                .iter()
+                .fold(0, |n: u64, &d| n * 10 + u64::from(d - b'0')),
+        );
+    }
+    digits.iter().try_fold(0u64, |n, &d| {
+        n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+    })
+}
+
 /// Walks the object `bytes` (which must be exactly one object), handing `field` each
 /// key and its value's bytes.
 fn fields<'a>(
@@ -245,20 +370,13 @@ fn as_str(value: &[u8]) -> Result<&[u8]> {
 
 /// A non-negative integer value.
 fn as_u64(value: &[u8]) -> Result<u64> {
-    if value.is_empty() || value.len() > 20 || !value.iter().all(u8::is_ascii_digit) {
+    if value.is_empty() || !value.iter().all(u8::is_ascii_digit) {
         return fail(0, "expected a non-negative integer");
     }
-    let mut n: u64 = 0;
-    for &digit in value {
-        n = n
-            .checked_mul(10)
-            .and_then(|n| n.checked_add(u64::from(digit - b'0')))
-            .ok_or(ScanError {
-                at: 0,
-                what: "integer out of range",
-            })?;
-    }
-    Ok(n)
+    decimal(value).ok_or(ScanError {
+        at: 0,
+        what: "integer out of range",
+    })
 }
 
 fn required<T>(value: Option<T>, what: &'static str) -> Result<T> {
@@ -369,11 +487,11 @@ fn deltas_at<'a>(
     let (mut from, mut to, mut early, mut read) = (None, None, None, false);
     cursor.object(|key, cursor| match key {
         b"fromRev" => {
-            from = Some(as_u64(cursor.value()?)?);
+            from = Some(cursor.uint()?);
             Ok(true)
         }
         b"toRev" => {
-            to = Some(as_u64(cursor.value()?)?);
+            to = Some(cursor.uint()?);
             Ok(true)
         }
         b"operations" => {
@@ -411,10 +529,48 @@ pub(crate) struct Operation<'a> {
 
 /// Reads the operation object at the cursor.
 fn operation_at<'a>(cursor: &mut Cursor<'a>) -> Result<Operation<'a>> {
+    let start = cursor.at;
+    if let Some(operation) = canonical_operation(cursor) {
+        return Ok(operation);
+    }
+    cursor.at = start;
+    any_operation_at(cursor)
+}
+
+/// The operation at the cursor when it is laid out as the server encodes it,
+/// `{"rev":R,"type":"T","payload":P,"clientReqId":"C"}` (`clientReqId` optional, `P` an
+/// object or array, no whitespace); `None`, with the cursor anywhere, for any other
+/// layout or any fault, which [`any_operation_at`] then reads (or reports) in full.
+/// Everything it accepts the general walk accepts with the same result; it saves
+/// matching each key against the wanted ones (with [`string_end`]'s word scan, reading
+/// an operation fell from about 2,460 to 1,000 instructions under callgrind).
+fn canonical_operation<'a>(cursor: &mut Cursor<'a>) -> Option<Operation<'a>> {
+    cursor.skip_ws();
+    if !cursor.eat(br#"{"rev":"#) {
+        return None;
+    }
+    let rev = cursor.uint().ok()?;
+    if !cursor.eat(br#","type":""#) {
+        return None;
+    }
+    cursor.string_rest().ok()?;
+    if !cursor.eat(br#","payload":"#) || !matches!(cursor.peek(), Some(b'{' | b'[')) {
+        return None;
+    }
+    cursor.container().ok()?;
+    let client_req_id = match cursor.eat(br#","clientReqId":""#) {
+        true => Some(cursor.string_rest().ok()?),
+        false => None,
+    };
+    cursor.eat(b"}").then_some(Operation { rev, client_req_id })
+}
+
+/// Reads the operation object at the cursor, its keys in any order.
+fn any_operation_at<'a>(cursor: &mut Cursor<'a>) -> Result<Operation<'a>> {
     let (mut rev, mut client_req_id) = (None, None);
     cursor.object(|key, cursor| match key {
         b"rev" => {
-            rev = Some(as_u64(cursor.value()?)?);
+            rev = Some(cursor.uint()?);
             Ok(true)
         }
         b"clientReqId" => {
@@ -651,6 +807,10 @@ b"}"#,
             br#"{"payload":{}}"#,
             br#"{"type":"X","payload":{"a":[1,2}}"#,
             br#"{"type":"SYNC.DELTAS","payload":{"fromRev":-1,"toRev":2,"operations":[]}}"#,
+            br#"{"type":"SYNC.DELTAS","payload":{"fromRev":1.5,"toRev":2,"operations":[]}}"#,
+            br#"{"type":"SYNC.DELTAS","payload":{"fromRev":1,"toRev":2e1,"operations":[]}}"#,
+            br#"{"type":"SYNC.DELTAS","payload":{"fromRev":1,"toRev":99999999999999999999,"operations":[]}}"#,
+            br#"{"type":"SYNC.DELTAS","payload":{"fromRev":1,"toRev":2,"operations":[{"rev":"2"}]}}"#,
             br#"{"type":"SYNC.DELTAS","payload":{"fromRev":1,"toRev":2,"operations":[{"type":"x"}]}}"#,
             br#"{"type":"SYNC.DELTAS","payload":{"fromRev":1,"toRev":2,"operations":[{"rev":2}}}"#,
             br#"{"payload":{"fromRev":1,"toRev":2,"operations":[]} x,"type":"SYNC.DELTAS"}"#,
@@ -666,6 +826,98 @@ b"}"#,
         assert_eq!(read(text).unwrap_err().what, "no operations");
         assert!(as_u64(b"18446744073709551616").is_err());
         assert_eq!(as_u64(b"18446744073709551615").unwrap(), u64::MAX);
+    }
+
+    #[test]
+    fn digits_read_eight_at_a_time_as_one_by_one() {
+        for text in [
+            "0",
+            "7",
+            "12345678",
+            "123456789",
+            "09876543210",
+            "1796211752167003",
+            "1234567812345678x",
+            "12345678.5",
+            "18446744073709551615",
+            "9999999999999999999",
+            "1234567:",
+            "123456/8",
+        ] {
+            let digits = text.bytes().take_while(u8::is_ascii_digit).count();
+            let expected = text[..digits].parse::<u64>().unwrap_or(0);
+            assert_eq!(
+                leading_digits(text.as_bytes()),
+                (expected, digits),
+                "{text}"
+            );
+        }
+        assert_eq!(eight_digits(u64::from_le_bytes(*b"0000000:")), None);
+        assert_eq!(eight_digits(u64::from_le_bytes(*b"/0000000")), None);
+        assert_eq!(
+            eight_digits(u64::from_le_bytes(*b"90000001")),
+            Some(90_000_001)
+        );
+    }
+
+    #[test]
+    fn strings_end_at_the_first_unescaped_quote_at_any_offset() {
+        for len in 0..20 {
+            let plain = format!("\"{}\"tail", "a".repeat(len));
+            assert_eq!(string_end(plain.as_bytes(), 1), Ok(1 + len), "{plain}");
+            for k in 0..len {
+                let escaped = format!("\"{}\\\"{}\"", "a".repeat(k), "b".repeat(len - k));
+                assert_eq!(string_end(escaped.as_bytes(), 1), Ok(len + 3), "{escaped}");
+                let mut control = plain.clone().into_bytes();
+                control[1 + k] = b'\n';
+                let refused = string_end(&control, 1).unwrap_err();
+                assert_eq!(
+                    (refused.at, refused.what),
+                    (1 + k, "control character in a string")
+                );
+            }
+            let open = format!("\"{}", "\u{e9}".repeat(len));
+            let refused = string_end(open.as_bytes(), 1).unwrap_err();
+            assert_eq!(refused.what, "unterminated string");
+        }
+        // A backslash as the last byte escapes nothing that ends the string.
+        assert_eq!(
+            string_end(b"\"abcdefghij\\", 1).unwrap_err().what,
+            "unterminated string"
+        );
+    }
+
+    #[test]
+    fn operations_as_the_server_writes_them_read_as_in_any_layout() {
+        let canonical = [
+            &br#"{"rev":7,"type":"participant.updated","payload":{"id":"c0","name":"w0-x\"}"},"clientReqId":"b1.0.3.99"}"#[..],
+            br#"{"rev":8,"type":"t","payload":[1,{"a":"]"}]}"#,
+            br#"{"rev":18446744073709551615,"type":"t","payload":{}}"#,
+        ];
+        let others = [
+            &br#"{ "rev":7,"type":"t","payload":{},"clientReqId":"x"}"#[..],
+            br#"{"type":"t","rev":9,"payload":{}}"#,
+            br#"{"rev":10,"type":"t","payload":null,"clientReqId":"y"}"#,
+            br#"{"rev":11,"type":"t","payload":{},"clientReqId":"z","extra":1}"#,
+        ];
+        for text in canonical {
+            let mut fast = Cursor::new(text);
+            let mut general = Cursor::new(text);
+            let read = canonical_operation(&mut fast);
+            assert_eq!(read, any_operation_at(&mut general).ok());
+            assert!(read.is_some());
+            assert_eq!(fast.at, general.at);
+        }
+        for text in others {
+            assert_eq!(canonical_operation(&mut Cursor::new(text)), None);
+            let mut cursor = Cursor::new(text);
+            assert!(operation_at(&mut cursor).is_ok());
+            assert_eq!(cursor.at, text.len());
+        }
+        // What the fast path refuses, the general one reports.
+        let bad = br#"{"rev":99999999999999999999,"type":"t","payload":{}}"#;
+        let refused = operation_at(&mut Cursor::new(bad)).unwrap_err();
+        assert_eq!(refused.what, "integer out of range");
     }
 
     #[test]
