@@ -87,7 +87,7 @@ admin_listen = ""  # default
 # which of /health, /ready and /metrics the WebSocket port answers too
 public_endpoints = "all"  # default
 # microseconds a room's connections wait after a write so the next carries more operations; 0 never waits (0 to 1000000)
-flush_interval_us = 5000  # default
+flush_interval_us = 10000  # default
 # kernel send buffer per client socket (SO_SNDBUF); 0 keeps the OS default (0 to 67108864)
 send_buffer_bytes = 0  # default
 # kernel receive buffer per client socket (SO_RCVBUF); 0 keeps the OS default (0 to 67108864)
@@ -165,7 +165,7 @@ memory_revisions = "restart-safe"  # default
 # the Redis engine several nodes share rooms through (`redis://host:port`); empty: one node
 url = ""  # default
 # times in a row a commit may lose its revision to another node before it is refused (retryable) (0 to 1000)
-commit_retries = 16  # default
+commit_retries = 64  # default
 # how long one call to the engine may take, connecting included (10 to 60000)
 timeout_ms = 2000  # default
 # how long a node's heartbeat lives in the engine; a node silent that long is dead and its participants leave (300 to 3600000)
