@@ -103,7 +103,7 @@ max_connections = 10000  # default
 # open connections from one client IP address; 0 means no limit (behind a proxy) (0 to 10000000)
 max_connections_per_ip = 1000  # default
 # new connections one client IP address may open per second (and at once); 0 means no limit (0 to 10000000)
-max_new_connections_per_ip_per_sec = 0  # default
+max_new_connections_per_ip_per_sec = 1000  # default
 # rooms held at once (1 to 1000000)
 max_rooms = 1000  # default
 # participants one room admits at once; 0 means no limit (0 to 10000000)

@@ -284,10 +284,11 @@ pub struct LimitsConfig {
     /// for a server behind a proxy whose clients all arrive from the proxy's address.
     pub max_connections_per_ip: usize,
     /// New connections one client IP address may open per second (and at once), refused
-    /// at accept beyond that; 0 (the default): no limit. It bounds connection churn (a
-    /// client that reconnects as fast as it is closed holds one connection at a time, so
-    /// `max_connections_per_ip` does not); off by default because every client behind
-    /// one NAT or proxy reconnects at once after a restart.
+    /// at accept beyond that (default 1,000, as many as one address may hold, so every
+    /// client of a NAT under `max_connections_per_ip` can reconnect at once after a
+    /// restart); 0: no limit (behind a proxy). It bounds connection churn: a client that
+    /// reconnects as fast as it is closed holds one connection at a time, so
+    /// `max_connections_per_ip` does not.
     pub max_new_connections_per_ip_per_sec: u32,
     /// Rooms held at once (default 1,000).
     pub max_rooms: usize,
@@ -312,7 +313,7 @@ impl Default for LimitsConfig {
         Self {
             max_connections: 10_000,
             max_connections_per_ip: 1_000,
-            max_new_connections_per_ip_per_sec: 0,
+            max_new_connections_per_ip_per_sec: 1_000,
             max_rooms: 1_000,
             max_participants_per_room: 1_000,
             max_message_bytes: 65_536,

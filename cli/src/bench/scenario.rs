@@ -684,6 +684,7 @@ pub(crate) fn bench_defaults(load: &Load) -> Vec<(&'static str, String)> {
         ),
         // Every client comes from one address; a room may hold them all.
         ("limits.max_connections_per_ip", "0".into()),
+        ("limits.max_new_connections_per_ip_per_sec", "0".into()),
         ("limits.max_participants_per_room", "0".into()),
         ("limits.max_rooms", (load.rooms + 10).max(1_000).to_string()),
         ("limits.messages_per_second", "1000000".into()),

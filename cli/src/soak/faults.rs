@@ -111,6 +111,8 @@ fn server_args(plan: &Plan) -> Vec<String> {
         "--set".to_owned(),
         "limits.max_connections_per_ip=0".to_owned(),
         "--set".to_owned(),
+        "limits.max_new_connections_per_ip_per_sec=0".to_owned(),
+        "--set".to_owned(),
         "limits.max_participants_per_room=0".to_owned(),
         "--set".to_owned(),
         format!("room.dedup_window={}", plan.dedup_window),

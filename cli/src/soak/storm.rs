@@ -124,6 +124,7 @@ fn start_server(plan: &Plan) -> std::io::Result<Server<Presence>> {
     config.limits.max_connections = plan.clients + 100;
     // Every client comes from one address.
     config.limits.max_connections_per_ip = 0;
+    config.limits.max_new_connections_per_ip_per_sec = 0;
     config.room.ring_capacity =
         deltasync::room::ring_capacity(plan.ring_capacity).map_err(std::io::Error::other)?;
     config.timeouts.participant_ttl_ms = 3_600_000;
