@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -70,8 +70,6 @@ pub(super) struct RedisLog {
     last_snapshot: AtomicU64,
     /// The records a refused append brought back, for the catch-up that follows.
     missed: Mutex<Vec<Record>>,
-    /// Appends refused in a row (the backoff grows with it).
-    conflicts_in_a_row: AtomicU32,
 }
 
 impl RedisLog {
@@ -90,7 +88,6 @@ impl RedisLog {
             appended: AtomicU64::new(head),
             last_snapshot: AtomicU64::new(snap_rev),
             missed: Mutex::new(Vec::new()),
-            conflicts_in_a_row: AtomicU32::new(0),
         }
     }
 }
@@ -117,27 +114,22 @@ impl RedisLog {
         }
     }
 
-    /// After a lost race, waits a random moment, longer after each loss in a row (up to
-    /// `MAX_BACKOFF`), so that nodes hammering one room take turns instead of one of them
-    /// losing every time. Under the room's commit lock: its other local commits would
-    /// lose the same race anyway.
+    /// After a lost race, waits a random moment under `JITTER`, so that two nodes that
+    /// keep colliding in step fall out of step. Never longer, and never longer after a
+    /// streak of losses: the refused append brought the missed records back, so the loser
+    /// is as current as the winners, and a wait that grew with its losses (as a first
+    /// version did) made it lose more: 3,000 joins through three nodes had joins lose 65
+    /// races in a row behind nodes that did not wait. Under the room's commit lock: its
+    /// other local commits would lose the same race anyway.
     fn back_off(&self) {
-        // Relaxed: a counter only this room's commit path (under its lock) uses.
-        let streak = self
-            .conflicts_in_a_row
-            .fetch_add(1, Ordering::Relaxed)
-            .min(10);
-        let ceiling = (BACKOFF_STEP * (1 << streak)).min(MAX_BACKOFF);
         let random = getrandom::u64().unwrap_or(0);
-        let micros = random % ceiling.as_micros().max(1) as u64;
+        let micros = random % JITTER.as_micros().max(1) as u64;
         std::thread::sleep(Duration::from_micros(micros));
     }
 }
 
-/// The first backoff ceiling after a lost race; doubled for each loss in a row.
-const BACKOFF_STEP: Duration = Duration::from_micros(100);
-/// The longest backoff ceiling.
-const MAX_BACKOFF: Duration = Duration::from_millis(2);
+/// The longest wait after a lost race.
+const JITTER: Duration = Duration::from_micros(100);
 
 impl RoomLog for RedisLog {
     fn append(&self, record: &RecordRef<'_>) -> Result<(), StorageError> {
@@ -169,7 +161,6 @@ impl RoomLog for RedisLog {
                 found: record.rev,
             });
         }
-        self.conflicts_in_a_row.store(0, Ordering::Relaxed);
         Counters::add(&counters.appends, 1);
         // Relaxed: a statistic of this node, read on its own.
         self.appended.fetch_max(record.rev, Ordering::Relaxed);
