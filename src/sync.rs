@@ -338,6 +338,8 @@ mod model {
         }
 
         /// The shard's side: whether a poll now would return for a wake-up (and consume it).
+        /// Only the models call it (the server's loop never runs under loom).
+        #[cfg(test)]
         pub(crate) fn poll(&self) -> bool {
             // Relaxed: as in `wake`.
             self.0.swap(false, Ordering::Relaxed)

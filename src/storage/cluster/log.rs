@@ -115,12 +115,12 @@ impl RedisLog {
     }
 
     /// After a lost race, waits a random moment under `JITTER`, so that two nodes that
-    /// keep colliding in step fall out of step. Never longer, and never longer after a
-    /// streak of losses: the refused append brought the missed records back, so the loser
-    /// is as current as the winners, and a wait that grew with its losses (as a first
-    /// version did) made it lose more: 3,000 joins through three nodes had joins lose 65
-    /// races in a row behind nodes that did not wait. Under the room's commit lock: its
-    /// other local commits would lose the same race anyway.
+    /// keep colliding in step fall out of step. The wait does not grow with a streak of
+    /// losses: the refused append brought the missed records back, so the loser is as
+    /// current as the winners, and a wait that grew with its losses (as a first version
+    /// did) made it lose more: 3,000 joins through three nodes had joins lose 65 races in
+    /// a row behind nodes that did not wait. Under the room's commit lock: its other local
+    /// commits would lose the same race anyway.
     fn back_off(&self) {
         let random = getrandom::u64().unwrap_or(0);
         let micros = random % JITTER.as_micros().max(1) as u64;
