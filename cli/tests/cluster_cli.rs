@@ -193,31 +193,29 @@ fn a_missing_engine_binary_says_how_to_install_it() {
     );
 }
 
+/// Ten seconds of `soak --cluster`: a node killed every two seconds at most (down for
+/// 300 ms), the engine down for 1.5 s once, two rooms, a fixed seed.
+const SHORT_CLUSTER_SOAK: [&str; 13] = [
+    "--cluster",
+    "--secs",
+    "10",
+    "--kill-interval-ms",
+    "2000",
+    "--node-down-ms",
+    "300",
+    "--engine-down-ms",
+    "1500",
+    "--rooms",
+    "2",
+    "--seed",
+    "5",
+];
+
 #[test]
 fn a_short_cluster_soak_with_node_kills_and_an_engine_restart_loses_nothing() {
-    let (code, report) = common::soak(&[
-        "--cluster",
-        "--secs",
-        "10",
-        "--kill-interval-ms",
-        "2000",
-        "--node-down-ms",
-        "300",
-        "--engine-down-ms",
-        "1500",
-        "--rooms",
-        "2",
-        "--seed",
-        "5",
-    ]);
+    let (code, report) = common::soak(&SHORT_CLUSTER_SOAK);
     assert_eq!(code, Some(0), "{report}");
-    let value = |name: &str| {
-        report
-            .lines()
-            .find_map(|line| line.strip_prefix(&format!("{name}: ")))
-            .unwrap_or_else(|| panic!("no {name} in {report}"))
-            .to_owned()
-    };
+    let value = |name: &str| common::report_line(&report, name);
     for counter in [
         "lost",
         "duplicated",
@@ -252,29 +250,10 @@ fn a_short_cluster_soak_with_node_kills_and_an_engine_restart_loses_nothing() {
 fn the_cluster_soak_counts_what_an_engine_that_forgets_loses() {
     // The same run with an engine that keeps nothing across its restart: the checker
     // must see the losses (a checker that cannot fail proves nothing).
-    let (code, report) = common::soak(&[
-        "--cluster",
-        "--secs",
-        "10",
-        "--kill-interval-ms",
-        "2000",
-        "--node-down-ms",
-        "300",
-        "--engine-down-ms",
-        "1500",
-        "--rooms",
-        "2",
-        "--seed",
-        "5",
-        "--engine-fsync",
-        "off",
-    ]);
+    let (code, report) =
+        common::soak(&[&SHORT_CLUSTER_SOAK[..], &["--engine-fsync", "off"]].concat());
     assert_eq!(code, Some(1), "{report}");
-    let lost = report
-        .lines()
-        .find_map(|line| line.strip_prefix("lost: "))
-        .and_then(|n| n.parse::<u64>().ok())
-        .expect("a lost line");
+    let lost: u64 = common::report_line(&report, "lost").parse().unwrap();
     assert!(lost > 0, "{report}");
     assert!(
         report.contains("acknowledged at ") && report.contains(", not in the history"),

@@ -101,11 +101,7 @@ fn the_kill_server_checker_counts_what_a_server_without_durability_loses() {
         "3",
     ]);
     assert_eq!(code, Some(1), "{report}");
-    let lost = report
-        .lines()
-        .find_map(|line| line.strip_prefix("lost: "))
-        .and_then(|n| n.parse::<u64>().ok())
-        .expect("a lost line");
+    let lost: u64 = common::report_line(&report, "lost").parse().unwrap();
     assert!(lost > 0, "{report}");
     assert!(report.contains("result: VIOLATIONS"), "{report}");
 }

@@ -32,6 +32,18 @@ pub fn soak(args: &[&str]) -> (Option<i32>, String) {
     (output.status.code(), report)
 }
 
+/// The value of a soak report's line `NAME: VALUE`.
+///
+/// # Panics
+///
+/// If the report has no such line (the report is in the message).
+pub fn report_line<'r>(report: &'r str, name: &str) -> &'r str {
+    report
+        .lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(": "))
+        .unwrap_or_else(|| panic!("no {name} in {report}"))
+}
+
 /// `deltasync serve` with `args`: its standard streams piped, warnings only in its log, and
 /// no `DELTASYNC_*` variable of the environment running the tests.
 pub fn serve(args: &[&str]) -> Command {
