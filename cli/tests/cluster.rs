@@ -522,6 +522,26 @@ fn wait_for<T>(mut probe: impl FnMut() -> Option<T>) -> Option<T> {
     None
 }
 
+/// Waits until room `trim`'s snapshot at 30 is stored (in the background), then checks
+/// that the stream was trimmed behind it to what a ring of 4 needs: entries 26 to 31.
+fn assert_trimmed_to_26(engine: &Engine) {
+    let snaprev_key = common::cluster::stream_key("trim").replace(":log", ":snaprev");
+    let stored = wait_for(|| {
+        let snap_rev: Option<u64> = redis::cmd("GET")
+            .arg(&snaprev_key)
+            .query(&mut engine.connection())
+            .unwrap();
+        (snap_rev == Some(30)).then_some(())
+    });
+    assert_eq!(stored, Some(()), "the snapshot at 30 is stored");
+    let ids: Vec<String> = engine
+        .stream("trim")
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(ids, ["26-0", "27-0", "28-0", "29-0", "30-0", "31-0"]);
+}
+
 #[test]
 fn a_node_opening_a_trimmed_room_starts_from_the_stored_snapshot_and_the_tail() {
     let engine = Engine::start();
@@ -541,20 +561,7 @@ fn a_node_opening_a_trimmed_room_starts_from_the_stored_snapshot_and_the_tail() 
     }
     // Snapshots at 5, 10, ..., 30 (stored in the background), the stream trimmed behind
     // the last one to what a ring of 4 needs: entries from 26 on.
-    let stored = wait_for(|| {
-        let snap_rev: Option<u64> = redis::cmd("GET")
-            .arg(common::cluster::stream_key("trim").replace(":log", ":snaprev"))
-            .query(&mut engine.connection())
-            .unwrap();
-        (snap_rev == Some(30)).then_some(())
-    });
-    assert_eq!(stored, Some(()), "the snapshot at 30 is stored");
-    let ids: Vec<String> = engine
-        .stream("trim")
-        .into_iter()
-        .map(|(id, _)| id)
-        .collect();
-    assert_eq!(ids, ["26-0", "27-0", "28-0", "29-0", "30-0", "31-0"]);
+    assert_trimmed_to_26(&engine);
 
     let second = Node::start(&engine, &flags);
     let mut fresh = Ws::connect_native(&second.url("trim"));
@@ -621,21 +628,7 @@ fn a_paused_node_whose_room_was_trimmed_rebuilds_it_in_place_and_commits_again()
             break;
         }
     }
-    let snaprev_key = common::cluster::stream_key("trim").replace(":log", ":snaprev");
-    let stored = wait_for(|| {
-        let snap_rev: Option<u64> = redis::cmd("GET")
-            .arg(&snaprev_key)
-            .query(&mut engine.connection())
-            .unwrap();
-        (snap_rev == Some(30)).then_some(())
-    });
-    assert_eq!(stored, Some(()), "the snapshot at 30 is stored");
-    let ids: Vec<String> = engine
-        .stream("trim")
-        .into_iter()
-        .map(|(id, _)| id)
-        .collect();
-    assert_eq!(ids, ["26-0", "27-0", "28-0", "29-0", "30-0", "31-0"]);
+    assert_trimmed_to_26(&engine);
     signal(&paused, "CONT");
     // The reader is behind the rebuilt ring (28..=31): a gap, then the snapshot at 31.
     // (The paused node's tailer may have had revision 3 in hand already: the reader's

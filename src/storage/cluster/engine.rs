@@ -19,15 +19,7 @@ use crate::storage::StorageError;
 /// the entries from the caller's revision on (at most 1024), so that catching up costs no
 /// second round trip. One script, so no second writer can ever slip in between the check
 /// and the write.
-const APPEND: &str = r"
-local head = tonumber(redis.call('GET', KEYS[1]) or '0')
-if head + 1 ~= tonumber(ARGV[1]) then
-  return {head, redis.call('XRANGE', KEYS[2], ARGV[1] .. '-0', '+', 'COUNT', 1024)}
-end
-redis.call('XADD', KEYS[2], ARGV[1] .. '-0', unpack(ARGV, 2))
-redis.call('SET', KEYS[1], ARGV[1])
-return {head}
-";
+const APPEND: &str = include_str!("append.lua");
 
 /// Stores a snapshot if it is newer than the stored one, and trims the stream behind it.
 ///

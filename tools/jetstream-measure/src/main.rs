@@ -24,16 +24,8 @@ const APPENDS: usize = 4000;
 /// A presence operation's size on the wire (`participant.updated` with a name).
 const PAYLOAD: &[u8] = br#"{"rev":0,"type":"participant.updated","payload":{"id":"user-1","name":"a name of some length","lastActive":1764671234567},"clientReqId":"req-123456"}"#;
 
-/// The cluster backend's append script (`src/storage/cluster/engine.rs`).
-const APPEND: &str = r"
-local head = tonumber(redis.call('GET', KEYS[1]) or '0')
-if head + 1 ~= tonumber(ARGV[1]) then
-  return {head, redis.call('XRANGE', KEYS[2], ARGV[1] .. '-0', '+', 'COUNT', 1024)}
-end
-redis.call('XADD', KEYS[2], ARGV[1] .. '-0', unpack(ARGV, 2))
-redis.call('SET', KEYS[1], ARGV[1])
-return {head}
-";
+/// The cluster backend's append script, the very file it runs.
+const APPEND: &str = include_str!("../../../src/storage/cluster/append.lua");
 
 /// What one run measured.
 struct Figures {
