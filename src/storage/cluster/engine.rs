@@ -166,16 +166,18 @@ impl Engine {
     /// Notes a failure and turns it into the storage error.
     pub(super) fn failed(&self, error: &RedisError) -> StorageError {
         let reason = error.to_string();
-        // Relaxed: as in `answered`.
+        // The reason first: `health` must never see the engine down without it.
+        reason.clone_into(&mut self.last_error.lock());
+        // Release: publishes the reason written above to `health`'s Acquire load (a
+        // reader that sees this failure's instant then locks and finds its reason).
         let first = self
             .down_since_ms
-            .compare_exchange(0, now_ms().max(1), Ordering::Relaxed, Ordering::Relaxed)
+            .compare_exchange(0, now_ms().max(1), Ordering::Release, Ordering::Relaxed)
             .is_ok();
         if first {
             tracing::warn!(engine = %self.url, error = %reason, "the cluster engine does not answer");
             self.idle.lock().clear();
         }
-        reason.clone_into(&mut self.last_error.lock());
         StorageError::Unavailable {
             url: self.url.clone(),
             reason,
@@ -184,8 +186,8 @@ impl Engine {
 
     /// The engine's health as this node last saw it.
     pub(super) fn health(&self) -> EngineHealth {
-        // Relaxed: as in `answered`.
-        let since_ms = self.down_since_ms.load(Ordering::Relaxed);
+        // Acquire: pairs with `failed`'s Release, so the reason is there.
+        let since_ms = self.down_since_ms.load(Ordering::Acquire);
         EngineHealth {
             down: (since_ms != 0).then(|| EngineDown {
                 since_ms,
