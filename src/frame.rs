@@ -236,20 +236,8 @@ pub fn parse(buf: &[u8], max_payload: usize) -> Result<Option<Frame>, FrameError
     let [first, second, ..] = *buf else {
         return Ok(None);
     };
-    let (len, mut at) = match second & 0x7f {
-        126 => match buf.get(2..4) {
-            Some(ext) => (u64::from(u16::from_be_bytes([ext[0], ext[1]])), 4),
-            None => return Ok(None),
-        },
-        127 => match buf.get(2..10) {
-            Some(ext) => {
-                let mut be = [0u8; 8];
-                be.copy_from_slice(ext);
-                (u64::from_be_bytes(be), 10)
-            }
-            None => return Ok(None),
-        },
-        n => (u64::from(n), 2),
+    let Some((len, mut at)) = declared_len(buf) else {
+        return Ok(None);
     };
     let payload_len = usize::try_from(len)
         .ok()
@@ -275,6 +263,36 @@ pub fn parse(buf: &[u8], max_payload: usize) -> Result<Option<Frame>, FrameError
         payload_len,
         mask,
     }))
+}
+
+/// The length of the header and the declared length of the payload of the frame at the
+/// start of `buf`, once its header (mask key included) is all there: how much a reader
+/// holding the frame's first bytes will need in all.
+pub fn lengths(buf: &[u8]) -> Option<(usize, u64)> {
+    let (len, at) = declared_len(buf)?;
+    let masked = buf.get(1).is_some_and(|second| second & 0x80 != 0);
+    let header = if masked { at + 4 } else { at };
+    (buf.len() >= header).then_some((header, len))
+}
+
+/// The payload length a frame's header declares, and where the header goes on after it
+/// (at the mask key, if any); `None` while those bytes are not all there.
+fn declared_len(buf: &[u8]) -> Option<(u64, usize)> {
+    let [_, second, ..] = *buf else {
+        return None;
+    };
+    match second & 0x7f {
+        126 => {
+            let ext = buf.get(2..4)?;
+            Some((u64::from(u16::from_be_bytes([ext[0], ext[1]])), 4))
+        }
+        127 => {
+            let mut be = [0u8; 8];
+            be.copy_from_slice(buf.get(2..10)?);
+            Some((u64::from_be_bytes(be), 10))
+        }
+        n => Some((u64::from(n), 2)),
+    }
 }
 
 /// The code of a close frame's payload (1005, "no status", when it is empty).
@@ -329,6 +347,13 @@ mod tests {
                     apply_mask(&mut got, mask);
                 }
                 assert_eq!(got, payload, "len {len}");
+                // The whole length is known as soon as the header is there.
+                assert_eq!(
+                    lengths(&wire[..found.payload_at]),
+                    Some((found.payload_at, len as u64)),
+                    "len {len}"
+                );
+                assert_eq!(lengths(&wire[..found.payload_at - 1]), None, "len {len}");
                 // Every proper prefix is incomplete, never an error or a wrong frame.
                 for cut in [0, 1, found.payload_at - 1, wire.len() - 1] {
                     if cut < wire.len() {

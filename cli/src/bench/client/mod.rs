@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
+mod held;
 mod phases;
 mod stream;
 
@@ -129,6 +130,8 @@ pub(crate) struct Generator {
     connect_credit: f64,
     credit_at: Instant,
     read_buf: Vec<u8>,
+    /// Large buffers for partial frames, reused from one connection to the next.
+    spares: held::Spares,
     rec: Recorder,
     scratch: Vec<u8>,
     rng: u64,
@@ -174,6 +177,7 @@ impl Generator {
             connect_credit: 1.0,
             credit_at: at,
             read_buf: vec![0; READ_BUFFER],
+            spares: held::Spares::default(),
             rec: recorder(run, &load, &control),
             scratch: Vec::with_capacity(256),
             rng: u64::from(run) << 16 | index as u64 | 1,
@@ -444,12 +448,16 @@ impl Generator {
         let mut held = std::mem::take(&mut self.conns[key].inbuf);
         if held.is_empty() {
             let used = self.consume(key, data, at, in_window);
-            held.extend_from_slice(&data[used.min(data.len())..]);
+            let rest = &data[used.min(data.len())..];
+            if !rest.is_empty() {
+                self.spares.append(&mut held, rest);
+            }
         } else {
-            held.extend_from_slice(data);
+            self.spares.append(&mut held, data);
             let used = self.consume(key, &held, at, in_window);
             held.drain(..used.min(held.len()));
         }
+        self.spares.settle(&mut held);
         if self.conns[key].stream.is_some() {
             self.conns[key].inbuf = held;
         }
