@@ -15,6 +15,18 @@
 //! Rooms flushed on their owner's tick (`FlushPolicy::Tick`) are never paced: the tick is
 //! their budget already.
 //!
+//! ## Long passes wait as long as they took
+//!
+//! The interval grows with the room: a pass over a room's connections on a shard that
+//! took `P` (thousands of connections, a `writev` each) is followed by a wait of at least
+//! `P` before the next one, i.e. the next pass is due `max(interval, 2 P)` after the last
+//! one started. Without that a room whose pass outlasts the interval is flushed back to
+//! back: every turn of the shard is one whole pass, so a client joining, reading or
+//! upgrading waits a pass per step, and each write carries only what one pass's time
+//! committed. With it, half of the shard's time at least is left to the turns between
+//! passes, and each write carries twice as much. A room whose pass is under half the
+//! interval (1,000 connections at the default) is not affected.
+//!
 //! ## No lost flush
 //!
 //! A room that waits is due at a known instant; the shard's poll never sleeps past the
@@ -30,6 +42,8 @@ use std::time::{Duration, Instant};
 pub(super) struct Pace {
     /// When its connections were last flushed for a commit.
     last: Option<Instant>,
+    /// How long that pass over its connections took.
+    took: Duration,
     /// Whether it waits in the timer for its next flush.
     waiting: bool,
 }
@@ -74,7 +88,9 @@ impl FlushTimer {
             return Admit::Later;
         }
         let due = match pace.last {
-            Some(last) if paced && !self.interval.is_zero() => last + self.interval,
+            Some(last) if paced && !self.interval.is_zero() => {
+                last + self.interval.max(pace.took.saturating_mul(2))
+            }
             _ => return Admit::Now,
         };
         if due <= now {
@@ -85,9 +101,11 @@ impl FlushTimer {
         Admit::Later
     }
 
-    /// The room was flushed at `now` (its wait, if any, is over).
-    pub(super) fn flushed(pace: &mut Pace, now: Instant) {
+    /// The room was flushed at `now`, in a pass over its connections that took `took`
+    /// (its wait, if any, is over).
+    pub(super) fn flushed(pace: &mut Pace, now: Instant, took: Duration) {
         pace.last = Some(now);
+        pace.took = took;
         pace.waiting = false;
     }
 
@@ -139,7 +157,7 @@ mod tests {
         for i in 0..5 {
             let now = t0 + Duration::from_micros(i);
             assert_eq!(timer.admit(7, &mut pace, true, now), Admit::Now);
-            FlushTimer::flushed(&mut pace, now);
+            FlushTimer::flushed(&mut pace, now, Duration::ZERO);
         }
         assert_eq!(timer.poll_timeout(t0, 250 * MS), 250 * MS);
     }
@@ -151,7 +169,7 @@ mod tests {
         let t0 = origin();
         // Quiet room: the first commit goes out at once.
         assert_eq!(timer.admit(7, &mut pace, true, t0), Admit::Now);
-        FlushTimer::flushed(&mut pace, t0);
+        FlushTimer::flushed(&mut pace, t0, Duration::ZERO);
         // The burst right after waits, with one timer entry for all of it.
         for i in 1..=4 {
             assert_eq!(
@@ -165,7 +183,7 @@ mod tests {
         assert_eq!(due, Vec::<usize>::new());
         timer.take_due(t0 + 5 * MS, &mut due);
         assert_eq!(due, vec![7]);
-        FlushTimer::flushed(&mut pace, t0 + 5 * MS);
+        FlushTimer::flushed(&mut pace, t0 + 5 * MS, Duration::ZERO);
         // Quiet again for longer than the interval: no wait.
         assert_eq!(timer.admit(7, &mut pace, true, t0 + 11 * MS), Admit::Now);
     }
@@ -175,8 +193,8 @@ mod tests {
         let mut timer = FlushTimer::new(5 * MS);
         let (mut a, mut b) = (Pace::default(), Pace::default());
         let t0 = origin();
-        FlushTimer::flushed(&mut a, t0);
-        FlushTimer::flushed(&mut b, t0 + 2 * MS);
+        FlushTimer::flushed(&mut a, t0, Duration::ZERO);
+        FlushTimer::flushed(&mut b, t0 + 2 * MS, Duration::ZERO);
         assert_eq!(timer.admit(1, &mut a, true, t0 + MS), Admit::Later);
         assert_eq!(timer.admit(2, &mut b, true, t0 + MS), Admit::Later);
         // Due at t0 + 5 ms and t0 + 7 ms: the poll wakes for the first, then the second.
@@ -190,11 +208,37 @@ mod tests {
     }
 
     #[test]
+    fn a_pass_longer_than_half_the_interval_is_followed_by_a_wait_as_long() {
+        let mut timer = FlushTimer::new(5 * MS);
+        let mut pace = Pace::default();
+        let t0 = origin();
+        // A pass of 2 ms: under half the interval, the interval rules.
+        FlushTimer::flushed(&mut pace, t0, 2 * MS);
+        assert_eq!(timer.admit(7, &mut pace, true, t0 + MS), Admit::Later);
+        let mut due = Vec::new();
+        timer.take_due(t0 + 5 * MS, &mut due);
+        assert_eq!(due, vec![7]);
+        // A pass of 8 ms (it ended at t0 + 13 ms): the next is due 8 ms after its end.
+        FlushTimer::flushed(&mut pace, t0 + 5 * MS, 8 * MS);
+        assert_eq!(timer.admit(7, &mut pace, true, t0 + 13 * MS), Admit::Later);
+        due.clear();
+        timer.take_due(t0 + 20 * MS, &mut due);
+        assert_eq!(due, Vec::<usize>::new());
+        assert_eq!(timer.poll_timeout(t0 + 20 * MS, 250 * MS), MS);
+        timer.take_due(t0 + 21 * MS, &mut due);
+        assert_eq!(due, vec![7]);
+        // With 0, nothing waits however long the pass took.
+        let mut unpaced = FlushTimer::new(Duration::ZERO);
+        FlushTimer::flushed(&mut pace, t0, 100 * MS);
+        assert_eq!(unpaced.admit(7, &mut pace, true, t0 + MS), Admit::Now);
+    }
+
+    #[test]
     fn unpaced_rooms_never_wait() {
         let mut timer = FlushTimer::new(5 * MS);
         let mut pace = Pace::default();
         let t0 = origin();
-        FlushTimer::flushed(&mut pace, t0);
+        FlushTimer::flushed(&mut pace, t0, Duration::ZERO);
         assert_eq!(timer.admit(3, &mut pace, false, t0 + MS), Admit::Now);
         assert_eq!(timer.poll_timeout(t0, 250 * MS), 250 * MS);
     }

@@ -464,7 +464,7 @@ impl<M: Model> Shard<M> {
             return;
         }
         slot.flushed = activity;
-        FlushTimer::flushed(&mut slot.pace, now);
+        let started = clock();
         let mut dead = Vec::new();
         for &key in &slot.tokens {
             let Some(entry) = self.connections.get_mut(key) else {
@@ -476,6 +476,11 @@ impl<M: Model> Shard<M> {
                 dead.push(key);
             }
         }
+        FlushTimer::flushed(
+            &mut slot.pace,
+            now,
+            clock().saturating_duration_since(started),
+        );
         for key in dead {
             self.remove(key, now);
         }
