@@ -57,12 +57,24 @@ fn two_hundred_clients_of_one_room_get_every_operation_once_and_in_order() {
     let server = TestServer::start();
     let url = server.url("/rooms/crowd");
     let mut clients: Vec<SyncClient> = Vec::with_capacity(CLIENTS);
+    let mut snapshot_revs = Vec::with_capacity(CLIENTS);
     for i in 0..CLIENTS {
         let mut client = SyncClient::connect(&url, &format!("user-{i}"));
-        // Each JOIN commits one `participant.joined`: client i starts at revision i + 1.
-        assert_eq!(client.join(&format!("User {i}")), i as u64 + 1);
+        // Each JOIN commits one `participant.joined` (client i's is revision i + 1); its
+        // snapshot is at that revision or, shared with earlier joiners
+        // (`room.snapshot_reuse_percent`), before it, and the rest follows as deltas.
+        let snapshot_rev = client.join(&format!("User {i}"));
+        assert!(snapshot_rev <= i as u64 + 1, "user-{i}: {snapshot_rev}");
+        snapshot_revs.push(snapshot_rev);
         clients.push(client);
     }
+    let shared = (0..CLIENTS)
+        .filter(|&i| snapshot_revs[i] < i as u64 + 1)
+        .count();
+    assert!(
+        shared > CLIENTS / 2,
+        "most joiners shared a snapshot: {shared}"
+    );
     let mut acks = Vec::new();
     for (i, client) in clients.iter_mut().take(WRITERS).enumerate() {
         let status = if i % 2 == 0 {
@@ -75,14 +87,14 @@ fn two_hundred_clients_of_one_room_get_every_operation_once_and_in_order() {
     let head = (CLIENTS + WRITERS) as u64;
     for (i, client) in clients.iter_mut().enumerate() {
         client.until_rev(head);
-        let joined_at = i as u64 + 1;
+        let snapshot_rev = snapshot_revs[i];
         assert_eq!(
             client.stream.op_revs,
-            (joined_at + 1..=head).collect::<Vec<_>>(),
+            (snapshot_rev + 1..=head).collect::<Vec<_>>(),
             "{}: every operation after its snapshot, once, in order",
             client.id
         );
-        assert_eq!(client.stream.snapshots, [joined_at]);
+        assert_eq!(client.stream.snapshots, [snapshot_rev]);
         assert!(client.stream.gaps.is_empty() && client.stream.errors.is_empty());
         assert!(
             client.replica.pending().is_empty(),

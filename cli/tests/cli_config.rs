@@ -136,6 +136,8 @@ ring_capacity = 8192  # from DELTASYNC_ROOM_RING_CAPACITY
 dedup_window = 0  # from --set
 # revisions a snapshot served to a joining client may lag the head (0 to 1000000000)
 snapshot_max_lag = 0  # default
+# a joining client is served the last snapshot while what was committed after it is at most this % of its size (0 to 100)
+snapshot_reuse_percent = 25  # default
 
 [presence]
 # longest participant name, in characters (1 to 4096)

@@ -403,6 +403,12 @@ pub(crate) static KEYS: &[Key] = &[
         kind: count!(room.snapshot_max_lag, 0, 1_000_000_000),
     },
     Key {
+        section: "room",
+        name: "snapshot_reuse_percent",
+        doc: "a joining client is served the last snapshot while what was committed after it is at most this % of its size",
+        kind: count!(room.snapshot_reuse_percent, 0, 100),
+    },
+    Key {
         section: "presence",
         name: "max_name_chars",
         doc: "longest participant name, in characters",

@@ -479,6 +479,7 @@ recv_buffer_bytes = 32768
             ("presence.max_name_chars", "11", "--set"),
             ("presence.max_id_bytes", "12", "--set"),
             ("storage.retain_ops", "13", "--set"),
+            ("room.snapshot_reuse_percent", "50", "--set"),
             ("storage.memory_revisions", "from-zero", "--set"),
             ("server.public_endpoints", "health", "--set"),
             ("server.tls_cert", "/etc/deltasync/cert.pem", "--set"),

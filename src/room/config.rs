@@ -17,9 +17,19 @@ pub struct RoomConfig {
     pub dedup_window: usize,
     /// How many revisions a snapshot served to a joining client may lag the head; the
     /// client then gets the missing operations as deltas right after it. 0 (the default)
-    /// always encodes a snapshot at the head.
+    /// leaves it to `snapshot_reuse_percent`.
     pub snapshot_max_lag: u64,
+    /// A joining client is also served the last encoded snapshot while the operations
+    /// committed after it add up to at most this percentage of its size in bytes (and
+    /// the ring still holds them); they follow it as deltas. 0 encodes a snapshot at the
+    /// head whenever the head moved (unless `snapshot_max_lag` allows it). Default 25.
+    pub snapshot_reuse_percent: u32,
 }
+
+/// The default [`RoomConfig::snapshot_reuse_percent`]: a joiner gets at most a quarter
+/// more bytes than a snapshot at the head would be, and a room encodes a snapshot about
+/// once per quarter of its size committed instead of once per join.
+const DEFAULT_SNAPSHOT_REUSE_PERCENT: u32 = 25;
 
 /// The default ring capacity.
 pub const DEFAULT_RING_CAPACITY: NonZeroUsize = NonZeroUsize::new(1024).unwrap();
@@ -30,6 +40,7 @@ impl Default for RoomConfig {
             ring_capacity: DEFAULT_RING_CAPACITY,
             dedup_window: 65_536,
             snapshot_max_lag: 0,
+            snapshot_reuse_percent: DEFAULT_SNAPSHOT_REUSE_PERCENT,
         }
     }
 }

@@ -1032,9 +1032,41 @@ impl<M: Model> Room<M> {
     ///
     /// [`SnapshotError`] if the model does not serialize.
     pub fn snapshot_within(&self, max_lag: u64) -> Result<Arc<Snapshot>, SnapshotError> {
+        self.snapshot_where(|snapshot, head| snapshot.rev() + max_lag >= head)
+    }
+
+    /// The snapshot a joining client is served: the published one while it lags the head
+    /// by at most [`RoomConfig::snapshot_max_lag`] revisions, or while the operations
+    /// committed after it add up to at most [`RoomConfig::snapshot_reuse_percent`] of its
+    /// size; else one encoded at the head. The client gets those operations as deltas
+    /// right after it, so a join storm shares one encoding among many joiners instead of
+    /// encoding everyone for each.
+    ///
+    /// # Errors
+    ///
+    /// [`SnapshotError`] if the model does not serialize.
+    pub fn snapshot_for_join(&self) -> Result<Arc<Snapshot>, SnapshotError> {
+        let max_lag = self.config.snapshot_max_lag;
+        let percent = self.config.snapshot_reuse_percent as usize;
+        self.snapshot_where(|snapshot, head| {
+            let budget = snapshot.state_json().len().saturating_mul(percent) / 100;
+            snapshot.rev() + max_lag >= head
+                || (budget > 0
+                    && snapshot.tail_within(head, budget, |rev| {
+                        self.ring.get(rev).ok().map(|op| op.len())
+                    }))
+        })
+    }
+
+    /// The published snapshot if `fits(snapshot, head)` says it will do and the ring
+    /// still holds what follows it, else one encoded at the head.
+    fn snapshot_where(
+        &self,
+        fits: impl Fn(&Snapshot, u64) -> bool,
+    ) -> Result<Arc<Snapshot>, SnapshotError> {
         let fresh_enough = |snapshot: &Snapshot| {
             let head = self.ring.head();
-            snapshot.rev() + max_lag >= head && snapshot.rev() >= self.ring.buffer_first_rev()
+            snapshot.rev() >= self.ring.buffer_first_rev() && fits(snapshot, head)
         };
         let published = self.snapshot.load_full();
         if fresh_enough(&published) {

@@ -241,6 +241,67 @@ fn a_lagging_snapshot_is_reused_within_the_allowed_lag() {
 }
 
 #[test]
+fn a_joiner_shares_the_last_snapshot_while_what_followed_is_small_beside_it() {
+    let clock = Arc::new(ManualClock::new(1000));
+    let mut config = RoomConfig::with_ring_capacity(64).unwrap();
+    config.snapshot_reuse_percent = 25;
+    let room = Room::builder("test", Presence::default())
+        .config(config)
+        .clock(clock as Arc<dyn Clock>)
+        .build()
+        .unwrap();
+    for i in 0..20 {
+        room.join(&format!("user-{i}"), &format!("Participant {i}"))
+            .unwrap();
+    }
+    let shared = room.snapshot_for_join().unwrap();
+    assert_eq!(shared.rev(), 20);
+    let budget = shared.state_json().len() / 4;
+    // Joins of about a twentieth of the snapshot each: shared until they pass a quarter.
+    let mut committed = 0;
+    let mut joiner = 20;
+    loop {
+        room.join(&format!("user-{joiner}"), "Late").unwrap();
+        joiner += 1;
+        committed += room
+            .since(room.published_rev() - 1, None)
+            .unwrap()
+            .operations[0]
+            .len();
+        let served = room.snapshot_for_join().unwrap();
+        if committed > budget {
+            assert_eq!(served.rev(), room.published_rev(), "a new one at the head");
+            break;
+        }
+        assert!(
+            Arc::ptr_eq(&served, &shared),
+            "{committed} of {budget} bytes"
+        );
+    }
+    assert!(joiner > 22, "shared for more than one joiner");
+}
+
+#[test]
+fn without_reuse_a_joiner_gets_a_snapshot_at_the_head() {
+    let mut config = RoomConfig::with_ring_capacity(64).unwrap();
+    config.snapshot_reuse_percent = 0;
+    let room = Room::builder("test", Presence::default())
+        .config(config)
+        .clock(Arc::new(ManualClock::new(1000)) as Arc<dyn Clock>)
+        .build()
+        .unwrap();
+    for i in 0..20 {
+        room.join(&format!("user-{i}"), "Someone").unwrap();
+    }
+    let first = room.snapshot_for_join().unwrap();
+    room.submit("user-1", &status(Status::Away), Some("a"))
+        .unwrap();
+    // One small update beside twenty participants: a new snapshot all the same.
+    assert_eq!(first.rev(), 20);
+    assert_eq!(room.snapshot_for_join().unwrap().rev(), 21);
+}
+
+#[test]
 fn a_restored_room_serves_only_its_restore_point() {
     let state: Presence = serde_json::from_value(json!({"participants": {"user-1": {
         "id": "user-1", "name": "Alice", "status": "online", "lastActive": 1000}}}))

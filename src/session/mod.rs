@@ -302,10 +302,7 @@ impl<M: Model> Session<M> {
         }
         match rev {
             Some(rev) => self.resume(rev, epoch),
-            None => {
-                let lag = self.room.config().snapshot_max_lag;
-                self.send_snapshot(self.room.snapshot_within(lag), SnapshotCause::Join)
-            }
+            None => self.send_snapshot(self.room.snapshot_for_join(), SnapshotCause::Join),
         }
     }
 
