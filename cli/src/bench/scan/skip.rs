@@ -40,7 +40,7 @@ use super::{Result, fail, splat, string_end};
 const BLOCK: usize = 64;
 
 /// Bytes walked one by one before the blocks start (see "Short containers").
-const SHORT: usize = 64;
+const SHORT: usize = 0;
 
 /// The bytes the byte walk stops at: quotes and brackets.
 static SKIP_STOPS: [bool; 256] = {
@@ -104,8 +104,18 @@ pub(super) fn container_end(bytes: &[u8], start: usize) -> Result<usize> {
 
 /// The skip from `state` on, a block at a time (the last one padded with zero bytes).
 fn blocks(bytes: &[u8], mut state: State) -> Result<usize> {
-    while let Some(words) = load(bytes, state.at) {
-        state = match block(&words, state.depth, state.in_string) {
+    let mut padded = [0; BLOCK];
+    loop {
+        let rest = bytes.get(state.at..).unwrap_or_default();
+        let block = match rest.first_chunk::<BLOCK>() {
+            Some(block) => block,
+            None if rest.is_empty() => break,
+            None => {
+                padded[..rest.len()].copy_from_slice(rest);
+                &padded
+            }
+        };
+        state = match block_step(block, state.depth, state.in_string) {
             Step::Closed(offset) => return Ok(state.at + offset),
             Step::Open { depth, in_string } => State {
                 at: bytes.len().min(state.at + BLOCK),
@@ -127,96 +137,89 @@ fn blocks(bytes: &[u8], mut state: State) -> Result<usize> {
     }
 }
 
-/// The block at `at` as eight little-endian words, zero bytes past the end; `None` once
-/// no byte is left.
-fn load(bytes: &[u8], at: usize) -> Option<[u64; 8]> {
-    let rest = bytes.get(at..).filter(|rest| !rest.is_empty())?;
-    let mut padded = [0; BLOCK];
-    let block = match rest.first_chunk::<BLOCK>() {
-        Some(block) => block,
-        None => {
-            padded[..rest.len()].copy_from_slice(rest);
-            &padded
-        }
-    };
+/// The eight little-endian words of a block.
+fn words_of(block: &[u8; BLOCK]) -> [u64; 8] {
     let mut words = [0; 8];
     for (i, word) in words.iter_mut().enumerate() {
         let mut eight = [0; 8];
         eight.copy_from_slice(&block[8 * i..8 * i + 8]);
         *word = u64::from_le_bytes(eight);
     }
-    Some(words)
+    words
 }
 
 /// One block of the skip, at `depth` brackets open, its first byte inside a string or
 /// not.
-fn block(words: &[u64; 8], depth: usize, in_string: bool) -> Step {
-    let classes = Classes::of(words);
+fn block_step(block: &[u8; BLOCK], depth: usize, in_string: bool) -> Step {
+    let words = words_of(block);
+    let classes = Classes::of(&words);
     let strings = prefix_xor(classes.quotes) ^ 0u64.wrapping_sub(u64::from(in_string));
-    if classes.specials & strings != 0 {
+    if classes.any_special && Classes::specials(&words) & strings != 0 {
         return Step::Irregular;
     }
-    let opens = classes.opens & !strings;
-    let closes = classes.closes & !strings;
-    let closed = closes.count_ones() as usize;
-    if closed >= depth {
-        if let Some(offset) = closing(opens, closes, depth) {
-            return Step::Closed(offset);
+    let mut depth = depth;
+    let mut brackets = classes.brackets & !strings;
+    while brackets != 0 {
+        let at = brackets.trailing_zeros() as usize;
+        brackets &= brackets - 1;
+        // `{` and `[` have 0x02 set, `}` and `]` do not.
+        if block[at] & 0x02 != 0 {
+            depth += 1;
+        } else {
+            depth -= 1;
+            if depth == 0 {
+                return Step::Closed(at + 1);
+            }
         }
     }
     Step::Open {
-        depth: depth + opens.count_ones() as usize - closed,
+        depth,
         in_string: strings >> 63 == 1,
     }
-}
-
-/// The offset just past the closing bracket (a bit of `closes`) that brings `depth` to
-/// zero, counting the opening ones (`opens`) before it.
-fn closing(opens: u64, closes: u64, depth: usize) -> Option<usize> {
-    let mut left = closes;
-    while left != 0 {
-        let at = left.trailing_zeros();
-        let before = (1u64 << at) - 1;
-        let opened = (opens & before).count_ones() as usize;
-        let closed = (closes & before).count_ones() as usize + 1;
-        if depth + opened == closed {
-            return Some(at as usize + 1);
-        }
-        left &= left - 1;
-    }
-    None
 }
 
 /// The bytes of one block by class, bit `i` for byte `i`.
 #[derive(Debug, Default, PartialEq, Eq)]
 struct Classes {
     quotes: u64,
-    /// Backslashes and control characters (below 0x20).
-    specials: u64,
-    /// `{` and `[`.
-    opens: u64,
-    /// `}` and `]`.
-    closes: u64,
+    /// `{`, `[`, `}` and `]`.
+    brackets: u64,
+    /// Whether a backslash or a control character (below 0x20) is anywhere in the
+    /// block: rare, so their mask is only made then ([`Classes::specials`]).
+    any_special: bool,
 }
 
 impl Classes {
     fn of(words: &[u64; 8]) -> Self {
-        let mut classes = Self::default();
+        let (mut quotes, mut brackets, mut specials) = (0, 0, 0);
         for (i, &word) in words.iter().enumerate() {
-            let low7 = word & splat(0x7f);
-            let ascii = !word & splat(0x80);
-            // `{`/`[` and `}`/`]` differ only in 0x20: set it and compare once.
+            let (low7, ascii) = (word & splat(0x7f), !word & splat(0x80));
+            // `{`/`[` and `}`/`]` differ only in 0x20: set it, compare twice.
             let bracket = low7 | splat(0x20);
-            let backslashes = equal(low7, ascii, b'\\');
-            let controls = ascii & !low7.wrapping_add(splat(0x60));
-            let shift = 8 * i;
-            classes.quotes |= gather(equal(low7, ascii, b'"')) << shift;
-            classes.specials |= gather(backslashes | controls) << shift;
-            classes.opens |= gather(equal(bracket, ascii, b'{')) << shift;
-            classes.closes |= gather(equal(bracket, ascii, b'}')) << shift;
+            let either = equal(bracket, ascii, b'{') | equal(bracket, ascii, b'}');
+            quotes |= gather(equal(low7, ascii, b'"')) << (8 * i);
+            brackets |= gather(either) << (8 * i);
+            specials |= special(low7, ascii);
         }
-        classes
+        Self {
+            quotes,
+            brackets,
+            any_special: specials != 0,
+        }
     }
+
+    /// The backslashes and control characters of a block, bit `i` for byte `i`.
+    fn specials(words: &[u64; 8]) -> u64 {
+        words.iter().enumerate().fold(0, |mask, (i, &word)| {
+            let (low7, ascii) = (word & splat(0x7f), !word & splat(0x80));
+            mask | gather(special(low7, ascii)) << (8 * i)
+        })
+    }
+}
+
+/// The high bit of each byte of a word that is a backslash or a control character.
+const fn special(low7: u64, ascii: u64) -> u64 {
+    equal(low7, ascii, b'\\') | ascii & !low7.wrapping_add(splat(0x60))
 }
 
 /// The high bit of each byte of a word equal to `byte` (below 0x80), exactly: `low7` is
@@ -354,17 +357,18 @@ mod tests {
                 text[k] = value;
                 let mut words = [splat(b'a'); 8];
                 words[3] = u64::from_le_bytes(text);
-                let classes = Classes::of(&words);
                 let bits = |of: fn(u8) -> bool| {
                     (0..8)
                         .filter(|&i| of(text[i]))
                         .fold(0u64, |mask, i| mask | 1 << (24 + i))
                 };
+                let specials = bits(|b| b == b'\\' || b < 0x20);
+                assert_eq!(Classes::specials(&words), specials, "{value:#04x} at {k}");
+                let classes = Classes::of(&words);
                 let expected = Classes {
                     quotes: bits(|b| b == b'"'),
-                    specials: bits(|b| b == b'\\' || b < 0x20),
-                    opens: bits(|b| b == b'{' || b == b'['),
-                    closes: bits(|b| b == b'}' || b == b']'),
+                    brackets: bits(|b| b"{}[]".contains(&b)),
+                    any_special: specials != 0,
                 };
                 assert_eq!(classes, expected, "{value:#04x} at {k}");
             }
