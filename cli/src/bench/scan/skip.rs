@@ -11,13 +11,14 @@
 //! ## A block
 //!
 //! Eight `u64` words are classified with exact per-byte equality (word arithmetic, no
-//! `unsafe`, no `std::arch`), and each class's high bits gathered into a 64-bit mask,
-//! bit `i` for byte `i`: quotes, backslashes and control characters, opening brackets
-//! (`{`, `[`) and closing ones (`}`, `]`). The prefix XOR of the quotes, carried from
-//! the block before, marks the bytes inside strings (an opening quote and what follows
-//! it, up to and without the closing quote). Brackets outside strings are counted with
-//! popcounts; only when the block has at least as many closing brackets as the depth
-//! is each closing bracket looked at in turn, to find the one that ends the container.
+//! `unsafe`, no `std::arch`), and each class's high bits gathered into a 64-bit mask by
+//! a multiplication, bit `i` for byte `i`: quotes, and brackets (`{`, `[`, `}`, `]`).
+//! The prefix XOR of the quotes, carried from the block before, marks the bytes inside
+//! strings (an opening quote and what follows it, up to and without the closing
+//! quote). The brackets outside strings are then taken in order, each moving the depth
+//! by one, until it reaches zero: a block holds one or two of them in a snapshot or a
+//! payload, so this costs less than two popcounts (baseline x86-64 has no `popcnt`
+//! instruction, and `count_ones` is then a dozen instructions).
 //!
 //! ## The fallback
 //!
@@ -26,21 +27,23 @@
 //! where it is). A block where one of those sits inside a string is handed, from its
 //! first byte, to the byte walk, which knows escapes; the walk stops at the first byte
 //! past the block that is outside a string, and the blocks go on from there. The load
-//! generator's ids and names never need escaping, so this is rare.
+//! generator's ids and names never need escaping, so this is rare, and the mask of
+//! backslashes and control characters is only gathered when the block has one at all.
+//! The last block of the bytes is copied into one padded with zero bytes: a string
+//! still open there meets them as control characters and goes to the walk, which
+//! reports it.
 //!
-//! ## Short containers
+//! ## What it costs
 //!
-//! An operation's payload is a few dozen bytes, less than a block: classifying 64 bytes
-//! costs more than walking 30. So the first [`SHORT`] bytes are walked byte by byte, and
-//! only a container still open past them goes on in blocks.
+//! Under callgrind (`docs/benchmarks.md`, "A faster container skip"), skipping
+//! snapshots takes 0.77 of the byte walk's instructions; an operation's payload (a
+//! participant, about 100 bytes), a little more than the walk, as a block is classified
+//! whole however early the payload ends in it.
 
 use super::{Result, fail, splat, string_end};
 
 /// Bytes per block: eight words.
 const BLOCK: usize = 64;
-
-/// Bytes walked one by one before the blocks start (see "Short containers").
-const SHORT: usize = 0;
 
 /// The bytes the byte walk stops at: quotes and brackets.
 static SKIP_STOPS: [bool; 256] = {
@@ -96,10 +99,7 @@ pub(super) fn container_end(bytes: &[u8], start: usize) -> Result<usize> {
         depth: 0,
         in_string: false,
     };
-    match walk(bytes, state, start.saturating_add(SHORT))? {
-        Walk::Closed(end) => Ok(end),
-        Walk::Paused(state) => blocks(bytes, state),
-    }
+    blocks(bytes, state)
 }
 
 /// The skip from `state` on, a block at a time (the last one padded with zero bytes).
@@ -251,8 +251,8 @@ const fn prefix_xor(mut bits: u64) -> u64 {
 
 /// The byte walk from `state`, stopping at quotes and brackets and skipping strings
 /// with [`string_end`] (which knows escapes): until the container closes, or until it
-/// is at or past `until` outside a string. From the start of a container with `until`
-/// unbounded it is the skip's reference.
+/// is at or past `until` outside a string. It is the skip as it was before blocks,
+/// made to start and stop between any two blocks.
 fn walk(bytes: &[u8], state: State, until: usize) -> Result<Walk> {
     let State {
         mut at, mut depth, ..
@@ -314,22 +314,11 @@ mod tests {
         }
     }
 
-    /// Blocks from the first byte on, without the short walk first.
-    fn only_blocks(bytes: &[u8], start: usize) -> Result<usize> {
-        let state = State {
-            at: start,
-            depth: 0,
-            in_string: false,
-        };
-        blocks(bytes, state)
-    }
-
-    /// Both skips at `start`, checked against the reference; the common result.
+    /// The skip at `start`, checked against the reference.
     fn skip(bytes: &[u8], start: usize) -> Result<usize> {
         let expected = reference(bytes, start);
         let text = String::from_utf8_lossy(bytes);
         assert_eq!(container_end(bytes, start), expected, "at {start}: {text}");
-        assert_eq!(only_blocks(bytes, start), expected, "at {start}: {text}");
         expected
     }
 
