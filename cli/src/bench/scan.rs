@@ -8,9 +8,10 @@
 //! Strings are returned raw: the bytes between the quotes, escapes left as they are (the
 //! generator's own ids never need escaping, so a raw comparison is exact for them).
 //! Objects and arrays the scanner does not look into (a snapshot's state, an
-//! operation's payload) are skipped by bracket matching, strings honoured: at
-//! 10,000 clients the snapshots a connect storm brings are gigabytes, and walking them
-//! token by token made the generator, not the server, the bottleneck. For the same
+//! operation's payload) are skipped by bracket matching, strings honoured, 64 bytes at a
+//! time ([`skip`]): at 10,000 clients the snapshots a connect storm brings are
+//! gigabytes, and walking them token by token made the generator, not the server, the
+//! bottleneck. For the same
 //! reason a `SYNC.DELTAS` is read in place, in one pass ([`message`]): a game tick's
 //! frame holds a hundred operations, and skipping each level before walking into it
 //! read every byte four times.
@@ -24,6 +25,8 @@
 //! of the byte-by-byte walk (callgrind, `docs/benchmarks.md`).
 //!
 //! The ceiling server uses the same scanner on client messages ([`client_message`]).
+
+mod skip;
 
 /// The message is not the JSON the scanner expects; `at` is the byte offset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,17 +42,6 @@ type Result<T> = std::result::Result<T, ScanError>;
 fn fail<T>(at: usize, what: &'static str) -> Result<T> {
     Err(ScanError { at, what })
 }
-
-/// The bytes a skipped container stops at: quotes and brackets.
-static SKIP_STOPS: [bool; 256] = {
-    let mut stops = [false; 256];
-    stops[b'"' as usize] = true;
-    stops[b'{' as usize] = true;
-    stops[b'}' as usize] = true;
-    stops[b'[' as usize] = true;
-    stops[b']' as usize] = true;
-    stops
-};
 
 /// A cursor over the bytes of a JSON text.
 struct Cursor<'a> {
@@ -152,25 +144,8 @@ impl<'a> Cursor<'a> {
     /// key inside it is never taken for one outside, but its inside is not validated
     /// (beyond its strings, which refuse control characters).
     fn container(&mut self) -> Result<()> {
-        let bytes = self.bytes;
-        let mut at = self.at;
-        let mut depth = 0usize;
-        loop {
-            while at < bytes.len() && !SKIP_STOPS[usize::from(bytes[at])] {
-                at += 1;
-            }
-            match bytes.get(at) {
-                None => return fail(at, "unterminated object or array"),
-                Some(b'"') => at = string_end(bytes, at + 1)?,
-                Some(b'{' | b'[') => depth += 1,
-                Some(_) => depth -= 1,
-            }
-            at += 1;
-            if depth == 0 {
-                self.at = at;
-                return Ok(());
-            }
-        }
+        self.at = skip::container_end(self.bytes, self.at)?;
+        Ok(())
     }
 
     fn number(&mut self) -> Result<()> {
