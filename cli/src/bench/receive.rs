@@ -148,6 +148,7 @@ impl Recorder {
                 self.deltas(rx, from, to, ops, now, in_window);
                 Ok(Received::Nothing)
             }
+            Scanned::Snapshot(snapshot) => Ok(self.snapshot(rx, snapshot)),
             Scanned::Other(message) => self.other(rx, message),
         });
         outcome.unwrap_or_else(|e| {
@@ -159,7 +160,7 @@ impl Recorder {
     /// Any message but `SYNC.DELTAS`.
     fn other(&mut self, rx: &mut Receiver, message: Message<'_>) -> Result<Received, ScanError> {
         match message.kind {
-            Kind::Snapshot => self.snapshot(rx, message.payload),
+            Kind::Snapshot => scan::snapshot(message.payload).map(|s| self.snapshot(rx, s)),
             Kind::Gap => {
                 self.metrics.gaps += 1;
                 self.stream_fault(rx, |s| s.gap());
@@ -271,8 +272,7 @@ impl Recorder {
         }
     }
 
-    fn snapshot(&mut self, rx: &mut Receiver, payload: &[u8]) -> Result<Received, ScanError> {
-        let snapshot = scan::snapshot(payload)?;
+    fn snapshot(&mut self, rx: &mut Receiver, snapshot: scan::Snapshot<'_>) -> Received {
         match rx.stream.snapshot(snapshot.rev) {
             Ok(skipped) => self.metrics.skipped_revs += skipped,
             Err(fault) => {
@@ -287,13 +287,13 @@ impl Recorder {
         self.seen(rx.room, snapshot.rev);
         if !rx.joined {
             rx.joined = true;
-            return Ok(Received::Ready);
+            return Received::Ready;
         }
         self.metrics.snapshots += 1;
         if let Some(writer) = &mut rx.writer {
             writer.book.snapshot();
         }
-        Ok(Received::Nothing)
+        Received::Nothing
     }
 
     fn error(&mut self, rx: &mut Receiver, payload: &[u8]) -> Result<(), ScanError> {
