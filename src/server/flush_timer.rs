@@ -19,8 +19,8 @@
 //!
 //! The interval grows with the room: a pass over a room's connections on a shard that
 //! took `P` (thousands of connections, a `writev` each) is followed by a wait of at least
-//! `P` before the next one, i.e. the next pass is due `max(interval, 2 P)` after the last
-//! one started. Without that a room whose pass outlasts the interval is flushed back to
+//! `P` (at most 100 ms) before the next one, i.e. the next pass is due `max(interval,
+//! 2 P)` after the last one started. Without that a room whose pass outlasts the interval is flushed back to
 //! back: every turn of the shard is one whole pass, so a client joining, reading or
 //! upgrading waits a pass per step, and each write carries only what one pass's time
 //! committed. With it, half of the shard's time at least is left to the turns between
@@ -36,6 +36,11 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::time::{Duration, Instant};
+
+/// The longest a room waits after a long pass before the next (see the module doc): a
+/// pass stretched by a stall of the machine (the thread descheduled for a second, say)
+/// must not hold the room's next deltas for as long again.
+const LONGEST_WAIT_AFTER_A_PASS: Duration = Duration::from_millis(100);
 
 /// The pacing state of one room on one shard.
 #[derive(Debug, Default)]
@@ -89,7 +94,8 @@ impl FlushTimer {
         }
         let due = match pace.last {
             Some(last) if paced && !self.interval.is_zero() => {
-                last + self.interval.max(pace.took.saturating_mul(2))
+                let wait_after = pace.took.min(LONGEST_WAIT_AFTER_A_PASS);
+                last + self.interval.max(pace.took + wait_after)
             }
             _ => return Admit::Now,
         };
@@ -227,6 +233,13 @@ mod tests {
         assert_eq!(timer.poll_timeout(t0 + 20 * MS, 250 * MS), MS);
         timer.take_due(t0 + 21 * MS, &mut due);
         assert_eq!(due, vec![7]);
+        // A pass stretched to a second by a stall waits 100 ms after it, not a second.
+        FlushTimer::flushed(&mut pace, t0 + 21 * MS, 1000 * MS);
+        assert_eq!(
+            timer.admit(7, &mut pace, true, t0 + 1021 * MS),
+            Admit::Later
+        );
+        assert_eq!(timer.poll_timeout(t0 + 1021 * MS, 250 * MS), 100 * MS);
         // With 0, nothing waits however long the pass took.
         let mut unpaced = FlushTimer::new(Duration::ZERO);
         FlushTimer::flushed(&mut pace, t0, 100 * MS);
