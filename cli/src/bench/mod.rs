@@ -133,7 +133,8 @@ pub(crate) struct BenchArgs {
     #[arg(long, value_enum, default_value = "ws-kit")]
     dialect: DialectArg,
     /// Receiving generator threads (one mio event loop each; the writers have one more of
-    /// their own). Default: half the cores, at least one
+    /// their own). Default: one per core on machines of two cores or fewer, else half the
+    /// cores
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
     /// Where the server under test runs: in this process, in a `deltasync serve` process
