@@ -43,6 +43,8 @@ fn assert_sound(figures: &Value) {
     for key in [
         "clients_connected",
         "connect_s",
+        "connect_server_cpu_s",
+        "connect_generator_cpu_s",
         "ops_per_s",
         "frames_per_s",
         "bytes_per_s",

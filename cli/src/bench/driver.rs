@@ -40,6 +40,10 @@ pub(crate) struct RunResult {
     /// The measured window (the load's duration, or the reconnect's span).
     pub(crate) window: Duration,
     pub(crate) server_cpu: Option<Duration>,
+    /// The server's CPU time while the clients connected and joined (a join storm's).
+    pub(crate) connect_server_cpu: Option<Duration>,
+    /// The generator's CPU time over the same span.
+    pub(crate) connect_generator_cpu: Option<Duration>,
     /// Write system calls of the server's threads in the window.
     pub(crate) server_writes: Option<u64>,
     pub(crate) generator_cpu: Duration,
@@ -98,6 +102,7 @@ pub(crate) fn run(
         quiet,
         started: now(),
     };
+    let connect_before = run.sample();
     if let Err(e) = run.spawn(Arc::new(endpoint)) {
         control.set_phase(Phase::Stop);
         return run.finish(
@@ -106,7 +111,11 @@ pub(crate) fn run(
         );
     }
     let mut window = Window::default();
-    let aborted = run.connect().err().or_else(|| match load.mode {
+    let connected = run.connect();
+    if connected.is_ok() {
+        window.connect_cpu = Some((connect_before, run.sample()));
+    }
+    let aborted = connected.err().or_else(|| match load.mode {
         Mode::Load => run.load(&mut window).err(),
         Mode::Idle => run.idle(&mut window, rss_before).err(),
         Mode::Reconnect { .. } => run.reconnect(&mut window).err(),
@@ -115,11 +124,30 @@ pub(crate) fn run(
     run.finish(window, aborted)
 }
 
+/// The CPU time the server (when it is known) and the generator's threads spent between
+/// two samples.
+fn cpu_spent(server: ServerProcess, edges: &CpuEdges) -> (Option<Duration>, Duration) {
+    let ((server_before, own_before), (server_after, own_after)) = edges;
+    let server = match server {
+        ServerProcess::Unknown => None,
+        ServerProcess::InProcess => Some(cpu::spent(server_before, server_after, |n| {
+            !cpu::is_generator(n)
+        })),
+        ServerProcess::Pid(_) => Some(cpu::spent(server_before, server_after, |_| true)),
+    };
+    (server, cpu::spent(own_before, own_after, cpu::is_generator))
+}
+
+/// The server's and this process's threads, sampled at the start and the end of a span.
+type CpuEdges = ((Sample, Sample), (Sample, Sample));
+
 /// What the driver sampled during the run.
 #[derive(Debug, Default)]
 struct Window {
     span: Duration,
-    cpu: Option<((Sample, Sample), (Sample, Sample))>,
+    cpu: Option<CpuEdges>,
+    /// From the generator's start until every client joined.
+    connect_cpu: Option<CpuEdges>,
     game: Option<(Counters, Counters)>,
     machine_busy: Option<Duration>,
     rss: Option<(u64, u64)>,
@@ -443,23 +471,14 @@ impl Run<'_> {
                     }
                     ServerProcess::Pid(_) => cpu::writes(before, after, |_| true),
                 });
-        let (server_cpu, generator_cpu) = match &window.cpu {
-            Some(((server_before, own_before), (server_after, own_after))) => (
-                match self.server {
-                    ServerProcess::Unknown => None,
-                    ServerProcess::InProcess => {
-                        Some(cpu::spent(server_before, server_after, |n| {
-                            !cpu::is_generator(n)
-                        }))
-                    }
-                    ServerProcess::Pid(_) => {
-                        Some(cpu::spent(server_before, server_after, |_| true))
-                    }
-                },
-                cpu::spent(own_before, own_after, cpu::is_generator),
-            ),
-            None => (None, Duration::ZERO),
-        };
+        let (server_cpu, generator_cpu) =
+            window.cpu.as_ref().map_or((None, Duration::ZERO), |edges| {
+                cpu_spent(self.server, edges)
+            });
+        let connect_cpu = window
+            .connect_cpu
+            .as_ref()
+            .map(|edges| cpu_spent(self.server, edges));
         let connected = self.control.ready.load(Ordering::Relaxed);
         let watched_cpu = window
             .watched
@@ -485,6 +504,8 @@ impl Run<'_> {
             server_cpu,
             server_writes,
             generator_cpu,
+            connect_server_cpu: connect_cpu.and_then(|(server, _)| server),
+            connect_generator_cpu: connect_cpu.map(|(_, generator)| generator),
             generator_busiest,
             rss: window.rss,
             reconnect_time: window.reconnect,

@@ -93,6 +93,10 @@ pub(crate) struct Figures {
     pub(crate) server: String,
     pub(crate) clients_connected: usize,
     pub(crate) connect_s: Option<f64>,
+    /// The server's CPU time until every client joined, s (a join storm's cost).
+    pub(crate) connect_server_cpu_s: Option<f64>,
+    /// The generator's CPU time over the same span, s.
+    pub(crate) connect_generator_cpu_s: Option<f64>,
     pub(crate) window_s: f64,
     /// Updates scheduled inside the measured window and what became of them.
     pub(crate) updates: AckView,
@@ -191,6 +195,8 @@ impl Figures {
             server,
             clients_connected: run.connected,
             connect_s: run.connect_time.map(|d| d.as_secs_f64()),
+            connect_server_cpu_s: run.connect_server_cpu.map(|d| d.as_secs_f64()),
+            connect_generator_cpu_s: run.connect_generator_cpu.map(|d| d.as_secs_f64()),
             window_s: window.as_secs_f64(),
             updates: run.measured.into(),
             updates_all: run.updates.into(),
@@ -402,6 +408,17 @@ impl Report {
             [None, None],
         );
         row_vs("connect time", &|f| opt(f.connect_s, " s", 2), [None, None]);
+        row_vs(
+            "CPU while connecting",
+            &|f| match (f.connect_server_cpu_s, f.connect_generator_cpu_s) {
+                (Some(server), Some(generator)) => {
+                    format!("server {server:.2} s, generator {generator:.2} s")
+                }
+                (None, Some(generator)) => format!("generator {generator:.2} s"),
+                _ => "-".into(),
+            },
+            [None, None],
+        );
         row_vs(
             "updates (measured)",
             &|f| format!("{} sent / {} acked", f.updates.sent, f.updates.acked),
