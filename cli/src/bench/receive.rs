@@ -160,7 +160,6 @@ impl Recorder {
     /// Any message but `SYNC.DELTAS`.
     fn other(&mut self, rx: &mut Receiver, message: Message<'_>) -> Result<Received, ScanError> {
         match message.kind {
-            Kind::Snapshot => scan::snapshot(message.payload).map(|s| self.snapshot(rx, s)),
             Kind::Gap => {
                 self.metrics.gaps += 1;
                 self.stream_fault(rx, |s| s.gap());
@@ -170,7 +169,8 @@ impl Recorder {
                 self.error(rx, message.payload)?;
                 Ok(Received::Nothing)
             }
-            Kind::Other | Kind::Deltas => {
+            // `scan::message` hands deltas and snapshots back read, never as these.
+            Kind::Other | Kind::Deltas | Kind::Snapshot => {
                 self.stream_fault(rx, Stream::other);
                 Ok(Received::Nothing)
             }

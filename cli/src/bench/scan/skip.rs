@@ -117,17 +117,25 @@ pub(super) fn small_container_end(bytes: &[u8], start: usize) -> Result<usize> {
         while at < bytes.len() && !SKIP_STOPS[usize::from(bytes[at])] {
             at += 1;
         }
-        match bytes.get(at) {
-            None => return fail(at, "unterminated object or array"),
-            Some(b'"') => at = string_end(bytes, at + 1)?,
-            Some(b'{' | b'[') => depth += 1,
-            Some(_) => depth -= 1,
-        }
-        at += 1;
+        at = past_stop(bytes, at, &mut depth)?;
         if depth == 0 {
             return Ok(at);
         }
     }
+}
+
+/// Moves past the stop at `at` (a quote, a bracket, or the end of the bytes), a whole
+/// string for a quote, counting brackets in `depth`; the index after it. Both byte walks
+/// take their stops through it.
+#[inline(always)]
+fn past_stop(bytes: &[u8], at: usize, depth: &mut usize) -> Result<usize> {
+    match bytes.get(at) {
+        None => return fail(at, "unterminated object or array"),
+        Some(b'"') => return Ok(string_end(bytes, at + 1)? + 1),
+        Some(b'{' | b'[') => *depth += 1,
+        Some(_) => *depth -= 1,
+    }
+    Ok(at + 1)
 }
 
 /// The skip from `state` on, a block at a time (the last one padded with zero bytes).
@@ -301,13 +309,7 @@ fn walk(bytes: &[u8], state: State, until: usize) -> Result<Walk> {
                 in_string,
             }));
         }
-        match bytes.get(at) {
-            None => return fail(at, "unterminated object or array"),
-            Some(b'"') => at = string_end(bytes, at + 1)?,
-            Some(b'{' | b'[') => depth += 1,
-            Some(_) => depth -= 1,
-        }
-        at += 1;
+        at = past_stop(bytes, at, &mut depth)?;
         if depth == 0 {
             return Ok(Walk::Closed(at));
         }
